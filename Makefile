@@ -1,0 +1,44 @@
+# make demo: set up .venv and run the main job on the bundled example.
+# make test: set up .venv the same way and run the tests.
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.edgeport-installed
+PIP := $(PY) -m pip --disable-pip-version-check -q
+
+.PHONY: setup demo test lint bench clean constraints
+
+setup: $(STAMP)
+
+# torch goes first, alone, so that pip takes the local CPU wheel and every later
+# install keeps it (the constraints file pins it too).
+$(STAMP): pyproject.toml constraints.txt
+	$(PYTHON) -c 'import sys; assert sys.version_info[:2] == (3, 11), "edgeport needs Python 3.11"'
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PIP) install torch==2.13.0
+	$(PIP) install -c constraints.txt -e '.[dev]'
+	$(PIP) install --no-deps onnx2tf==1.29.24 tf-keras==2.21.0
+	touch $(STAMP)
+
+demo: setup
+	$(PY) convert.py --input_model examples/fashion_cnn.pt2 --output_format onnx \
+		--quantization int8 --optimize_for cpu \
+		--calibration_data examples/fashion_mnist_calib.npz \
+		--eval_data examples/fashion_mnist_test_1k.npz \
+		--max_accuracy_drop 0.5
+
+test: setup
+	$(PY) -m pytest -q
+
+lint: setup
+	$(VENV)/bin/ruff check edgeport tests bench examples convert.py
+
+bench: setup
+	$(PY) bench/bench_int8_onnx.py
+
+constraints: setup
+	$(PIP) freeze --exclude-editable | sed 's/^torch==\(.*\)+cpu/torch==\1/' \
+		| grep -viE '^(onnx2tf|tf.keras)==' > constraints.txt
+
+clean:
+	rm -rf $(VENV) out .pytest_cache

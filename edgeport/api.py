@@ -1,0 +1,37 @@
+"""The Python API: ``edgeport.convert(...)``, the same job as ``edgeport convert``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from edgeport.progress import Progress
+from edgeport.recipe import Recipe, parse_input_dtypes, parse_input_shapes
+
+
+def convert(input_model: str, *, output_format: str = "onnx", quantization: str = "int8",
+            optimize_for: str = "cpu", input_shape: str | list[str] | None = None,
+            input_dtype: str | list[str] | None = None, progress: Progress | None = None,
+            **options: Any):
+    """Convert ``input_model`` into a verified artifact bundle and return the pipeline Result.
+
+    Keyword options are the CLI flags (snake_case): calibration_data, eval_data, output_dir,
+    dynamic_batch, model_class, allow_pickle, max_accuracy_drop, preprocess, threads, ...
+    Returns ``edgeport.pipeline.Result`` (``bundle_dir``, ``report``, ``passed``).
+    Raises InputError (bad input), ConversionError (conversion failed) or GateFailed (the
+    accuracy gate failed; the bundle is still written and marked failed).
+    """
+    from dataclasses import fields
+
+    from edgeport.errors import InputError
+    from edgeport.pipeline import run
+
+    known = {f.name for f in fields(Recipe)}
+    unknown = sorted(set(options) - known)
+    if unknown:
+        raise InputError(f"unknown option {unknown[0]!r}", hint=f"options: {', '.join(sorted(known))}")
+    recipe = Recipe(
+        input_model=str(input_model), output_format=output_format, quantization=quantization,
+        optimize_for=optimize_for, input_shape=parse_input_shapes(input_shape),
+        input_dtype=parse_input_dtypes(input_dtype), **options,
+    )
+    return run(recipe, progress)

@@ -1,0 +1,43 @@
+"""Device profiles: shipped YAML files, user profile files, aliases and host detection."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from edgeport.errors import InputError
+from edgeport.profiles.detect import detect_host_profile
+from edgeport.profiles.schema import DeviceProfile, load_profile_file
+
+PROFILE_DIR = Path(__file__).resolve().parent
+HOST_ALIASES = ("auto", "cpu")
+
+
+def shipped_profiles() -> dict[str, DeviceProfile]:
+    """Return every profile shipped with edgeport, by name."""
+    profiles = {}
+    for path in sorted(PROFILE_DIR.glob("*.yaml")):
+        profile = load_profile_file(path)
+        profiles[profile.name] = profile
+    return profiles
+
+
+def resolve_profile(name_or_path: str) -> tuple[DeviceProfile, str]:
+    """Resolve ``--optimize_for`` (a profile name, an alias, ``auto``/``cpu`` or a YAML path).
+
+    Returns the profile and a sentence saying how it was chosen (for the report's decisions).
+    """
+    value = name_or_path.strip()
+    if value.endswith((".yaml", ".yml")) or "/" in value:
+        path = Path(value)
+        if not path.is_file():
+            raise InputError(f"profile file not found: {value}")
+        return load_profile_file(path), f"user profile file {value}"
+    profiles = shipped_profiles()
+    if value.lower() in HOST_ALIASES:
+        detected, reason = detect_host_profile()
+        return profiles[detected], f"--optimize_for {value} detected the host: {reason} -> {detected}"
+    for profile in profiles.values():
+        if value == profile.name or value in profile.aliases:
+            return profile, f"--optimize_for {value} -> shipped profile {profile.name}"
+    names = sorted(list(profiles) + [a for p in profiles.values() for a in p.aliases] + list(HOST_ALIASES))
+    raise InputError(f"unknown device profile {value!r}", hint=f"known: {', '.join(names)}, or a .yaml path")

@@ -1,0 +1,1 @@
+"""Quantization: calibration, the precision plan (data), and applying it to ONNX."""

@@ -1,0 +1,119 @@
+"""Apply a precision plan to an ONNX model with onnxruntime.quantization / fp16 converters."""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import warnings
+from pathlib import Path
+
+import onnx
+
+from edgeport.data import Dataset
+from edgeport.errors import ConversionError
+from edgeport.quantize.calibrate import DatasetReader
+from edgeport.quantize.plan import PrecisionPlan
+
+
+def _quant_type(name: str):
+    from onnxruntime.quantization import QuantType
+
+    return QuantType.QUInt8 if name == "uint8" else QuantType.QInt8
+
+
+def _preprocess(fp32_path: Path, work: Path, notes: list[str]) -> Path:
+    """Run ORT's quant_pre_process (symbolic shapes, fusions) when it can; else keep the input."""
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    out = work / "preprocessed.onnx"
+    try:
+        quant_pre_process(str(fp32_path), str(out), skip_symbolic_shape=False)
+        return out
+    except Exception as exc:  # it fails on some graphs; quantization can still go on
+        notes.append(f"quant_pre_process skipped: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}")
+        return fp32_path
+
+
+def _to_fp16(fp32_path: Path, out: Path, notes: list[str]) -> None:
+    """Convert to fp16 with fp32 I/O, trying both converters (each fails on some graphs)."""
+    from edgeport.verify.runners import OrtRunner
+
+    model = onnx.load(str(fp32_path))
+    errors = []
+    for name in ("onnxconverter-common", "onnxruntime.transformers"):
+        try:
+            if name == "onnxconverter-common":
+                from onnxconverter_common import float16
+
+                converted = float16.convert_float_to_float16(model, keep_io_types=True)
+            else:
+                from onnxruntime.transformers.onnx_model import OnnxModel
+
+                wrapper = OnnxModel(onnx.load(str(fp32_path)))
+                wrapper.convert_float_to_float16(keep_io_types=True)
+                wrapper.topological_sort()
+                converted = wrapper.model
+            onnx.checker.check_model(converted)
+            OrtRunner(converted.SerializeToString())  # ORT must accept it, not only the checker
+            onnx.save(converted, str(out))
+            notes.append(f"fp16 conversion by {name}")
+            return
+        except Exception as exc:
+            errors.append(f"{name}: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}")
+    raise ConversionError("fp16 conversion failed with both converters: " + "; ".join(errors))
+
+
+def apply_plan(fp32_path: Path, plan: PrecisionPlan, out: Path, work: Path,
+               calibration: Dataset | None, batch_size: int, progress=None) -> list[str]:
+    """Write ``fp32_path`` quantized as ``plan`` says to ``out``; return notes on what was done.
+
+    Raises ConversionError when the quantizer fails.
+    """
+    notes: list[str] = []
+    if plan.scheme == "none":
+        shutil.copyfile(fp32_path, out)
+        return notes
+    if plan.scheme == "fp16":
+        _to_fp16(fp32_path, out, notes)
+        return notes
+    from onnxruntime.quantization import QuantFormat, quantize_dynamic, quantize_static
+
+    details = plan.details
+    source = _preprocess(fp32_path, work, notes)
+    nodes = plan.nodes_in(plan.scheme)
+    if not nodes:
+        notes.append("no weighted layer to quantize: the artifact equals the fp32 model")
+        shutil.copyfile(fp32_path, out)
+        return notes
+    # ORT's quantizer logs every node at INFO and warns about things edgeport reports itself.
+    logging.getLogger().setLevel(logging.WARNING)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            if plan.scheme == "int8":
+                assert calibration is not None
+                quantize_static(
+                    str(source), str(out), DatasetReader(calibration, batch_size, progress),
+                    quant_format=QuantFormat.QDQ,
+                    activation_type=_quant_type(details["activation_type"]),
+                    weight_type=_quant_type(details["weight_type"]),
+                    per_channel=details["per_channel"], reduce_range=details["reduce_range"],
+                    nodes_to_quantize=nodes,
+                    extra_options={"WeightSymmetric": True, "ActivationSymmetric": False},
+                )
+            else:
+                quantize_dynamic(
+                    str(source), str(out), weight_type=_quant_type(details["weight_type"]),
+                    per_channel=details["per_channel"], reduce_range=details["reduce_range"],
+                    nodes_to_quantize=nodes,
+                )
+    except Exception as exc:
+        raise ConversionError(
+            f"onnxruntime quantization ({plan.scheme}) failed: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}",
+            hint="try --quantization int8-dynamic or fp16",
+        ) from exc
+    try:
+        onnx.checker.check_model(str(out))
+    except onnx.checker.ValidationError as exc:
+        raise ConversionError(f"the quantized model fails onnx.checker: {str(exc).splitlines()[0]}") from exc
+    return notes

@@ -1,0 +1,132 @@
+"""The resolved options of one conversion (``Recipe``) and the parsing of shape/dtype flags."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from edgeport.errors import InputError
+
+OUTPUT_FORMATS = ("onnx", "tflite", "coreml")
+# Formats whose backend exists today; the others are planned and refused with a clear message.
+IMPLEMENTED_FORMATS = ("onnx",)
+QUANTIZATIONS = ("none", "fp32", "fp16", "int8", "int8-dynamic")
+DTYPES = ("float32", "float16", "int64", "int32", "uint8", "int8", "bool")
+
+
+@dataclass
+class InputShape:
+    """A user-given input shape: ``name`` is None for positional (``1,3,224,224``)."""
+
+    name: str | None
+    dims: list[int]
+
+
+@dataclass
+class Recipe:
+    """Everything one conversion needs, resolved from CLI flags or :func:`edgeport.convert` kwargs."""
+
+    input_model: str
+    output_format: str = "onnx"
+    quantization: str = "int8"
+    optimize_for: str = "cpu"
+    calibration_data: str | None = None
+    eval_data: str | None = None
+    output_dir: str | None = None
+    input_shape: list[InputShape] = field(default_factory=list)
+    input_dtype: dict[str | None, str] = field(default_factory=dict)
+    dynamic_batch: bool = False
+    model_class: str | None = None
+    allow_pickle: bool = False
+    max_accuracy_drop: float | None = None
+    preprocess: str | None = None
+    calibration_samples: int = 256
+    eval_samples: int | None = None
+    threads: int = 1
+    latency_runs: int = 200
+    warmup_runs: int = 20
+    parity_rtol: float = 1e-3
+    parity_atol: float = 1e-4
+    opset: int = 18
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        self.output_format = self.output_format.lower()
+        self.quantization = "none" if self.quantization.lower() == "fp32" else self.quantization.lower()
+        if self.output_format not in OUTPUT_FORMATS:
+            raise InputError(
+                f"unknown --output_format {self.output_format!r}",
+                hint=f"choose one of {', '.join(OUTPUT_FORMATS)}",
+            )
+        if self.output_format not in IMPLEMENTED_FORMATS:
+            raise InputError(
+                f"--output_format {self.output_format} is not implemented in this version of edgeport",
+                hint=f"available now: {', '.join(IMPLEMENTED_FORMATS)}",
+            )
+        if self.quantization not in QUANTIZATIONS:
+            raise InputError(
+                f"unknown --quantization {self.quantization!r}",
+                hint=f"choose one of {', '.join(q for q in QUANTIZATIONS if q != 'fp32')}",
+            )
+        if self.max_accuracy_drop is not None and self.max_accuracy_drop < 0:
+            raise InputError("--max_accuracy_drop must be >= 0 (percentage points)")
+        for name in ("calibration_samples", "latency_runs", "threads"):
+            if getattr(self, name) < 1:
+                raise InputError(f"--{name} must be >= 1")
+        if self.eval_samples is not None and self.eval_samples < 1:
+            raise InputError("--eval_samples must be >= 1")
+
+    def as_dict(self) -> dict[str, Any]:
+        """Return the recipe as JSON-ready data (for the manifest and the report)."""
+        data = asdict(self)
+        data["input_shape"] = [f"{s.name}:" if s.name else "" for s in self.input_shape]
+        data["input_shape"] = [
+            (f"{s.name}:" if s.name else "") + ",".join(str(d) for d in s.dims) for s in self.input_shape
+        ]
+        data["input_dtype"] = {k or "*": v for k, v in self.input_dtype.items()}
+        return data
+
+
+_SHAPE_RE = re.compile(r"^(?:(?P<name>[^:\s]+):)?(?P<dims>\d+(?:[,x]\d+)*)$")
+
+
+def parse_input_shapes(values: list[str] | tuple[str, ...] | str | None) -> list[InputShape]:
+    """Parse ``--input_shape`` values (``1,3,224,224`` or ``name:1,3,224,224``; several
+    separated by spaces/semicolons or repeated) into :class:`InputShape` objects."""
+    if not values:
+        return []
+    if isinstance(values, str):
+        values = [values]
+    items = [item for value in values for item in re.split(r"[;\s]+", value.strip()) if item]
+    shapes = []
+    for item in items:
+        match = _SHAPE_RE.match(item)
+        if not match:
+            raise InputError(
+                f"bad --input_shape {item!r}",
+                hint="write it as 1,3,224,224 or name:1,3,224,224 (positive integers)",
+            )
+        dims = [int(d) for d in re.split(r"[,x]", match.group("dims"))]
+        if any(d <= 0 for d in dims):
+            raise InputError(f"bad --input_shape {item!r}: every dimension must be positive")
+        shapes.append(InputShape(match.group("name"), dims))
+    if len(shapes) > 1 and any(s.name is None for s in shapes):
+        raise InputError("several --input_shape values need names", hint="use name:1,3,224,224 for each input")
+    return shapes
+
+
+def parse_input_dtypes(values: list[str] | tuple[str, ...] | str | None) -> dict[str | None, str]:
+    """Parse ``--input_dtype`` values (``float32`` for all inputs or ``name:int64``) into a map;
+    the key None means every input without its own entry."""
+    if not values:
+        return {}
+    if isinstance(values, str):
+        values = [values]
+    result: dict[str | None, str] = {}
+    for item in (i for v in values for i in re.split(r"[;,\s]+", v.strip()) if i):
+        name, _, dtype = item.rpartition(":")
+        if dtype not in DTYPES:
+            raise InputError(f"bad --input_dtype {item!r}", hint=f"dtypes: {', '.join(DTYPES)}")
+        result[name or None] = dtype
+    return result

@@ -1,0 +1,1 @@
+"""Reports: ``report.json`` (versioned, the source of truth) and HTML rendered from it."""

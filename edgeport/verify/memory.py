@@ -1,0 +1,56 @@
+"""Peak memory of loading and running an ONNX model, measured in a fresh child process
+(an in-process peak would include everything edgeport itself has loaded)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+
+def _current_rss_mb() -> float:
+    import psutil
+
+    return psutil.Process().memory_info().rss / (1024 * 1024)
+
+
+def measure_peak_memory(model_path: Path, feeds_path: Path, threads: int, timeout: float = 120) -> dict[str, Any]:
+    """Return memory figures of a child process that loads and runs the model.
+
+    ``baseline_mb``: resident memory after importing ONNX Runtime; ``loaded_mb``: after
+    creating the session and running 3 times; ``runtime_mb``: the difference (what the model
+    costs). Current RSS, not ru_maxrss: Linux carries the parent's high-water mark across
+    exec, so a child's ru_maxrss can report edgeport's own memory. On failure: an ``error`` entry.
+    """
+    try:
+        completed = subprocess.run(
+            [sys.executable, "-m", "edgeport.verify.memory", str(model_path), str(feeds_path), str(threads)],
+            capture_output=True, text=True, timeout=timeout, check=False,
+        )
+    except subprocess.TimeoutExpired:
+        return {"error": f"memory probe timed out after {timeout:.0f} s"}
+    if completed.returncode != 0:
+        return {"error": f"memory probe failed: {completed.stderr.strip().splitlines()[-1:]}"}
+    return json.loads(completed.stdout.strip().splitlines()[-1])
+
+
+def _probe(model_path: str, feeds_path: str, threads: int) -> None:
+    import numpy as np
+
+    from edgeport.verify.runners import OrtRunner
+
+    with np.load(feeds_path, allow_pickle=False) as data:
+        feeds = {k: data[k] for k in data.files}
+    baseline = _current_rss_mb()
+    runner = OrtRunner(model_path, threads=threads)
+    for _ in range(3):
+        runner.run(feeds)
+    loaded = _current_rss_mb()
+    print(json.dumps({"baseline_mb": round(baseline, 1), "loaded_mb": round(loaded, 1),
+                      "runtime_mb": round(loaded - baseline, 1)}))
+
+
+if __name__ == "__main__":
+    _probe(sys.argv[1], sys.argv[2], int(sys.argv[3]))
