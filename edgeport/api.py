@@ -8,10 +8,17 @@ from edgeport.progress import Progress
 from edgeport.recipe import Recipe, parse_input_dtypes, parse_input_shapes
 
 
-def convert(input_model: str, *, output_format: str = "onnx", quantization: str = "int8",
-            optimize_for: str = "cpu", input_shape: str | list[str] | None = None,
-            input_dtype: str | list[str] | None = None, progress: Progress | None = None,
-            **options: Any):
+def convert(
+    input_model: str,
+    *,
+    output_format: str = "onnx",
+    quantization: str = "int8",
+    optimize_for: str = "cpu",
+    input_shape: str | list[str] | None = None,
+    input_dtype: str | list[str] | None = None,
+    progress: Progress | None = None,
+    **options: Any,
+):
     """Convert ``input_model`` into a verified artifact bundle and return the pipeline Result.
 
     Keyword options are the CLI flags (snake_case): calibration_data, eval_data, output_dir,
@@ -30,8 +37,12 @@ def convert(input_model: str, *, output_format: str = "onnx", quantization: str 
     if unknown:
         raise InputError(f"unknown option {unknown[0]!r}", hint=f"options: {', '.join(sorted(known))}")
     recipe = Recipe(
-        input_model=str(input_model), output_format=output_format, quantization=quantization,
-        optimize_for=optimize_for, input_shape=parse_input_shapes(input_shape),
-        input_dtype=parse_input_dtypes(input_dtype), **options,
+        input_model=str(input_model),
+        output_format=output_format,
+        quantization=quantization,
+        optimize_for=optimize_for,
+        input_shape=parse_input_shapes(input_shape),
+        input_dtype=parse_input_dtypes(input_dtype),
+        **options,
     )
     return run(recipe, progress)

@@ -25,7 +25,9 @@ class BundleWriter:
 
     def __init__(self, final_dir: Path) -> None:
         self.final_dir = final_dir
-        if final_dir.exists() and (not final_dir.is_dir() or (any(final_dir.iterdir()) and not (final_dir / MANIFEST).is_file())):
+        if final_dir.exists() and (
+            not final_dir.is_dir() or (any(final_dir.iterdir()) and not (final_dir / MANIFEST).is_file())
+        ):
             raise InputError(
                 f"output folder {final_dir} exists and is not an edgeport bundle; refusing to overwrite it",
                 hint="choose another --output_dir or remove that folder",
@@ -52,7 +54,8 @@ class BundleWriter:
         """Return ``{relative name: {sha256, bytes}}`` for every file written so far."""
         return {
             str(p.relative_to(self.tmp)): {"sha256": sha256_file(p), "bytes": p.stat().st_size}
-            for p in sorted(self.tmp.rglob("*")) if p.is_file() and p.name != MANIFEST
+            for p in sorted(self.tmp.rglob("*"))
+            if p.is_file() and p.name != MANIFEST
         }
 
     def commit(self, manifest: dict[str, Any]) -> Path:

@@ -10,7 +10,7 @@ from typing import Any
 
 import click
 
-from edgeport.errors import EdgeportError, GateFailed
+from edgeport.errors import EdgeportError, GateFailed, describe_exception
 from edgeport.recipe import QUANTIZATIONS
 
 EXIT_INTERRUPTED = 130
@@ -39,8 +39,7 @@ def handle_errors(func: Callable) -> Callable:
         except Exception as exc:  # a bug in edgeport or a library: still one line by default
             if debug:
                 raise
-            _print_error(f"internal error: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''} "
-                         "(run again with --debug for the traceback)")
+            _print_error(f"internal error: {describe_exception(exc)} (run again with --debug for the traceback)")
             sys.exit(1)
 
     return wrapper
@@ -55,23 +54,62 @@ def main() -> None:
 def convert_options(func: Callable) -> Callable:
     """The flags of ``convert`` (shared by ``edgeport convert`` and ``convert.py``)."""
     options = [
-        click.option("--input_model", required=True, help="Model file (.pt2, .pt/.pth TorchScript or state_dict, .onnx) or package.module:factory."),
+        click.option(
+            "--input_model",
+            required=True,
+            help="Model file (.pt2, .pt/.pth TorchScript or state_dict, .onnx) or package.module:factory.",
+        ),
         click.option("--output_format", default="onnx", show_default=True, help="onnx (tflite and coreml: planned)."),
-        click.option("--quantization", default="int8", show_default=True, type=click.Choice(list(QUANTIZATIONS), case_sensitive=False)),
-        click.option("--optimize_for", default="cpu", show_default=True, help="Device profile name, alias, auto/cpu (detect the host) or a .yaml path."),
+        click.option(
+            "--quantization",
+            default="int8",
+            show_default=True,
+            type=click.Choice(list(QUANTIZATIONS), case_sensitive=False),
+        ),
+        click.option(
+            "--optimize_for",
+            default="cpu",
+            show_default=True,
+            help="Device profile name, alias, auto/cpu (detect the host) or a .yaml path.",
+        ),
         click.option("--calibration_data", default=None, help=".npz/.npy (array 'x') or a folder of images."),
-        click.option("--eval_data", default=None, help=".npz/.npy ('x' and optional labels 'y') or a folder of images (class subfolders = labels)."),
-        click.option("--output_dir", default=None, help="Bundle folder [default: out/<model>-<format>-<quantization>-<profile>]."),
-        click.option("--input_shape", multiple=True, help="1,3,224,224 or name:1,3,224,224 (repeat for several inputs)."),
+        click.option(
+            "--eval_data",
+            default=None,
+            help=".npz/.npy ('x' and optional labels 'y') or a folder of images (class subfolders = labels).",
+        ),
+        click.option(
+            "--output_dir", default=None, help="Bundle folder [default: out/<model>-<format>-<quantization>-<profile>]."
+        ),
+        click.option(
+            "--input_shape", multiple=True, help="1,3,224,224 or name:1,3,224,224 (repeat for several inputs)."
+        ),
         click.option("--input_dtype", multiple=True, help="float32 (all inputs) or name:int64."),
-        click.option("--dynamic_batch", is_flag=True, help="Make the batch dimension dynamic (models whose file has no shapes)."),
+        click.option(
+            "--dynamic_batch", is_flag=True, help="Make the batch dimension dynamic (models whose file has no shapes)."
+        ),
         click.option("--model_class", default=None, help="package.module:Class (or file.py:Class) for a state_dict."),
-        click.option("--allow-pickle", "--allow_pickle", "allow_pickle", is_flag=True, help="Allow unpickling a whole nn.Module (runs code from the file: trusted files only)."),
-        click.option("--max_accuracy_drop", type=float, default=None, help="Gate, in percentage points of top-1 (see README); exceeded -> exit 3."),
+        click.option(
+            "--allow-pickle",
+            "--allow_pickle",
+            "allow_pickle",
+            is_flag=True,
+            help="Allow unpickling a whole nn.Module (runs code from the file: trusted files only).",
+        ),
+        click.option(
+            "--max_accuracy_drop",
+            type=float,
+            default=None,
+            help="Gate, in percentage points of top-1 (see README); exceeded -> exit 3.",
+        ),
         click.option("--preprocess", default=None, help="scale=1/255;mean=...;std=...;resize=H,W;layout=NCHW"),
         click.option("--calibration_samples", type=int, default=256, show_default=True),
-        click.option("--eval_samples", type=int, default=None, help="Use at most this many eval samples [default: all]."),
-        click.option("--threads", type=int, default=1, show_default=True, help="Runtime threads for evaluation and latency."),
+        click.option(
+            "--eval_samples", type=int, default=None, help="Use at most this many eval samples [default: all]."
+        ),
+        click.option(
+            "--threads", type=int, default=1, show_default=True, help="Runtime threads for evaluation and latency."
+        ),
         click.option("--latency_runs", type=int, default=200, show_default=True),
         click.option("--quiet", is_flag=True, help="No progress display."),
         click.option("--debug", is_flag=True, help="Show tracebacks."),
@@ -87,27 +125,43 @@ def print_summary(result, console) -> None:
 
     r = result.report
     fid, lat, size = r["fidelity"], r["latency"], r["size"]
-    table = Table(title=f"{r['model']['name']} -> {r['target']['format']} {r['target']['scheme']} on {r['target']['profile']}")
+    table = Table(
+        title=f"{r['model']['name']} -> {r['target']['format']} {r['target']['scheme']} on {r['target']['profile']}"
+    )
     table.add_column("")
     table.add_column("fp32 ONNX", justify="right")
     table.add_column("artifact", justify="right")
     table.add_column("change", justify="right")
     if "artifact_top1" in fid:
-        table.add_row("top-1 accuracy", f"{fid['reference_top1']:.2f}%", f"{fid['artifact_top1']:.2f}%",
-                      f"{fid['artifact_top1'] - fid['reference_top1']:+.2f} pts")
+        table.add_row(
+            "top-1 accuracy",
+            f"{fid['reference_top1']:.2f}%",
+            f"{fid['artifact_top1']:.2f}%",
+            f"{fid['artifact_top1'] - fid['reference_top1']:+.2f} pts",
+        )
     if "top1_agreement" in fid:
         table.add_row("top-1 agreement", "", f"{fid['top1_agreement']:.2f}%", "")
     first = next(iter(fid["outputs"].values()))
     table.add_row("cosine (mean / min)", "", f"{first['cosine_mean']:.5f} / {first['cosine_min']:.5f}", "")
-    table.add_row("latency p50", f"{lat['reference']['p50_ms']:.4f} ms", f"{lat['artifact']['p50_ms']:.4f} ms",
-                  f"{lat['speedup']:.2f}x faster")
+    table.add_row(
+        "latency p50",
+        f"{lat['reference']['p50_ms']:.4f} ms",
+        f"{lat['artifact']['p50_ms']:.4f} ms",
+        f"{lat['speedup']:.2f}x faster",
+    )
     table.add_row("latency p99", f"{lat['reference']['p99_ms']:.4f} ms", f"{lat['artifact']['p99_ms']:.4f} ms", "")
-    table.add_row("file size", f"{size['reference_bytes'] / 1e6:.3f} MB", f"{size['artifact_bytes'] / 1e6:.3f} MB",
-                  f"{size['ratio']:.2f}x smaller")
+    table.add_row(
+        "file size",
+        f"{size['reference_bytes'] / 1e6:.3f} MB",
+        f"{size['artifact_bytes'] / 1e6:.3f} MB",
+        f"{size['ratio']:.2f}x smaller",
+    )
     console.print(table)
     data = r["data"]["eval"]
     console.print(f"eval data: {data['source']}" + ("  [yellow](random inputs)[/]" if data["synthetic"] else ""))
-    console.print(f"latency: {lat['threads']} thread(s), batch {lat['batch']}, {lat['reference']['runs']} interleaved runs")
+    console.print(
+        f"latency: {lat['threads']} thread(s), batch {lat['batch']}, {lat['reference']['runs']} interleaved runs"
+    )
     gate = r["gate"]
     verdict = "[green]passed[/]" if gate["passed"] else "[red]FAILED[/]"
     limit = f" (limit {gate['max_accuracy_drop']})" if gate["max_accuracy_drop"] is not None else " (no gate set)"
@@ -115,7 +169,9 @@ def print_summary(result, console) -> None:
     console.print(f"bundle: {result.bundle_dir}")
 
 
-def run_convert(quiet: bool, debug: bool, input_shape: tuple[str, ...], input_dtype: tuple[str, ...], **options: Any) -> None:
+def run_convert(
+    quiet: bool, debug: bool, input_shape: tuple[str, ...], input_dtype: tuple[str, ...], **options: Any
+) -> None:
     """Run one conversion from CLI options and print the summary; exits 3 when a gate failed."""
     from rich.console import Console
 
@@ -178,9 +234,12 @@ def profiles_show(name: str) -> None:
     table.add_row("schemes", ", ".join(profile.schemes))
     table.add_row("ONNX Runtime providers", ", ".join(profile.onnxruntime.execution_providers))
     for label, scheme in (("int8 (static)", profile.int8), ("int8-dynamic", profile.int8_dynamic)):
-        table.add_row(label, f"activations {scheme.activation_type}, weights {scheme.weight_type}, "
-                      f"{'per-channel' if scheme.per_channel else 'per-tensor'}"
-                      f"{', reduce_range' if scheme.reduce_range else ''}")
+        table.add_row(
+            label,
+            f"activations {scheme.activation_type}, weights {scheme.weight_type}, "
+            f"{'per-channel' if scheme.per_channel else 'per-tensor'}"
+            f"{', reduce_range' if scheme.reduce_range else ''}",
+        )
     for note in profile.notes:
         table.add_row("note", note)
     table.add_row("source", profile.source)
@@ -200,8 +259,14 @@ def profiles_detect() -> None:
 
 @main.command("report")
 @click.argument("report_json", type=click.Path(dir_okay=False))
-@click.option("-o", "--output", "output", type=click.Path(dir_okay=False), default=None,
-              help="HTML file to write [default: next to the JSON].")
+@click.option(
+    "-o",
+    "--output",
+    "output",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="HTML file to write [default: next to the JSON].",
+)
 @handle_errors
 def report_command(report_json: str, output: str | None) -> None:
     """Render a report.json into a self-contained HTML page."""

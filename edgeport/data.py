@@ -76,8 +76,10 @@ def parse_preprocess(spec: str | None) -> Preprocess:
             else:
                 raise InputError(f"--preprocess: unknown key {key!r}", hint="keys: scale, mean, std, resize, layout")
         except (ValueError, ZeroDivisionError) as exc:
-            raise InputError(f"--preprocess: bad value in {part!r}",
-                             hint="e.g. scale=1/255;mean=0.5;std=0.5;resize=224,224;layout=NCHW") from exc
+            raise InputError(
+                f"--preprocess: bad value in {part!r}",
+                hint="e.g. scale=1/255;mean=0.5;std=0.5;resize=224,224;layout=NCHW",
+            ) from exc
     if result.std and any(s == 0 for s in result.std):
         raise InputError("--preprocess: std must not be 0")
     return result
@@ -131,7 +133,9 @@ def _read_arrays(path: Path, max_rows: int | None) -> dict[str, np.ndarray]:
     return arrays
 
 
-def _pick_inputs(arrays: dict[str, np.ndarray], specs: list[TensorSpec], path: Path) -> tuple[dict[str, np.ndarray], np.ndarray | None]:
+def _pick_inputs(
+    arrays: dict[str, np.ndarray], specs: list[TensorSpec], path: Path
+) -> tuple[dict[str, np.ndarray], np.ndarray | None]:
     labels = next((arrays[k] for k in LABEL_KEYS if k in arrays), None)
     label_key = next((k for k in LABEL_KEYS if k in arrays), None)
     if len(specs) == 1:
@@ -142,12 +146,16 @@ def _pick_inputs(arrays: dict[str, np.ndarray], specs: list[TensorSpec], path: P
         rest = [k for k in arrays if k != label_key]
         if len(rest) == 1:
             return {spec.name: arrays[rest[0]]}, labels
-        raise InputError(f"{path}: cannot tell which array is the input among {', '.join(arrays)}",
-                         hint=f"name it 'x' or {spec.name!r}")
+        raise InputError(
+            f"{path}: cannot tell which array is the input among {', '.join(arrays)}",
+            hint=f"name it 'x' or {spec.name!r}",
+        )
     missing = [s.name for s in specs if s.name not in arrays]
     if missing:
-        raise InputError(f"{path} lacks arrays for inputs {', '.join(missing)}",
-                         hint="a multi-input model needs one array per input, named like the input")
+        raise InputError(
+            f"{path} lacks arrays for inputs {', '.join(missing)}",
+            hint="a multi-input model needs one array per input, named like the input",
+        )
     return {s.name: arrays[s.name] for s in specs}, labels
 
 
@@ -157,8 +165,10 @@ def _model_layout(spec: TensorSpec, preprocess: Preprocess) -> str | None:
     if len(spec.shape) != 4:
         return None
     channels_first, channels_last = spec.shape[1], spec.shape[3]
-    if isinstance(channels_first, int) and channels_first in (1, 3, 4) and not (
-        isinstance(channels_last, int) and channels_last in (1, 3, 4)
+    if (
+        isinstance(channels_first, int)
+        and channels_first in (1, 3, 4)
+        and not (isinstance(channels_last, int) and channels_last in (1, 3, 4))
     ):
         return "NCHW"
     if isinstance(channels_last, int) and channels_last in (1, 3, 4):
@@ -200,7 +210,7 @@ def _conform(raw: np.ndarray, spec: TensorSpec, preprocess: Preprocess, notes: s
         if preprocess.std:
             array = array / np.asarray(preprocess.std, np.float32).reshape(view)
     if array.ndim != rank or any(
-        isinstance(d, int) and d != a for i, (d, a) in enumerate(zip(spec.shape, array.shape)) if i > 0
+        isinstance(d, int) and d != a for i, (d, a) in enumerate(zip(spec.shape, array.shape, strict=False)) if i > 0
     ):
         raise InputError(
             f"{label}: samples of shape {list(raw.shape[1:])} do not fit input {spec.name!r} of shape {spec.shape}"
@@ -213,8 +223,16 @@ def _conform(raw: np.ndarray, spec: TensorSpec, preprocess: Preprocess, notes: s
 class Dataset:
     """Samples for one purpose (calibration, evaluation), read lazily, preprocessed per batch."""
 
-    def __init__(self, specs: list[TensorSpec], count: int, loader, labels: np.ndarray | None,
-                 description: str, synthetic: bool, preprocess: Preprocess) -> None:
+    def __init__(
+        self,
+        specs: list[TensorSpec],
+        count: int,
+        loader,
+        labels: np.ndarray | None,
+        description: str,
+        synthetic: bool,
+        preprocess: Preprocess,
+    ) -> None:
         self.specs = specs
         self.count = count
         self._loader = loader  # (start, stop) -> {name: raw rows}
@@ -239,9 +257,14 @@ class Dataset:
 
     def describe(self) -> dict:
         """Return JSON-ready facts about the data for the report."""
-        return {"source": self.description, "samples": self.count, "synthetic": self.synthetic,
-                "labels": self.labels is not None, "preprocess": self.preprocess.describe(),
-                "applied": sorted(self.notes)}
+        return {
+            "source": self.description,
+            "samples": self.count,
+            "synthetic": self.synthetic,
+            "labels": self.labels is not None,
+            "preprocess": self.preprocess.describe(),
+            "applied": sorted(self.notes),
+        }
 
 
 def _image_files(folder: Path) -> tuple[list[Path], list[int] | None, list[str]]:
@@ -296,17 +319,32 @@ def synthetic_dataset(specs: list[TensorSpec], count: int, seed: int, batch: int
             arrays[spec.name] = rng.integers(0, 2, shape).astype(bool)
         else:
             arrays[spec.name] = rng.integers(0, 100, shape).astype(spec.dtype)
-    return Dataset(specs, count, lambda a, b: {k: v[a:b] for k, v in arrays.items()}, None,
-                   f"synthetic (random, seed {seed})", True, Preprocess(scale=1.0))
+    return Dataset(
+        specs,
+        count,
+        lambda a, b: {k: v[a:b] for k, v in arrays.items()},
+        None,
+        f"synthetic (random, seed {seed})",
+        True,
+        Preprocess(scale=1.0),
+    )
 
 
-def load_dataset(source: str | None, specs: list[TensorSpec], max_samples: int | None, preprocess: Preprocess,
-                 seed: int = 0, synthetic_count: int = 64, batch: int = 1) -> Dataset:
+def load_dataset(
+    source: str | None,
+    specs: list[TensorSpec],
+    max_samples: int | None,
+    preprocess: Preprocess,
+    seed: int = 0,
+    synthetic_count: int = 64,
+    batch: int = 1,
+) -> Dataset:
     """Open ``--calibration_data``/``--eval_data``: a .npz/.npy file, an image folder, or None
     (synthetic inputs). Reads at most ``max_samples`` samples. Returns a :class:`Dataset`."""
     if source is None:
-        return synthetic_dataset(specs, synthetic_count if max_samples is None else min(max_samples, synthetic_count),
-                                 seed, batch)
+        return synthetic_dataset(
+            specs, synthetic_count if max_samples is None else min(max_samples, synthetic_count), seed, batch
+        )
     path = Path(source)
     if not path.exists():
         raise InputError(f"data not found: {source}")
@@ -317,7 +355,9 @@ def load_dataset(source: str | None, specs: list[TensorSpec], max_samples: int |
         files = files[:max_samples] if max_samples else files
         label_array = np.asarray(labels[: len(files)], np.int64) if labels is not None else None
         desc = f"{source} ({len(files)} images" + (f", {len(classes)} classes from folder names)" if classes else ")")
-        return Dataset(specs, len(files), _image_loader(files, specs[0], preprocess), label_array, desc, False, preprocess)
+        return Dataset(
+            specs, len(files), _image_loader(files, specs[0], preprocess), label_array, desc, False, preprocess
+        )
     if path.suffix not in (".npz", ".npy"):
         raise InputError(f"{source}: data must be a .npz/.npy file or a folder of images")
     arrays = _read_arrays(path, max_samples)
@@ -332,7 +372,14 @@ def load_dataset(source: str | None, specs: list[TensorSpec], max_samples: int |
         if len(labels) < count:
             raise InputError(f"{source}: {len(labels)} labels for {count} samples")
         labels = np.asarray(labels[:count]).astype(np.int64).reshape(count, -1)[:, 0]
-    dataset = Dataset(specs, count, lambda a, b: {k: v[a:b] for k, v in inputs.items()}, labels,
-                      f"{source} ({count} samples{', labelled' if labels is not None else ''})", False, preprocess)
+    dataset = Dataset(
+        specs,
+        count,
+        lambda a, b: {k: v[a:b] for k, v in inputs.items()},
+        labels,
+        f"{source} ({count} samples{', labelled' if labels is not None else ''})",
+        False,
+        preprocess,
+    )
     dataset.batch(0, min(count, 2))  # fail now, with the file named, if samples do not fit the model
     return dataset

@@ -45,3 +45,12 @@ class GateFailed(EdgeportError):
     def __init__(self, message: str, hint: str | None = None, bundle_dir: str | None = None) -> None:
         super().__init__(message, hint)
         self.bundle_dir = bundle_dir
+
+
+def describe_exception(exc: BaseException, with_type: bool = True) -> str:
+    """Return ``Type: first line of the message`` (third-party messages can span pages)."""
+    lines = str(exc).strip().splitlines()
+    first = lines[0] if lines else ""
+    if not with_type:
+        return first or type(exc).__name__
+    return f"{type(exc).__name__}: {first}" if first else type(exc).__name__

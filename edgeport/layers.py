@@ -37,7 +37,12 @@ def exporter_layer_name(node: onnx.NodeProto) -> str | None:
     if not modules:
         return None
     hierarchy = _literal_list(props.get(_HIERARCHY_KEY))
-    if node.op_type.startswith("Conv") and len(hierarchy) >= 2 and "batchnorm" in hierarchy[-2].lower() and len(modules) > 1:
+    if (
+        node.op_type.startswith("Conv")
+        and len(hierarchy) >= 2
+        and "batchnorm" in hierarchy[-2].lower()
+        and len(modules) > 1
+    ):
         return modules[-2]
     return modules[-1]
 

@@ -11,7 +11,7 @@ import numpy as np
 import onnx
 
 from edgeport.converters.onnx_in import graph_input_specs, graph_output_specs
-from edgeport.errors import ConversionError
+from edgeport.errors import ConversionError, describe_exception
 from edgeport.layers import record_layer_names, restore_layer_names
 from edgeport.model_bundle import ModelBundle, SourceModel, TensorSpec
 from edgeport.recipe import Recipe
@@ -22,7 +22,9 @@ from edgeport.verify.runners import OrtRunner
 _CHECKER_INLINE_LIMIT = 1_800_000_000
 
 
-def _torch_export(source: SourceModel, feeds: dict[str, np.ndarray], recipe: Recipe) -> tuple[onnx.ModelProto, str, list[str]]:
+def _torch_export(
+    source: SourceModel, feeds: dict[str, np.ndarray], recipe: Recipe
+) -> tuple[onnx.ModelProto, str, list[str]]:
     """Export a PyTorch source to ONNX: dynamo first, the TorchScript exporter as fallback."""
     import logging
 
@@ -44,12 +46,18 @@ def _torch_export(source: SourceModel, feeds: dict[str, np.ndarray], recipe: Rec
                 batch = torch.export.Dim("batch")
                 kwargs["dynamic_shapes"] = tuple({0: batch} if d else {} for d in dynamic)
             program = torch.onnx.export(
-                model, args, dynamo=True, external_data=False, opset_version=recipe.opset,
-                verbose=False, report=False, **kwargs,
+                model,
+                args,
+                dynamo=True,
+                external_data=False,
+                opset_version=recipe.opset,
+                verbose=False,
+                report=False,
+                **kwargs,
             )
             return program.model_proto, "torch.onnx.export(dynamo=True)", notes
         except Exception as exc:  # the exporter raises many unrelated types
-            dynamo_error = f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}"
+            dynamo_error = describe_exception(exc)
         if source.form == "exported_program":
             raise ConversionError(
                 f"torch.onnx.export failed on the ExportedProgram: {dynamo_error}",
@@ -59,13 +67,17 @@ def _torch_export(source: SourceModel, feeds: dict[str, np.ndarray], recipe: Rec
         buffer = io.BytesIO()
         try:
             torch.onnx.export(
-                model, args, buffer, dynamo=False, input_names=names, opset_version=recipe.opset,
-                dynamic_axes={n: {0: "batch"} for n, d in zip(names, dynamic) if d},
+                model,
+                args,
+                buffer,
+                dynamo=False,
+                input_names=names,
+                opset_version=recipe.opset,
+                dynamic_axes={n: {0: "batch"} for n, d in zip(names, dynamic, strict=False) if d},
             )
         except Exception as exc:
             raise ConversionError(
-                f"both ONNX exporters failed; dynamo: {dynamo_error}; TorchScript: {type(exc).__name__}: "
-                f"{str(exc).strip().splitlines()[0] if str(exc).strip() else ''}",
+                f"both ONNX exporters failed; dynamo: {dynamo_error}; TorchScript: {describe_exception(exc)}",
                 hint="simplify the unsupported part of forward() or export the model to .onnx yourself",
             ) from exc
         return onnx.load_from_string(buffer.getvalue()), "torch.onnx.export(dynamo=False)", notes
@@ -96,7 +108,7 @@ def check_and_simplify(model: onnx.ModelProto) -> tuple[onnx.ModelProto, list[st
     try:
         onnx.checker.check_model(model, full_check=model.ByteSize() < _CHECKER_INLINE_LIMIT)
     except onnx.checker.ValidationError as exc:
-        raise ConversionError(f"the ONNX model fails onnx.checker: {str(exc).strip().splitlines()[0]}") from exc
+        raise ConversionError(f"the ONNX model fails onnx.checker: {describe_exception(exc, with_type=False)}") from exc
     try:
         model = onnx.shape_inference.infer_shapes(model, strict_mode=False, data_prop=True)
     except Exception as exc:
@@ -111,7 +123,7 @@ def check_and_simplify(model: onnx.ModelProto) -> tuple[onnx.ModelProto, list[st
             notes.append(f"onnxslim: {before} -> {len(slimmed.graph.node)} nodes")
             model = slimmed
     except Exception as exc:  # a simplifier failure must not block a valid model
-        notes.append(f"onnxslim skipped: {type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}")
+        notes.append(f"onnxslim skipped: {describe_exception(exc)}")
     restore_layer_names(model, layer_names)
     return model, notes
 
@@ -122,11 +134,15 @@ def compare_outputs(
     """Compare two output lists: per output max abs error and the tolerance it had
     (``atol + rtol * max|expected|``). Returns {"ok", "worst", "outputs": {...}}."""
     if len(expected) != len(actual):
-        return {"ok": False, "worst": None, "outputs": {},
-                "error": f"source has {len(expected)} outputs, ONNX has {len(actual)}"}
+        return {
+            "ok": False,
+            "worst": None,
+            "outputs": {},
+            "error": f"source has {len(expected)} outputs, ONNX has {len(actual)}",
+        }
     results = {}
     worst, worst_ratio = None, -1.0
-    for name, exp, act in zip(names, expected, actual):
+    for name, exp, act in zip(names, expected, actual, strict=False):
         exp64, act64 = np.asarray(exp, np.float64), np.asarray(act, np.float64)
         if exp64.shape != act64.shape:
             results[name] = {"ok": False, "error": f"shape {list(act64.shape)} != source {list(exp64.shape)}"}
@@ -143,8 +159,9 @@ def compare_outputs(
     return {"ok": all(r["ok"] for r in results.values()), "worst": worst, "outputs": results}
 
 
-def parity_check(model: onnx.ModelProto, reference_outputs: list[np.ndarray], feeds: dict[str, np.ndarray],
-                 rtol: float, atol: float) -> dict[str, Any]:
+def parity_check(
+    model: onnx.ModelProto, reference_outputs: list[np.ndarray], feeds: dict[str, np.ndarray], rtol: float, atol: float
+) -> dict[str, Any]:
     """Run ``model`` on ``feeds`` with ONNX Runtime and compare with the source's outputs.
 
     Returns the comparison; raises ConversionError naming the worst output when over tolerance.
@@ -162,13 +179,14 @@ def parity_check(model: onnx.ModelProto, reference_outputs: list[np.ndarray], fe
         )
         raise ConversionError(
             f"parity check failed: ONNX output {result['worst']!r} differs from the source model: {detail}",
-            hint="the export changed the model's behaviour (random ops, training-mode layers, unsupported control flow)",
+            hint="the export changed the model's behaviour (random ops, training-mode layers, data-dependent branches)",
         )
     return result
 
 
-def normalize(source: SourceModel, onnx_model: onnx.ModelProto | None, feeds: dict[str, np.ndarray],
-              recipe: Recipe) -> tuple[ModelBundle, list[np.ndarray]]:
+def normalize(
+    source: SourceModel, onnx_model: onnx.ModelProto | None, feeds: dict[str, np.ndarray], recipe: Recipe
+) -> tuple[ModelBundle, list[np.ndarray]]:
     """Produce the ModelBundle: export (framework sources), check, simplify, parity-check.
 
     ``feeds`` are the reference inputs. Returns the bundle and the source's outputs on them.

@@ -7,15 +7,20 @@ from pathlib import Path
 import onnx
 from google.protobuf.message import DecodeError
 
-from edgeport.errors import InputError
+from edgeport.errors import InputError, describe_exception
 from edgeport.hashing import sha256_file
 from edgeport.model_bundle import Dim, SourceModel, TensorSpec
 from edgeport.recipe import Recipe
 
 _ONNX_DTYPES = {
-    onnx.TensorProto.FLOAT: "float32", onnx.TensorProto.FLOAT16: "float16", onnx.TensorProto.INT64: "int64",
-    onnx.TensorProto.INT32: "int32", onnx.TensorProto.UINT8: "uint8", onnx.TensorProto.INT8: "int8",
-    onnx.TensorProto.BOOL: "bool", onnx.TensorProto.DOUBLE: "float64",
+    onnx.TensorProto.FLOAT: "float32",
+    onnx.TensorProto.FLOAT16: "float16",
+    onnx.TensorProto.INT64: "int64",
+    onnx.TensorProto.INT32: "int32",
+    onnx.TensorProto.UINT8: "uint8",
+    onnx.TensorProto.INT8: "int8",
+    onnx.TensorProto.BOOL: "bool",
+    onnx.TensorProto.DOUBLE: "float64",
 }
 
 
@@ -51,7 +56,7 @@ def read_onnx(path: Path) -> onnx.ModelProto:
     except FileNotFoundError as exc:
         raise InputError(f"{path}: external data file missing: {exc.filename or exc}") from exc
     except Exception as exc:
-        raise InputError(f"{path} could not be loaded as ONNX: {type(exc).__name__}: {str(exc).splitlines()[0]}") from exc
+        raise InputError(f"{path} could not be loaded as ONNX: {describe_exception(exc)}") from exc
     if not model.graph.node:
         raise InputError(f"{path} is not a usable ONNX model: its graph has no nodes")
     return model
@@ -71,8 +76,10 @@ def load_onnx_file(path: Path, recipe: Recipe) -> tuple[SourceModel, onnx.ModelP
             raise InputError(f"--input_shape names {shape.name!r}, but the model's inputs are {', '.join(by_name)}")
         spec = by_name[name]
         if len(shape.dims) != len(spec.shape):
-            raise InputError(f"--input_shape for {name!r} has {len(shape.dims)} dims, the model declares {len(spec.shape)}")
-        for declared, given in zip(spec.shape, shape.dims):
+            raise InputError(
+                f"--input_shape for {name!r} has {len(shape.dims)} dims, the model declares {len(spec.shape)}"
+            )
+        for declared, given in zip(spec.shape, shape.dims, strict=False):
             if isinstance(declared, int) and declared != given:
                 raise InputError(f"--input_shape for {name!r} is {shape.dims}, the model declares {spec.shape}")
         spec.shape = [("batch" if recipe.dynamic_batch and i == 0 else d) for i, d in enumerate(shape.dims)]

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from edgeport.errors import InputError
+from edgeport.errors import InputError, describe_exception
 from edgeport.hashing import sha256_file
 from edgeport.imports import import_object
 from edgeport.model_bundle import SourceModel, TensorSpec
@@ -22,8 +22,13 @@ from edgeport.recipe import InputShape, Recipe
 TORCH_SUFFIXES = (".pt2", ".pt", ".pth", ".bin", ".ckpt", ".torchscript", ".ptl")
 
 _TORCH_DTYPES = {
-    torch.float32: "float32", torch.float16: "float16", torch.int64: "int64",
-    torch.int32: "int32", torch.uint8: "uint8", torch.int8: "int8", torch.bool: "bool",
+    torch.float32: "float32",
+    torch.float16: "float16",
+    torch.int64: "int64",
+    torch.int32: "int32",
+    torch.uint8: "uint8",
+    torch.int8: "int8",
+    torch.bool: "bool",
 }
 
 
@@ -73,9 +78,13 @@ def _specs_from_exported_program(program: torch.export.ExportedProgram) -> list[
             continue
         value = node.meta.get("val")
         if not isinstance(value, torch.Tensor):
-            raise InputError(f"input {node.name!r} of the ExportedProgram is not a tensor; edgeport needs tensor inputs")
-        shape = [int(d) if isinstance(d, int) or str(d).isdigit() else "batch" if i == 0 else str(d)
-                 for i, d in enumerate(value.shape)]
+            raise InputError(
+                f"input {node.name!r} of the ExportedProgram is not a tensor; edgeport needs tensor inputs"
+            )
+        shape = [
+            int(d) if isinstance(d, int) or str(d).isdigit() else "batch" if i == 0 else str(d)
+            for i, d in enumerate(value.shape)
+        ]
         specs.append(TensorSpec(node.name, shape, _TORCH_DTYPES.get(value.dtype, "float32")))
     return specs
 
@@ -104,9 +113,7 @@ def specs_from_flags(arg_names: list[str], recipe: Recipe, form: str) -> list[Te
         shapes = [InputShape(arg_names[0], shapes[0].dims)]
     for shape in shapes:
         if arg_names and shape.name not in arg_names:
-            raise InputError(
-                f"--input_shape names {shape.name!r}, but forward() takes {', '.join(arg_names)}"
-            )
+            raise InputError(f"--input_shape names {shape.name!r}, but forward() takes {', '.join(arg_names)}")
     specs = []
     for shape in shapes:
         dtype = recipe.input_dtype.get(shape.name, recipe.input_dtype.get(None, "float32"))
@@ -125,11 +132,11 @@ def _load_pickled_file(path: Path, recipe: Recipe) -> tuple[Any, str]:
         if not recipe.allow_pickle:
             raise InputError(
                 f"{path} holds pickled Python objects (not just weights); loading it could run arbitrary code",
-                hint="if you trust the file pass --allow-pickle, or save a state_dict and pass --model_class module:Class",
+                hint="if you trust the file pass --allow-pickle, or save a state_dict and use --model_class",
             ) from exc
         loaded = None
     except (RuntimeError, EOFError, OSError, zipfile.BadZipFile) as exc:
-        raise InputError(f"{path} is not a readable PyTorch file: {str(exc).splitlines()[0]}") from exc
+        raise InputError(f"{path} is not a readable PyTorch file: {describe_exception(exc, with_type=False)}") from exc
     if loaded is None:
         try:
             loaded = torch.load(path, map_location="cpu", weights_only=False)
@@ -148,8 +155,8 @@ def _load_pickled_file(path: Path, recipe: Recipe) -> tuple[Any, str]:
         raise InputError(f"{path} holds a {type(loaded).__name__}, not a state_dict of tensors or a model")
     if not recipe.model_class:
         raise InputError(
-            f"{path} is a state_dict (weights only)",
-            hint="pass --model_class package.module:Class (or file.py:Class) so edgeport can build the model",
+            f"{path} is a state_dict (weights only): pass --model_class so edgeport can build the model",
+            hint="--model_class package.module:Class or path/file.py:Class",
         )
     model_class = import_object(recipe.model_class, "--model_class")
     try:
@@ -179,20 +186,38 @@ def load_torch_file(path: Path, recipe: Recipe) -> SourceModel:
         if recipe.input_shape:
             notes.append("--input_shape ignored: the ExportedProgram declares its input shapes")
         module = program.module()
-        return SourceModel("pytorch", "exported_program", str(path), sha256_file(path), specs,
-                           make_torch_runner(module, [s.name for s in specs]), program, notes)
+        return SourceModel(
+            "pytorch",
+            "exported_program",
+            str(path),
+            sha256_file(path),
+            specs,
+            make_torch_runner(module, [s.name for s in specs]),
+            program,
+            notes,
+        )
     if kind == "torchscript":
         try:
             module = torch.jit.load(str(path), map_location="cpu")
         except Exception as exc:
-            raise InputError(f"{path} is not a loadable TorchScript file: {str(exc).splitlines()[0]}") from exc
+            raise InputError(
+                f"{path} is not a loadable TorchScript file: {describe_exception(exc, with_type=False)}"
+            ) from exc
         form = "torchscript"
     else:
         module, form = _load_pickled_file(path, recipe)
     module.eval()
     specs = specs_from_flags(_forward_arg_names(module), recipe, form)
-    return SourceModel("pytorch", form, str(path), sha256_file(path), specs,
-                       make_torch_runner(module, [s.name for s in specs]), module, notes)
+    return SourceModel(
+        "pytorch",
+        form,
+        str(path),
+        sha256_file(path),
+        specs,
+        make_torch_runner(module, [s.name for s in specs]),
+        module,
+        notes,
+    )
 
 
 def load_torch_factory(ref: str, recipe: Recipe) -> SourceModel:
@@ -211,5 +236,6 @@ def load_torch_factory(ref: str, recipe: Recipe) -> SourceModel:
         raise InputError(f"{ref} returned a {type(module).__name__}, not a torch.nn.Module")
     module.eval()
     specs = specs_from_flags(_forward_arg_names(module), recipe, "factory")
-    return SourceModel("pytorch", "factory", ref, None, specs,
-                       make_torch_runner(module, [s.name for s in specs]), module, [])
+    return SourceModel(
+        "pytorch", "factory", ref, None, specs, make_torch_runner(module, [s.name for s in specs]), module, []
+    )

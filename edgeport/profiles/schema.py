@@ -12,7 +12,7 @@ from typing import Any
 
 import yaml
 
-from edgeport.errors import InputError
+from edgeport.errors import InputError, describe_exception
 
 SCHEMA_VERSION = 1
 ACTIVATION_TYPES = ("uint8", "int8")
@@ -104,8 +104,15 @@ def parse_profile(data: Any, path: Path | str) -> DeviceProfile:
     if not isinstance(data, dict):
         raise InputError(f"profile {path}: must be a YAML mapping")
     allowed = {
-        "schema_version", "name", "description", "aliases", "schemes", "int8", "int8_dynamic",
-        "onnxruntime", "notes",
+        "schema_version",
+        "name",
+        "description",
+        "aliases",
+        "schemes",
+        "int8",
+        "int8_dynamic",
+        "onnxruntime",
+        "notes",
     }
     _check_keys(path, "", data, allowed)
     version = data.get("schema_version")
@@ -153,5 +160,5 @@ def load_profile_file(path: Path) -> DeviceProfile:
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
-        raise InputError(f"profile {path} is not valid YAML: {str(exc).splitlines()[0]}") from exc
+        raise InputError(f"profile {path} is not valid YAML: {describe_exception(exc, with_type=False)}") from exc
     return parse_profile(data, path)

@@ -10,7 +10,7 @@ from pathlib import Path
 import onnx
 
 from edgeport.data import Dataset
-from edgeport.errors import ConversionError
+from edgeport.errors import ConversionError, describe_exception
 from edgeport.quantize.calibrate import DatasetReader
 from edgeport.quantize.plan import PrecisionPlan
 
@@ -30,7 +30,7 @@ def _preprocess(fp32_path: Path, work: Path, notes: list[str]) -> Path:
         quant_pre_process(str(fp32_path), str(out), skip_symbolic_shape=False)
         return out
     except Exception as exc:  # it fails on some graphs; quantization can still go on
-        notes.append(f"quant_pre_process skipped: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}")
+        notes.append(f"quant_pre_process skipped: {describe_exception(exc)}")
         return fp32_path
 
 
@@ -59,12 +59,19 @@ def _to_fp16(fp32_path: Path, out: Path, notes: list[str]) -> None:
             notes.append(f"fp16 conversion by {name}")
             return
         except Exception as exc:
-            errors.append(f"{name}: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}")
+            errors.append(f"{name}: {describe_exception(exc)}")
     raise ConversionError("fp16 conversion failed with both converters: " + "; ".join(errors))
 
 
-def apply_plan(fp32_path: Path, plan: PrecisionPlan, out: Path, work: Path,
-               calibration: Dataset | None, batch_size: int, progress=None) -> list[str]:
+def apply_plan(
+    fp32_path: Path,
+    plan: PrecisionPlan,
+    out: Path,
+    work: Path,
+    calibration: Dataset | None,
+    batch_size: int,
+    progress=None,
+) -> list[str]:
     """Write ``fp32_path`` quantized as ``plan`` says to ``out``; return notes on what was done.
 
     Raises ConversionError when the quantizer fails.
@@ -93,27 +100,35 @@ def apply_plan(fp32_path: Path, plan: PrecisionPlan, out: Path, work: Path,
             if plan.scheme == "int8":
                 assert calibration is not None
                 quantize_static(
-                    str(source), str(out), DatasetReader(calibration, batch_size, progress),
+                    str(source),
+                    str(out),
+                    DatasetReader(calibration, batch_size, progress),
                     quant_format=QuantFormat.QDQ,
                     activation_type=_quant_type(details["activation_type"]),
                     weight_type=_quant_type(details["weight_type"]),
-                    per_channel=details["per_channel"], reduce_range=details["reduce_range"],
+                    per_channel=details["per_channel"],
+                    reduce_range=details["reduce_range"],
                     nodes_to_quantize=nodes,
                     extra_options={"WeightSymmetric": True, "ActivationSymmetric": False},
                 )
             else:
                 quantize_dynamic(
-                    str(source), str(out), weight_type=_quant_type(details["weight_type"]),
-                    per_channel=details["per_channel"], reduce_range=details["reduce_range"],
+                    str(source),
+                    str(out),
+                    weight_type=_quant_type(details["weight_type"]),
+                    per_channel=details["per_channel"],
+                    reduce_range=details["reduce_range"],
                     nodes_to_quantize=nodes,
                 )
     except Exception as exc:
         raise ConversionError(
-            f"onnxruntime quantization ({plan.scheme}) failed: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}",
+            f"onnxruntime quantization ({plan.scheme}) failed: {describe_exception(exc)}",
             hint="try --quantization int8-dynamic or fp16",
         ) from exc
     try:
         onnx.checker.check_model(str(out))
     except onnx.checker.ValidationError as exc:
-        raise ConversionError(f"the quantized model fails onnx.checker: {str(exc).splitlines()[0]}") from exc
+        raise ConversionError(
+            f"the quantized model fails onnx.checker: {describe_exception(exc, with_type=False)}"
+        ) from exc
     return notes

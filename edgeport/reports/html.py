@@ -20,8 +20,9 @@ def _fmt(value: Any, digits: int = 3) -> str:
 
 def render_html(report: dict[str, Any]) -> str:
     """Return the HTML page for ``report`` (the parsed report.json)."""
-    env = jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATE_DIR), autoescape=True,
-                             undefined=jinja2.ChainableUndefined)
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(TEMPLATE_DIR), autoescape=True, undefined=jinja2.ChainableUndefined
+    )
     env.filters["fmt"] = _fmt
     return env.get_template("report.html.j2").render(r=report)
 

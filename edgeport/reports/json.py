@@ -47,5 +47,7 @@ def read_report(path: Path) -> dict[str, Any]:
     if not isinstance(report, dict) or report.get("schema") != REPORT_SCHEMA:
         raise InputError(f"{path} is not an edgeport report.json")
     if report.get("schema_version") != REPORT_VERSION:
-        raise InputError(f"{path} has report schema version {report.get('schema_version')}; this edgeport reads {REPORT_VERSION}")
+        raise InputError(
+            f"{path} has report schema version {report.get('schema_version')}; this edgeport reads {REPORT_VERSION}"
+        )
     return report

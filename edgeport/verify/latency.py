@@ -22,8 +22,9 @@ def percentiles_ms(samples_ns: list[int]) -> dict[str, float]:
     }
 
 
-def measure_side_by_side(runners: dict[str, Any], feeds: dict[str, np.ndarray], runs: int,
-                         warmup: int, progress=None) -> dict[str, dict[str, float]]:
+def measure_side_by_side(
+    runners: dict[str, Any], feeds: dict[str, np.ndarray], runs: int, warmup: int, progress=None
+) -> dict[str, dict[str, float]]:
     """Time each runner on the same ``feeds``, interleaved (A B B A ...), after ``warmup`` runs each.
 
     Returns per runner name the latency percentiles in ms.

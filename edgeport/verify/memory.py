@@ -27,7 +27,10 @@ def measure_peak_memory(model_path: Path, feeds_path: Path, threads: int, timeou
     try:
         completed = subprocess.run(
             [sys.executable, "-m", "edgeport.verify.memory", str(model_path), str(feeds_path), str(threads)],
-            capture_output=True, text=True, timeout=timeout, check=False,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
         )
     except subprocess.TimeoutExpired:
         return {"error": f"memory probe timed out after {timeout:.0f} s"}
@@ -48,8 +51,15 @@ def _probe(model_path: str, feeds_path: str, threads: int) -> None:
     for _ in range(3):
         runner.run(feeds)
     loaded = _current_rss_mb()
-    print(json.dumps({"baseline_mb": round(baseline, 1), "loaded_mb": round(loaded, 1),
-                      "runtime_mb": round(loaded - baseline, 1)}))
+    print(
+        json.dumps(
+            {
+                "baseline_mb": round(baseline, 1),
+                "loaded_mb": round(loaded, 1),
+                "runtime_mb": round(loaded - baseline, 1),
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

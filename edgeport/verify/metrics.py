@@ -37,15 +37,16 @@ def is_classifier_output(output: np.ndarray) -> bool:
     return output.ndim == 2 and output.shape[1] > 1
 
 
-def compare(reference: list[np.ndarray], candidate: list[np.ndarray], output_names: list[str],
-            labels: np.ndarray | None = None) -> dict[str, Any]:
+def compare(
+    reference: list[np.ndarray], candidate: list[np.ndarray], output_names: list[str], labels: np.ndarray | None = None
+) -> dict[str, Any]:
     """Compare artifact outputs with fp32 reference outputs (both concatenated over samples).
 
     Returns per-output cosine (mean/min), SQNR, max abs error and, for classifier-like first
     outputs, top-1 agreement and (with labels) both top-1 accuracies in percent.
     """
     per_output = {}
-    for name, ref, cand in zip(output_names, reference, candidate):
+    for name, ref, cand in zip(output_names, reference, candidate, strict=False):
         cosine = cosine_per_sample(ref, cand)
         per_output[name] = {
             "cosine_mean": float(np.mean(cosine)),

@@ -13,8 +13,13 @@ from typing import Any
 import numpy as np
 
 _ORT_TO_NUMPY = {
-    "tensor(float)": "float32", "tensor(float16)": "float16", "tensor(int64)": "int64",
-    "tensor(int32)": "int32", "tensor(uint8)": "uint8", "tensor(int8)": "int8", "tensor(bool)": "bool",
+    "tensor(float)": "float32",
+    "tensor(float16)": "float16",
+    "tensor(int64)": "int64",
+    "tensor(int32)": "int32",
+    "tensor(uint8)": "uint8",
+    "tensor(int8)": "int8",
+    "tensor(bool)": "bool",
     "tensor(double)": "float64",
 }
 
@@ -28,8 +33,9 @@ class OrtRunner:
 
     kind = "onnxruntime"
 
-    def __init__(self, model: str | Path | bytes, threads: int = 1,
-                 providers: tuple[str, ...] = ("CPUExecutionProvider",)) -> None:
+    def __init__(
+        self, model: str | Path | bytes, threads: int = 1, providers: tuple[str, ...] = ("CPUExecutionProvider",)
+    ) -> None:
         import onnxruntime as ort
 
         options = ort.SessionOptions()
@@ -79,5 +85,10 @@ def host_description() -> dict[str, Any]:
                 break
     except OSError:
         pass
-    return {"os": f"{platform.system()} {platform.release()}", "machine": platform.machine(), "cpu": cpu,
-            "cores": os.cpu_count(), "python": platform.python_version()}
+    return {
+        "os": f"{platform.system()} {platform.release()}",
+        "machine": platform.machine(),
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "python": platform.python_version(),
+    }

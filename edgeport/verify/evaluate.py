@@ -1,0 +1,101 @@
+"""The verify stage for ONNX artifacts: fidelity on the eval data, latency side by side,
+load time and memory, each for the fp32 baseline and the artifact in the same run."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgeport.data import Dataset
+from edgeport.errors import ConversionError, describe_exception
+from edgeport.progress import Progress
+from edgeport.verify.latency import measure_side_by_side
+from edgeport.verify.memory import measure_peak_memory
+from edgeport.verify.metrics import compare
+from edgeport.verify.runners import OrtRunner
+
+
+def usable_samples(count: int, batch: int, dynamic: bool) -> int:
+    """Samples that can be fed: all with a dynamic batch, else whole batches only."""
+    return count if dynamic else count - count % batch
+
+
+def run_dataset(runner: OrtRunner, dataset: Dataset, batch: int, dynamic: bool, progress=None) -> list[np.ndarray]:
+    """Run ``runner`` over the dataset in batches; return each output concatenated."""
+    outputs: list[list[np.ndarray]] = []
+    usable = usable_samples(len(dataset), batch, dynamic)
+    for start in range(0, usable, batch):
+        stop = min(start + batch, usable)
+        outputs.append(runner.run(dataset.batch(start, stop)))
+        if progress:
+            progress(stop - start)
+    return [np.concatenate([o[i] for o in outputs]) for i in range(len(outputs[0]))]
+
+
+def verify_onnx(
+    baseline: Path,
+    artifact: Path,
+    eval_data: Dataset,
+    output_names: list[str],
+    *,
+    batch: int,
+    dynamic: bool,
+    latency_batch: int,
+    threads: int,
+    providers: tuple[str, ...],
+    latency_runs: int,
+    warmup_runs: int,
+    work: Path,
+    progress: Progress,
+) -> dict[str, Any]:
+    """Compare ``artifact`` with the fp32 ``baseline`` on ``eval_data`` and time both.
+
+    Returns the report sections: fidelity, latency, load_time_s, memory, runner.
+    Raises ConversionError when ONNX Runtime cannot load the artifact.
+    """
+    with progress.step("load runtimes"):
+        try:
+            artifact_runner = OrtRunner(artifact, threads, providers)
+        except Exception as exc:
+            raise ConversionError(f"ONNX Runtime cannot load the artifact: {describe_exception(exc)}") from exc
+        reference_runner = OrtRunner(baseline, threads, providers)
+    usable = usable_samples(len(eval_data), batch, dynamic)
+    with progress.step("evaluate fp32 and artifact", total=2 * usable) as advance:
+        reference_all = run_dataset(reference_runner, eval_data, batch, dynamic, advance)
+        artifact_all = run_dataset(artifact_runner, eval_data, batch, dynamic, advance)
+    labels = eval_data.labels[: len(reference_all[0])] if eval_data.labels is not None else None
+    fidelity = compare(reference_all, artifact_all, output_names, labels)
+
+    latency_feeds = eval_data.batch(0, latency_batch)
+    with progress.step("measure latency side by side", total=latency_runs) as advance:
+        latency = measure_side_by_side(
+            {"reference": reference_runner, "artifact": artifact_runner},
+            latency_feeds,
+            latency_runs,
+            warmup_runs,
+            advance,
+        )
+    feeds_path = work / "latency_feeds.npz"
+    np.savez(feeds_path, **latency_feeds)
+    with progress.step("measure memory"):
+        memory = {
+            name: measure_peak_memory(path, feeds_path, threads)
+            for name, path in (("reference", baseline), ("artifact", artifact))
+        }
+    return {
+        "fidelity": fidelity,
+        "latency": {
+            **latency,
+            "speedup": latency["reference"]["p50_ms"] / latency["artifact"]["p50_ms"],
+            "measured": "measured",
+            "runtime": f"onnxruntime {', '.join(artifact_runner.providers)}",
+            "threads": threads,
+            "batch": latency_batch,
+            "warmup": warmup_runs,
+        },
+        "load_time_s": {"reference": reference_runner.load_seconds, "artifact": artifact_runner.load_seconds},
+        "memory": memory,
+        "runner": artifact_runner.describe(),
+    }

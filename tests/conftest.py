@@ -1,0 +1,76 @@
+"""Shared fixtures: models and data are built once per test session."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from edgeport.api import convert
+from tests import models_for_tests
+
+REPO = Path(__file__).resolve().parent.parent
+EXAMPLES = REPO / "examples"
+MODELS_FILE = Path(models_for_tests.__file__)
+
+
+def factory(name: str) -> str:
+    """Return the ``file.py:factory`` reference of a test model factory."""
+    return f"{MODELS_FILE}:{name}"
+
+
+@pytest.fixture(scope="session")
+def tiny_files(tmp_path_factory) -> dict[str, Path]:
+    """TinyNet saved in every PyTorch/ONNX form edgeport ingests, plus data for it."""
+    root = tmp_path_factory.mktemp("tiny")
+    model = models_for_tests.make_tiny()
+    example = torch.randn(2, 3, 16, 16)
+    files = {}
+    files["pt2"] = root / "tiny.pt2"
+    batch = torch.export.Dim("batch")
+    torch.export.save(torch.export.export(model, (example,), dynamic_shapes={"x": {0: batch}}), files["pt2"])
+    files["torchscript"] = root / "tiny_ts.pt"
+    torch.jit.save(torch.jit.trace(model, example), files["torchscript"])
+    files["state_dict"] = root / "tiny_state.pth"
+    torch.save(model.state_dict(), files["state_dict"])
+    files["pickle"] = root / "tiny_pickled.pt"
+    torch.save(model, files["pickle"])
+    files["onnx"] = root / "tiny.onnx"
+    torch.onnx.export(
+        model, (example,), str(files["onnx"]), dynamo=False, input_names=["x"], dynamic_axes={"x": {0: "batch"}}
+    )
+    files["onnx_external"] = root / "external" / "tiny_ext.onnx"
+    files["onnx_external"].parent.mkdir()
+    import onnx
+
+    onnx.save(
+        onnx.load(str(files["onnx"])),
+        str(files["onnx_external"]),
+        save_as_external_data=True,
+        all_tensors_to_one_file=True,
+        location="tiny_ext.data",
+        size_threshold=0,
+    )
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((48, 3, 16, 16)).astype(np.float32)
+    files["data"] = root / "tiny_data.npz"
+    np.savez(files["data"], x=x)
+    return files
+
+
+@pytest.fixture(scope="session")
+def example_int8(tmp_path_factory):
+    """The bundled Fashion-MNIST model converted to int8 ONNX once, with the real test subset."""
+    out = tmp_path_factory.mktemp("example") / "bundle"
+    return convert(
+        str(EXAMPLES / "fashion_cnn.pt2"),
+        output_format="onnx",
+        quantization="int8",
+        optimize_for="cpu",
+        calibration_data=str(EXAMPLES / "fashion_mnist_calib.npz"),
+        eval_data=str(EXAMPLES / "fashion_mnist_test_1k.npz"),
+        output_dir=str(out),
+        latency_runs=50,
+    )

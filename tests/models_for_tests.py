@@ -1,0 +1,82 @@
+"""Small models the tests convert (built fresh per test session, never downloaded)."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+class TinyNet(nn.Module):
+    """A small classifier: conv + BN + ReLU, pooling, linear. Input [N, 3, 16, 16]."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 8, 3, padding=1)
+        self.bn = nn.BatchNorm2d(8)
+        self.head = nn.Linear(8, 5)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = torch.relu(self.bn(self.conv(x)))
+        return self.head(torch.flatten(nn.functional.adaptive_avg_pool2d(x, 1), 1))
+
+
+class FeatureNet(nn.Module):
+    """Returns a conv feature map (not class scores), so int8 error always shows in cosine."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(3, 16, 3, padding=1)
+        self.conv2 = nn.Conv2d(16, 16, 3, padding=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.conv2(torch.relu(self.conv1(x)))
+
+
+class TwoInputNet(nn.Module):
+    """Two named inputs of different shapes, two outputs."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.a = nn.Linear(6, 4)
+        self.b = nn.Linear(3, 4)
+
+    def forward(self, left: torch.Tensor, right: torch.Tensor):
+        return self.a(left) + self.b(right), self.a(left)
+
+
+class NoisyNet(nn.Module):
+    """Adds random noise in forward: its ONNX export cannot match the eager outputs."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.conv(x)
+        return y + torch.rand_like(y)
+
+
+def _seeded(model_class: type[nn.Module]) -> nn.Module:
+    """Build ``model_class`` with fixed weights (seed 0), in eval mode."""
+    torch.manual_seed(0)
+    return model_class().eval()
+
+
+def make_tiny() -> nn.Module:
+    """Factory for ``--input_model tests/models_for_tests.py:make_tiny``."""
+    return _seeded(TinyNet)
+
+
+def make_feature_net() -> nn.Module:
+    """Factory for the gate test."""
+    return _seeded(FeatureNet)
+
+
+def make_two_input() -> nn.Module:
+    """Factory for the multi-input test."""
+    return _seeded(TwoInputNet)
+
+
+def make_noisy() -> nn.Module:
+    """Factory for the parity-failure test."""
+    return _seeded(NoisyNet)
