@@ -45,6 +45,10 @@ class PrecisionPlan:
         """Return the ONNX node names planned in ``precision``."""
         return [n for layer in self.layers.values() if layer.precision == precision for n in layer.nodes]
 
+    def nodes_not_in(self, precision: str) -> list[str]:
+        """Return the ONNX node names of planned layers kept out of ``precision``."""
+        return [n for layer in self.layers.values() if layer.precision != precision for n in layer.nodes]
+
     def to_json(self) -> str:
         """Serialize the plan (stable key order)."""
         return json.dumps(asdict(self), indent=2, sort_keys=True)
