@@ -225,25 +225,12 @@ def profiles_list() -> None:
 def profiles_show(name: str) -> None:
     """Show one profile as a table."""
     from rich.console import Console
-    from rich.table import Table
 
     from edgeport.profiles import resolve_profile
+    from edgeport.profiles.display import profile_table
 
     profile, why = resolve_profile(name)
-    table = Table(title=f"{profile.name}: {profile.description}", show_header=False)
-    table.add_row("schemes", ", ".join(profile.schemes))
-    table.add_row("ONNX Runtime providers", ", ".join(profile.onnxruntime.execution_providers))
-    for label, scheme in (("int8 (static)", profile.int8), ("int8-dynamic", profile.int8_dynamic)):
-        table.add_row(
-            label,
-            f"activations {scheme.activation_type}, weights {scheme.weight_type}, "
-            f"{'per-channel' if scheme.per_channel else 'per-tensor'}"
-            f"{', reduce_range' if scheme.reduce_range else ''}",
-        )
-    for note in profile.notes:
-        table.add_row("note", note)
-    table.add_row("source", profile.source)
-    Console().print(table)
+    Console().print(profile_table(profile))
     click.echo(why)
 
 
