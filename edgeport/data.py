@@ -160,18 +160,20 @@ def _pick_inputs(
 
 
 def _model_layout(spec: TensorSpec, preprocess: Preprocess) -> str | None:
+    """The model input's layout: from --preprocess, else guessed from where a 1/3/4-sized
+    channel axis sits (ties go to the layout whose other two dims are equal: square images)."""
     if preprocess.layout:
         return preprocess.layout
     if len(spec.shape) != 4:
         return None
-    channels_first, channels_last = spec.shape[1], spec.shape[3]
-    if (
-        isinstance(channels_first, int)
-        and channels_first in (1, 3, 4)
-        and not (isinstance(channels_last, int) and channels_last in (1, 3, 4))
-    ):
+    _, d1, d2, d3 = spec.shape
+    first_is_channel = isinstance(d1, int) and d1 in (1, 3, 4)
+    last_is_channel = isinstance(d3, int) and d3 in (1, 3, 4)
+    if first_is_channel and not last_is_channel:
         return "NCHW"
-    if isinstance(channels_last, int) and channels_last in (1, 3, 4):
+    if last_is_channel and not first_is_channel:
+        return "NHWC"
+    if last_is_channel and d1 == d2 and d2 != d3:
         return "NHWC"
     return "NCHW"
 

@@ -16,13 +16,27 @@ def _current_rss_mb() -> float:
     return psutil.Process().memory_info().rss / (1024 * 1024)
 
 
+def _high_water_mb() -> float | None:
+    """This process's peak RSS since exec (Linux VmHWM; None elsewhere).
+
+    Not ru_maxrss: Linux carries the parent's high-water mark across exec into it.
+    """
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return None
+
+
 def measure_peak_memory(model_path: Path, feeds_path: Path, threads: int, timeout: float = 120) -> dict[str, Any]:
     """Return memory figures of a child process that loads and runs the model.
 
     ``baseline_mb``: resident memory after importing ONNX Runtime; ``loaded_mb``: after
     creating the session and running 3 times; ``runtime_mb``: the difference (what the model
-    costs). Current RSS, not ru_maxrss: Linux carries the parent's high-water mark across
-    exec, so a child's ru_maxrss can report edgeport's own memory. On failure: an ``error`` entry.
+    costs); ``peak_mb``: the child's high-water mark (Linux only, else absent). On failure:
+    an ``error`` entry instead of figures.
     """
     try:
         completed = subprocess.run(
@@ -51,16 +65,15 @@ def _probe(model_path: str, feeds_path: str, threads: int) -> None:
     for _ in range(3):
         runner.run(feeds)
     loaded = _current_rss_mb()
-    print(
-        json.dumps(
-            {
-                "baseline_mb": round(baseline, 1),
-                "loaded_mb": round(loaded, 1),
-                "runtime_mb": round(loaded - baseline, 1),
-            }
-        )
-    )
-
+    figures = {
+        "baseline_mb": round(baseline, 1),
+        "loaded_mb": round(loaded, 1),
+        "runtime_mb": round(loaded - baseline, 1),
+    }
+    peak = _high_water_mb()
+    if peak is not None:
+        figures["peak_mb"] = round(peak, 1)
+    print(json.dumps(figures))
 
 if __name__ == "__main__":
     _probe(sys.argv[1], sys.argv[2], int(sys.argv[3]))
