@@ -102,6 +102,17 @@ def convert_options(func: Callable) -> Callable:
             default=None,
             help="Gate, in percentage points of top-1 (see README); exceeded -> exit 3.",
         ),
+        click.option(
+            "--metric",
+            default="auto",
+            show_default=True,
+            type=click.Choice(["auto", "top1", "cosine"]),
+            help="What --max_accuracy_drop measures: auto (top-1 for class scores, else cosine), top1, cosine.",
+        ),
+        click.option("--precision_plan", default=None, help="Re-apply a saved precision_plan.json (no search)."),
+        click.option(
+            "--search_budget", default=None, help="Cap --quantization auto: N evaluations, Ns seconds, or both (N,Ns)."
+        ),
         click.option("--preprocess", default=None, help="scale=1/255;mean=...;std=...;resize=H,W;layout=NCHW"),
         click.option("--calibration_samples", type=int, default=256, show_default=True),
         click.option(

@@ -6,6 +6,7 @@ one bundle that appears atomically (or not at all).
 
 from __future__ import annotations
 
+import shutil
 import tempfile
 import time
 from dataclasses import dataclass
@@ -24,11 +25,12 @@ from edgeport.converters.normalize import normalize
 from edgeport.data import Dataset, load_dataset, parse_preprocess
 from edgeport.errors import GateFailed, InputError
 from edgeport.model_bundle import SourceModel
-from edgeport.profiles import resolve_profile
+from edgeport.profiles import resolve_profile, resolve_scheme
 from edgeport.profiles.schema import DeviceProfile
 from edgeport.progress import Progress
 from edgeport.quantize.onnx_apply import apply_plan
-from edgeport.quantize.plan import PrecisionPlan, uniform_plan
+from edgeport.quantize.onnx_search import DEFAULT_BUDGET, auto_quantize, parse_search_budget, search_report
+from edgeport.quantize.plan import PrecisionPlan, ensure_node_names, load_plan, uniform_plan
 from edgeport.recipe import Recipe
 from edgeport.reports.html import write_html
 from edgeport.reports.json import make_report, write_report
@@ -97,7 +99,7 @@ def default_output_dir(recipe: Recipe, profile: DeviceProfile) -> Path:
     return Path("out") / f"{model_display_name(recipe.input_model)}-{recipe.output_format}-{scheme}-{profile.name}"
 
 
-def _open_data(recipe: Recipe, source: SourceModel, decisions: list[dict[str, str]]) -> DataPlan:
+def _open_data(recipe: Recipe, scheme: str, source: SourceModel, decisions: list[dict[str, str]]) -> DataPlan:
     """Open the eval and (for int8) calibration data; record any fallback as a decision."""
     preprocess = parse_preprocess(recipe.preprocess)
     dynamic = all(s.has_dynamic_batch for s in source.inputs)
@@ -109,7 +111,7 @@ def _open_data(recipe: Recipe, source: SourceModel, decisions: list[dict[str, st
 
     eval_data = open_(recipe.eval_data, recipe.eval_samples, recipe.seed, synthetic_count=128)
     calibration = None
-    if recipe.quantization == "int8":
+    if scheme in ("int8", "auto") or recipe.precision_plan:
         if recipe.calibration_data:
             calibration = open_(recipe.calibration_data, recipe.calibration_samples, recipe.seed)
         elif recipe.eval_data:
@@ -129,12 +131,12 @@ def _open_data(recipe: Recipe, source: SourceModel, decisions: list[dict[str, st
     return DataPlan(eval_data, calibration, dynamic, static_batch)
 
 
-def _scheme_decision(recipe: Recipe, plan: PrecisionPlan, profile: DeviceProfile) -> dict[str, str]:
+def _scheme_decision(scheme: str, plan: PrecisionPlan, profile: DeviceProfile) -> dict[str, str]:
     details = ", ".join(f"{k}={v}" for k, v in plan.details.items())
-    why = f"the {recipe.quantization} scheme that profile {profile.name} runs fast"
+    why = f"the {scheme} scheme that profile {profile.name} runs fast"
     if profile.notes:
         why += f"; {profile.notes[0]}"
-    return {"asked": f"--quantization {recipe.quantization}", "done": f"{plan.scheme}: {details}", "why": why}
+    return {"asked": f"--quantization {scheme}", "done": f"{plan.scheme}: {details}", "why": why}
 
 
 def _save_reference(
@@ -163,32 +165,80 @@ def run(recipe: Recipe, progress: Progress | None = None) -> Result:
     decisions: list[dict[str, str]] = []
     profile, why_profile = resolve_profile(recipe.optimize_for)
     decisions.append({"asked": f"--optimize_for {recipe.optimize_for}", "done": profile.name, "why": why_profile})
-    if recipe.quantization not in profile.schemes:
-        raise InputError(
-            f"profile {profile.name} does not run --quantization {recipe.quantization}",
-            hint=f"it runs: {', '.join(profile.schemes)}",
-        )
+    resolution = resolve_scheme(profile, recipe.quantization, recipe.output_format)
+    if resolution.decision:
+        decisions.append(resolution.decision)
+    scheme = resolution.scheme
     output_dir = Path(recipe.output_dir) if recipe.output_dir else default_output_dir(recipe, profile)
 
     with BundleWriter(output_dir) as writer, tempfile.TemporaryDirectory(prefix="edgeport-") as work_name:
         work = Path(work_name)
         with progress.step("load model"):
             source, onnx_source = ingest(recipe)
-        data = _open_data(recipe, source, decisions)
+        data = _open_data(recipe, scheme, source, decisions)
         reference_count = min(len(data.eval_data), REFERENCE_SAMPLES if data.dynamic else data.static_batch)
         reference_feeds = data.eval_data.batch(0, reference_count)
 
         with progress.step("export to ONNX and check parity" if onnx_source is None else "check and simplify ONNX"):
             bundle, reference_outputs = normalize(source, onnx_source, reference_feeds, recipe)
         notes = list(bundle.notes)
-        plan = uniform_plan(bundle.onnx_model, recipe.quantization, profile)
+        ensure_node_names(bundle.onnx_model)  # plans and quantizers address nodes by name
         baseline_path, artifact_path = writer.path(BASELINE_NAME), writer.path(ARTIFACT_NAME)
-        onnx.save(bundle.onnx_model, str(baseline_path))  # after planning: with the node names the plan uses
-        if recipe.quantization != "none":
-            decisions.append(_scheme_decision(recipe, plan, profile))
-        calibration_total = len(data.calibration) if data.calibration is not None else None
-        with progress.step(f"quantize ({recipe.quantization})", total=calibration_total) as advance:
-            notes += apply_plan(baseline_path, plan, artifact_path, work, data.calibration, data.batch, advance)
+        onnx.save(bundle.onnx_model, str(baseline_path))
+        gate_budget = recipe.max_accuracy_drop
+        search_section = None
+        if recipe.precision_plan:
+            plan = load_plan(Path(recipe.precision_plan), bundle.onnx_model)
+            decisions.append(
+                {
+                    "asked": f"--precision_plan {recipe.precision_plan}",
+                    "done": f"re-applied ({plan.scheme})",
+                    "why": "a saved plan is applied as it is, without a search",
+                }
+            )
+            with progress.step(f"quantize (plan: {plan.scheme})"):
+                notes += apply_plan(baseline_path, plan, artifact_path, work, data.calibration, data.batch)
+        elif scheme == "auto":
+            gate_budget = DEFAULT_BUDGET if recipe.max_accuracy_drop is None else recipe.max_accuracy_drop
+            auto = auto_quantize(
+                baseline_path,
+                bundle.onnx_model,
+                profile,
+                eval_data=data.eval_data,
+                calibration=data.calibration,
+                batch=data.batch,
+                dynamic=data.dynamic,
+                latency_batch=data.static_batch,
+                threads=recipe.threads,
+                budget=gate_budget,
+                search_budget=parse_search_budget(recipe.search_budget),
+                work=work,
+                progress=progress,
+                gate_metric=recipe.metric,
+            )
+            shutil.copyfile(auto.artifact, artifact_path)
+            plan, search_section = auto.plan, search_report(auto)
+            notes += auto.notes
+            kept = [name for name, layer in plan.layers.items() if layer.precision == "fp32"]
+            decisions.append(
+                {
+                    "asked": f"--quantization auto (budget {gate_budget} points)",
+                    "done": f"{auto.base_scheme} with {len(kept)} of {len(plan.layers)} layers kept in fp32"
+                    + (f": {', '.join(kept[:6])}" if kept else ""),
+                    "why": f"the fastest plan {profile.name} runs, with the layers that hurt accuracy most per unit of "
+                    f"cost kept in float until the budget held ({len(auto.search.points)} plans evaluated)"
+                    if auto.search.met_budget
+                    else f"no plan tried met the budget ({auto.search.stopped_by}); "
+                    "this is the most accurate one found",
+                }
+            )
+        else:
+            plan = uniform_plan(bundle.onnx_model, scheme, profile)
+            if scheme != "none":
+                decisions.append(_scheme_decision(scheme, plan, profile))
+            calibration_total = len(data.calibration) if data.calibration is not None else None
+            with progress.step(f"quantize ({scheme})", total=calibration_total) as advance:
+                notes += apply_plan(baseline_path, plan, artifact_path, work, data.calibration, data.batch, advance)
         plan.save(writer.path("precision_plan.json"))
 
         output_names = [o.name for o in bundle.outputs]
@@ -207,8 +257,8 @@ def run(recipe: Recipe, progress: Progress | None = None) -> Result:
             work=work,
             progress=progress,
         )
-        drop, drop_metric = accuracy_drop(verified["fidelity"])
-        passed = recipe.max_accuracy_drop is None or drop <= recipe.max_accuracy_drop + 1e-9
+        drop, drop_metric = accuracy_drop(verified["fidelity"], recipe.metric)
+        passed = gate_budget is None or drop <= gate_budget + 1e-9
         _save_reference(
             writer.path("reference.npz"), reference_feeds, output_names, reference_outputs, data.eval_data.labels
         )
@@ -249,8 +299,9 @@ def run(recipe: Recipe, progress: Progress | None = None) -> Result:
                     "layers": {k: {"op": v.op, "precision": v.precision} for k, v in plan.layers.items()},
                 },
                 "fidelity": verified["fidelity"],
+                "search": search_section,
                 "gate": {
-                    "max_accuracy_drop": recipe.max_accuracy_drop,
+                    "max_accuracy_drop": gate_budget,
                     "drop": drop,
                     "metric": drop_metric,
                     "passed": passed,
@@ -292,8 +343,12 @@ def run(recipe: Recipe, progress: Progress | None = None) -> Result:
         )
     if not passed:
         raise GateFailed(
-            f"accuracy gate failed: {drop_metric} is {drop:.3f} points, over --max_accuracy_drop "
-            f"{recipe.max_accuracy_drop}",
+            f"accuracy gate failed: {drop_metric} is {drop:.3f} points, over the budget of {gate_budget}"
+            + (
+                f"; layers that block it: {', '.join(search_section['blocking_layers'])}"
+                if search_section and search_section["blocking_layers"]
+                else ""
+            ),
             hint=f"the artifact is kept, marked failed, in {bundle_dir}",
             bundle_dir=str(bundle_dir),
         )

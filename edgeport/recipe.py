@@ -11,7 +11,7 @@ from edgeport.errors import InputError
 OUTPUT_FORMATS = ("onnx", "tflite", "coreml")
 # Formats whose backend exists today; the others are planned and refused with a clear message.
 IMPLEMENTED_FORMATS = ("onnx",)
-QUANTIZATIONS = ("none", "fp32", "fp16", "int8", "int8-dynamic")
+QUANTIZATIONS = ("none", "fp32", "fp16", "int8", "int8-dynamic", "int8-weight", "int4-weight", "auto")
 DTYPES = ("float32", "float16", "int64", "int32", "uint8", "int8", "bool")
 
 
@@ -50,6 +50,9 @@ class Recipe:
     parity_atol: float = 1e-4
     opset: int = 18
     seed: int = 0
+    metric: str = "auto"
+    precision_plan: str | None = None
+    search_budget: str | None = None
 
     def __post_init__(self) -> None:
         self.output_format = self.output_format.lower()
@@ -69,6 +72,8 @@ class Recipe:
                 f"unknown --quantization {self.quantization!r}",
                 hint=f"choose one of {', '.join(q for q in QUANTIZATIONS if q != 'fp32')}",
             )
+        if self.metric not in ("auto", "top1", "cosine"):
+            raise InputError(f"unknown --metric {self.metric!r}", hint="choose auto, top1 or cosine")
         if self.max_accuracy_drop is not None and self.max_accuracy_drop < 0:
             raise InputError("--max_accuracy_drop must be >= 0 (percentage points)")
         for name in ("calibration_samples", "latency_runs", "threads"):

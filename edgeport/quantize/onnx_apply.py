@@ -63,6 +63,53 @@ def _to_fp16(fp32_path: Path, out: Path, notes: list[str]) -> None:
     raise ConversionError("fp16 conversion failed with both converters: " + "; ".join(errors))
 
 
+# ORT's MatMulNBits: block-wise weight-only quantization of MatMul weights (compute in float).
+WEIGHT_ONLY_BITS = {"int8-weight": 8, "int4-weight": 4}
+
+
+def _weight_only(fp32_path: Path, plan: PrecisionPlan, out: Path, notes: list[str]) -> None:
+    """Weight-only int8/int4 through MatMulNBits; layers it cannot express stay fp32 (noted)."""
+    from onnxruntime.quantization.matmul_nbits_quantizer import MatMulNBitsQuantizer
+
+    model = onnx.load(str(fp32_path))
+    initializers = {i.name: i for i in model.graph.initializer}
+    by_name = {n.name: n for n in model.graph.node}
+    include, skipped = [], []
+    for layer_name, layer in plan.layers.items():
+        if layer.precision != plan.scheme:
+            continue
+        for node_name in layer.nodes:
+            node = by_name.get(node_name)
+            weight = initializers.get(node.input[1]) if node is not None and len(node.input) > 1 else None
+            if node is not None and node.op_type == "MatMul" and weight is not None and len(weight.dims) == 2:
+                include.append(node_name)
+            else:
+                skipped.append(layer_name)
+    if skipped:
+        notes.append(
+            f"{plan.scheme} not expressible in ONNX for {len(set(skipped))} layer(s) "
+            f"(MatMulNBits covers MatMul with 2-D constant weights only), kept fp32: "
+            + ", ".join(sorted(set(skipped))[:8])
+        )
+    if not include:
+        shutil.copyfile(fp32_path, out)
+        return
+    block = int(plan.details.get("block_size", 32))
+    try:
+        quantizer = MatMulNBitsQuantizer(
+            model,
+            bits=WEIGHT_ONLY_BITS[plan.scheme],
+            block_size=block,
+            is_symmetric=bool(plan.details.get("symmetric", True)),
+            nodes_to_include=include,
+            op_types_to_quantize=("MatMul",),
+        )
+        quantizer.process()
+        quantizer.model.save_model_to_file(str(out), use_external_data_format=False)
+    except Exception as exc:
+        raise ConversionError(f"weight-only quantization ({plan.scheme}) failed: {describe_exception(exc)}") from exc
+
+
 def apply_plan(
     fp32_path: Path,
     plan: PrecisionPlan,
@@ -82,6 +129,9 @@ def apply_plan(
         return notes
     if plan.scheme == "fp16":
         _to_fp16(fp32_path, out, notes)
+        return notes
+    if plan.scheme in WEIGHT_ONLY_BITS:
+        _weight_only(fp32_path, plan, out, notes)
         return notes
     from onnxruntime.quantization import QuantFormat, quantize_dynamic, quantize_static
 
@@ -112,7 +162,10 @@ def apply_plan(
                     per_channel=details["per_channel"],
                     reduce_range=details["reduce_range"],
                     nodes_to_exclude=excluded,
-                    extra_options={"WeightSymmetric": True, "ActivationSymmetric": False},
+                    extra_options={
+                        "WeightSymmetric": details.get("weight_symmetric", True),
+                        "ActivationSymmetric": details.get("activation_symmetric", False),
+                    },
                 )
             else:
                 quantize_dynamic(

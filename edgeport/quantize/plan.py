@@ -71,13 +71,23 @@ def ensure_node_names(model: onnx.ModelProto) -> None:
 
 
 def scheme_details(scheme: str, profile: DeviceProfile) -> dict[str, Any]:
-    """Return the details of ``scheme`` on ``profile`` (signedness, granularity, range)."""
+    """Return the details of ``scheme`` on ``profile`` (signedness, granularity, range, blocks)."""
     if scheme == "int8":
         return {**asdict(profile.int8), "format": "QDQ", "calibration": "minmax"}
     if scheme == "int8-dynamic":
         return {**asdict(profile.int8_dynamic), "format": "dynamic (weights int8 offline, activations at run time)"}
     if scheme == "fp16":
         return {"weights": "float16", "compute": "float16", "io": "float32 (cast at the graph edges)"}
+    if scheme in ("int8-weight", "int4-weight"):
+        block = profile.int4_weight.block_size if scheme == "int4-weight" else 128
+        symmetric = profile.int4_weight.symmetric if scheme == "int4-weight" else True
+        return {
+            "weights": scheme.split("-")[0],
+            "block_size": block,
+            "symmetric": symmetric,
+            "compute": "float",
+            "format": "block-wise weight-only (ONNX: MatMulNBits)",
+        }
     return {"weights": "float32", "compute": "float32"}
 
 
@@ -96,3 +106,53 @@ def uniform_plan(model: onnx.ModelProto, scheme: str, profile: DeviceProfile) ->
         else:
             layer.nodes.append(node.name)
     return plan
+
+
+PLAN_SCHEMES = ("none", "fp16", "int8", "int8-dynamic", "int8-weight", "int4-weight")
+LAYER_PRECISIONS = ("fp32", "fp16", "int8", "int8-dynamic", "int8-weight", "int4-weight")
+
+
+def load_plan(path: Path, model: onnx.ModelProto) -> PrecisionPlan:
+    """Read a ``precision_plan.json`` and match it to ``model``'s layers.
+
+    The layer -> precision choices and scheme details come from the file; the ONNX node
+    names are re-derived from ``model`` so the plan follows the model, not stale node ids.
+    Raises InputError when the file is invalid or names layers the model does not have.
+    """
+    from edgeport.errors import InputError
+
+    try:
+        data = json.loads(Path(path).read_text())
+    except (OSError, ValueError) as exc:
+        raise InputError(f"cannot read precision plan {path}: {exc}") from exc
+    if not isinstance(data, dict) or data.get("version") != PLAN_VERSION:
+        raise InputError(f"{path} is not an edgeport precision plan (version {PLAN_VERSION})")
+    scheme = data.get("scheme")
+    if scheme not in PLAN_SCHEMES:
+        raise InputError(f"{path}: field 'scheme': {scheme!r} is not one of {', '.join(PLAN_SCHEMES)}")
+    layers = data.get("layers")
+    if not isinstance(layers, dict) or not isinstance(data.get("details"), dict):
+        raise InputError(f"{path}: fields 'layers' and 'details' must be mappings")
+    ensure_node_names(model)
+    template = PrecisionPlan(scheme=scheme, profile=str(data.get("profile", "")), details=data["details"])
+    for node in model.graph.node:
+        if node.op_type in WEIGHTED_OPS:
+            name = layer_name(node)
+            template.layers.setdefault(name, LayerPrecision("", node.op_type, [])).nodes.append(node.name)
+    unknown = sorted(set(layers) - set(template.layers))
+    if unknown:
+        raise InputError(
+            f"{path}: layers not in this model: {', '.join(unknown[:5])}",
+            hint="a plan re-applies only to the model it was made for",
+        )
+    for name, layer in template.layers.items():
+        entry = layers.get(name)
+        precision = entry.get("precision") if isinstance(entry, dict) else None
+        if precision is None:
+            raise InputError(f"{path}: layer {name!r} of the model has no precision in the plan")
+        if precision not in LAYER_PRECISIONS:
+            raise InputError(
+                f"{path}: layers.{name}.precision: {precision!r} is not one of {', '.join(LAYER_PRECISIONS)}"
+            )
+        layer.precision = precision
+    return template

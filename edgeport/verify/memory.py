@@ -75,5 +75,6 @@ def _probe(model_path: str, feeds_path: str, threads: int) -> None:
         figures["peak_mb"] = round(peak, 1)
     print(json.dumps(figures))
 
+
 if __name__ == "__main__":
     _probe(sys.argv[1], sys.argv[2], int(sys.argv[3]))

@@ -66,12 +66,23 @@ def compare(
     return result
 
 
-def accuracy_drop(metrics: dict[str, Any]) -> tuple[float, str]:
+GATE_METRICS = ("auto", "top1", "cosine")
+
+
+def accuracy_drop(metrics: dict[str, Any], metric: str = "auto") -> tuple[float, str]:
     """Return the accuracy drop in percentage points that the gate checks, and what it is.
 
-    With labels: fp32 top-1 minus artifact top-1. Without labels, for classifiers:
-    100 - top-1 agreement. Otherwise: 100 * (1 - mean cosine) of the first output.
+    ``auto``: with labels, fp32 top-1 minus artifact top-1; without labels, for class
+    scores, 100 - top-1 agreement; otherwise 100 * (1 - mean cosine) of the first output.
+    ``cosine`` forces the cosine form (embeddings, features); ``top1`` needs class scores.
     """
+    if metric == "cosine":
+        first = next(iter(metrics["outputs"].values()))
+        return 100.0 * (1.0 - first["cosine_mean"]), "100 x (1 - mean cosine) vs fp32"
+    if metric == "top1" and "top1_agreement" not in metrics:
+        from edgeport.errors import InputError
+
+        raise InputError("--metric top1 needs a first output of class scores [N, classes]")
     if "artifact_top1" in metrics:
         return metrics["reference_top1"] - metrics["artifact_top1"], "top-1 accuracy drop vs fp32 (labels)"
     if "top1_agreement" in metrics:

@@ -1,0 +1,253 @@
+"""``--quantization auto`` for ONNX: sensitivity, then the mixed-precision search, with each
+candidate quantized by ONNX Runtime and measured (fidelity on the eval data, latency side by
+side with fp32) on this host."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import onnx
+
+from edgeport.data import Dataset
+from edgeport.errors import InputError
+from edgeport.profiles import op_class
+from edgeport.profiles.schema import DeviceProfile
+from edgeport.progress import Progress
+from edgeport.quantize.onnx_apply import apply_plan
+from edgeport.quantize.plan import PrecisionPlan, uniform_plan
+from edgeport.quantize.search import SearchPoint, SearchResult, search
+from edgeport.quantize.sensitivity import layer_sensitivity
+from edgeport.verify.evaluate import run_dataset
+from edgeport.verify.latency import measure_side_by_side
+from edgeport.verify.metrics import accuracy_drop, compare
+from edgeport.verify.runners import OrtRunner
+
+DEFAULT_BUDGET = 1.0  # points: 1 of top-1 with labels, else mean cosine >= 0.99
+SENSITIVITY_SAMPLES = 16
+SEARCH_LATENCY_RUNS = 40
+# Relative cost per MAC on a CPU when the profile gives none (fp32 = 1): int8 GEMMs ran
+# ~3.75x faster than fp32 here (../shared/STACK.md); dynamic pays run-time quantization.
+DEFAULT_COSTS = {"fp32": 1.0, "fp16": 1.0, "int8": 0.27, "int8-dynamic": 0.35, "int8-weight": 1.0, "int4-weight": 1.0}
+
+
+@dataclass
+class SearchBudget:
+    """Caps on the search: full evaluations and wall time."""
+
+    evaluations: int = 10
+    seconds: float = 900.0
+
+
+def parse_search_budget(value: str | int | None) -> SearchBudget:
+    """Parse ``--search_budget``: ``12`` (evaluations), ``300s`` (seconds) or ``12,300s``."""
+    budget = SearchBudget()
+    if value is None:
+        return budget
+    for part in str(value).split(","):
+        part = part.strip().lower()
+        match = re.fullmatch(r"(\d+(?:\.\d+)?)(s|m)?", part)
+        if not match:
+            raise InputError(f"bad --search_budget {value!r}", hint="e.g. 12 (evaluations), 300s, or 12,300s")
+        number = float(match.group(1))
+        if match.group(2):
+            budget.seconds = number * (60 if match.group(2) == "m" else 1)
+        else:
+            budget.evaluations = int(number)
+    if budget.evaluations < 1 or budget.seconds <= 0:
+        raise InputError("--search_budget must allow at least one evaluation")
+    return budget
+
+
+@dataclass
+class AutoResult:
+    """What the auto search produced for the pipeline."""
+
+    plan: PrecisionPlan
+    artifact: Path
+    search: SearchResult
+    base_scheme: str
+    base_points: dict[str, dict[str, Any]]
+    sensitivity: dict[str, Any]
+    notes: list[str] = field(default_factory=list)
+
+
+def layer_op_classes(model: onnx.ModelProto, plan: PrecisionPlan) -> dict[str, str]:
+    """The profile op class of each planned layer (a Conv with one input channel per group
+    is ``depthwise_conv``)."""
+    nodes = {n.name: n for n in model.graph.node}
+    shapes = {i.name: list(i.dims) for i in model.graph.initializer}
+    classes = {}
+    for name, layer in plan.layers.items():
+        node = nodes.get(layer.nodes[0]) if layer.nodes else None
+        attrs: dict[str, Any] = {}
+        if node is not None:
+            attrs = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
+            if len(node.input) > 1 and node.input[1] in shapes:
+                attrs["weight_shape"] = shapes[node.input[1]]
+        classes[name] = op_class(layer.op, attrs)
+    return classes
+
+
+def cost_function(profile: DeviceProfile, model: onnx.ModelProto, plan: PrecisionPlan) -> Callable[[str, str], float]:
+    """Per-layer relative cost per MAC from the profile's op-class table; a precision the
+    profile does not list for that class costs like fp32 (it would not run natively)."""
+    classes = layer_op_classes(model, plan)
+
+    def cost(layer: str, precision: str) -> float:
+        op = classes.get(layer, "other")
+        try:
+            value = profile.cost(op, precision)
+        except ValueError:
+            value = None
+        if value is None:
+            value = profile.cost(op, "fp32") or 1.0
+        return float(value)
+
+    return cost
+
+
+def auto_candidates(profile: DeviceProfile, have_calibration: bool) -> list[str]:
+    """The all-quantized schemes the search may start from, fastest first, that the profile runs."""
+    schemes = [s for s in ("int8", "int8-dynamic") if s in profile.schemes]
+    if not have_calibration:
+        schemes = [s for s in schemes if s != "int8"]  # static ranges from random inputs are not real
+    if not schemes:
+        raise InputError(f"profile {profile.name} runs no int8 scheme for --quantization auto")
+    return schemes
+
+
+def auto_quantize(
+    baseline: Path,
+    model: onnx.ModelProto,
+    profile: DeviceProfile,
+    *,
+    eval_data: Dataset,
+    calibration: Dataset | None,
+    batch: int,
+    dynamic: bool,
+    latency_batch: int,
+    threads: int,
+    budget: float,
+    search_budget: SearchBudget,
+    work: Path,
+    progress: Progress,
+    gate_metric: str = "auto",
+) -> AutoResult:
+    """Search the cheapest mixed-precision plan within ``budget`` (gate points); return it,
+    its artifact and every point tried. The best point is returned even if none fits."""
+    reference_runner = OrtRunner(baseline, threads)
+    output_names = [o.name for o in model.graph.output]
+    with progress.step("fp32 reference outputs for the search"):
+        reference_outputs = run_dataset(reference_runner, eval_data, batch, dynamic)
+    labels = eval_data.labels[: len(reference_outputs[0])] if eval_data.labels is not None else None
+    latency_feeds = eval_data.batch(0, latency_batch)
+    cache: dict[str, SearchPoint] = {}
+    counter = [0]
+
+    def evaluate(plan: PrecisionPlan) -> SearchPoint:
+        key = plan.to_json()
+        if key in cache:
+            return cache[key]
+        counter[0] += 1
+        artifact = work / f"candidate_{counter[0]}.onnx"
+        notes = apply_plan(baseline, plan, artifact, work, calibration, batch)
+        runner = OrtRunner(artifact, threads)
+        fidelity = compare(reference_outputs, run_dataset(runner, eval_data, batch, dynamic), output_names, labels)
+        drop, metric = accuracy_drop(fidelity, gate_metric)
+        latency = measure_side_by_side(
+            {"fp32": reference_runner, "candidate": runner}, latency_feeds, SEARCH_LATENCY_RUNS, 5
+        )
+        summary = {k: fidelity[k] for k in ("top1_agreement", "artifact_top1", "reference_top1") if k in fidelity}
+        first = next(iter(fidelity["outputs"].values()))
+        summary.update(
+            {
+                "cosine_mean": first["cosine_mean"],
+                "cosine_min": first["cosine_min"],
+                "metric": metric,
+                "scheme": plan.scheme,
+                "notes": notes,
+            }
+        )
+        point = SearchPoint(
+            [],
+            drop,
+            False,
+            latency["fp32"]["p50_ms"] / latency["candidate"]["p50_ms"],
+            None,
+            artifact.stat().st_size,
+            summary,
+            artifact,
+        )
+        cache[key] = point
+        return point
+
+    sensitivity_feeds = [
+        calibration.batch(i, i + 1) if calibration is not None else eval_data.batch(i, i + 1)
+        for i in range(min(SENSITIVITY_SAMPLES, len(calibration or eval_data)))
+    ]
+    base_points: dict[str, dict[str, Any]] = {}
+    best_base: tuple[str, PrecisionPlan, SearchPoint] | None = None
+    with progress.step("quantize every layer (search start)"):
+        for scheme in auto_candidates(profile, calibration is not None and not calibration.synthetic):
+            plan = uniform_plan(model, scheme, profile)
+            point = evaluate(plan)
+            point.feasible = point.drop <= budget + 1e-9
+            base_points[scheme] = {"drop": point.drop, "speedup": point.speedup, "size_bytes": point.size_bytes}
+            rank = (point.feasible, point.speedup if point.feasible else -point.drop)
+            if best_base is None or rank > (
+                best_base[2].feasible,
+                best_base[2].speedup if best_base[2].feasible else -best_base[2].drop,
+            ):
+                best_base = (scheme, plan, point)
+    assert best_base is not None
+    scheme, plan, _ = best_base
+    with progress.step(f"per-layer sensitivity ({scheme})"):
+        sensitivity = layer_sensitivity(model, plan, sensitivity_feeds, scheme)
+    cost = cost_function(profile, model, plan)
+    with progress.step("mixed-precision search") as _:
+        result = search(
+            plan,
+            sensitivity,
+            evaluate,
+            budget,
+            cost,
+            "fp32",
+            max_evaluations=search_budget.evaluations + 1,  # + the all-quantized start
+            max_seconds=search_budget.seconds,
+        )
+    best_plan = uniform_plan(model, scheme, profile)
+    for name in result.best.kept_float:
+        best_plan.layers[name].precision = "fp32"
+    return AutoResult(
+        best_plan,
+        result.best.artifact,
+        result,
+        scheme,
+        base_points,
+        {k: v.as_dict() for k, v in sensitivity.items()},
+        list(result.best.metrics.get("notes", [])),
+    )
+
+
+def search_report(auto: AutoResult) -> dict[str, Any]:
+    """The report's "search" section: base schemes tried, order, every point, verdict."""
+    result = auto.search
+    return {
+        "base_scheme": auto.base_scheme,
+        "base_points": auto.base_points,
+        "budget_points": result.budget,
+        "met_budget": result.met_budget,
+        "stopped_by": result.stopped_by,
+        "promotion_order": result.order,
+        "blocking_layers": [] if result.met_budget else result.blocking_layers(),
+        "points": [p.as_dict() for p in result.points],
+        "chosen": result.best.as_dict(),
+        "sensitivity": auto.sensitivity,
+    }
+
+
+__all__ = ["auto_quantize", "parse_search_budget", "search_report", "DEFAULT_BUDGET"]

@@ -1,0 +1,181 @@
+"""The mixed-precision search: start from the fastest plan, keep the most harmful layers
+(error per unit of cost) in float until the accuracy budget holds.
+
+The search works on plans (data) and calls back to evaluate each plan, so it knows nothing
+of ONNX, TFLite or Core ML. Layers are ordered once, by the per-layer sensitivity: a layer's
+noise ratio divided by what keeping it in float costs (MACs x the profile's cost difference).
+The number of layers kept in float is found with an exponential then a binary search, so a
+model with hundreds of layers needs about 2 log2(n) full evaluations, and ``max_evaluations``
+and ``max_seconds`` cap it. It always returns the best point it found.
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from edgeport.quantize.plan import PrecisionPlan
+from edgeport.quantize.sensitivity import LayerSensitivity
+
+
+@dataclass
+class SearchPoint:
+    """One evaluated plan: which layers were kept in float and what it measured."""
+
+    kept_float: list[str]
+    drop: float  # the gate metric, percentage points (lower is better)
+    feasible: bool
+    speedup: float | None = None  # measured fp32 p50 / artifact p50 (None: not measured)
+    estimated_cost: float | None = None  # profile cost model, fp32 = 1.0
+    size_bytes: int | None = None
+    metrics: dict[str, Any] = field(default_factory=dict)
+    artifact: Any = None  # where the evaluated model is (backend-specific)
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-ready data (without the artifact handle)."""
+        return {
+            "kept_float": self.kept_float,
+            "kept_float_count": len(self.kept_float),
+            "drop": self.drop,
+            "feasible": self.feasible,
+            "speedup": self.speedup,
+            "estimated_cost": self.estimated_cost,
+            "size_bytes": self.size_bytes,
+            "metrics": self.metrics,
+        }
+
+
+@dataclass
+class SearchResult:
+    """The search's outcome: the chosen point, every point tried, and why it stopped."""
+
+    best: SearchPoint
+    points: list[SearchPoint]
+    order: list[str]
+    met_budget: bool
+    stopped_by: str | None
+    budget: float
+
+    def blocking_layers(self) -> list[str]:
+        """Layers not kept in float by the best point that rank highest in harm: what blocks
+        the budget when it was not met."""
+        return [layer for layer in self.order if layer not in self.best.kept_float][:5]
+
+
+CostFunction = Callable[[str, str], float]  # (layer, precision) -> relative cost per MAC
+
+
+def promotion_order(
+    sensitivity: dict[str, LayerSensitivity], plan: PrecisionPlan, float_precision: str, cost: CostFunction
+) -> list[str]:
+    """Order layers most harmful per unit of cost first: noise ratio / (MACs x extra cost of float).
+
+    A layer whose float version costs no more than its quantized one goes first: keeping it
+    in float is free.
+    """
+    scored = []
+    for name, layer in plan.layers.items():
+        info = sensitivity.get(name)
+        if info is None:
+            continue
+        extra = (cost(name, float_precision) - cost(name, layer.precision)) * max(info.macs, 1)
+        score = float("inf") if extra <= 0 else info.noise_ratio / extra
+        scored.append((score, info.noise_ratio, name))
+    scored.sort(key=lambda item: (-item[0], -item[1], item[2]))
+    return [name for _, _, name in scored]
+
+
+def plan_keeping_float(plan: PrecisionPlan, layers: list[str], float_precision: str) -> PrecisionPlan:
+    """Return a copy of ``plan`` with ``layers`` set to ``float_precision``."""
+    result = copy.deepcopy(plan)
+    for name in layers:
+        result.layers[name].precision = float_precision
+    return result
+
+
+def estimated_cost(plan: PrecisionPlan, sensitivity: dict[str, LayerSensitivity], cost: CostFunction) -> float:
+    """The plan's cost by the profile model, relative to everything in fp32 (weighted layers only)."""
+    total_fp32 = sum(max(s.macs, 1) * cost(name, "fp32") for name, s in sensitivity.items())
+    total = sum(
+        max(sensitivity[name].macs, 1) * cost(name, layer.precision)
+        for name, layer in plan.layers.items()
+        if name in sensitivity
+    )
+    return total / total_fp32 if total_fp32 else 1.0
+
+
+def search(
+    plan: PrecisionPlan,
+    sensitivity: dict[str, LayerSensitivity],
+    evaluate: Callable[[PrecisionPlan], SearchPoint],
+    budget: float,
+    cost: CostFunction,
+    float_precision: str = "fp32",
+    max_evaluations: int = 10,
+    max_seconds: float = 900.0,
+    progress: Callable[[str], None] | None = None,
+) -> SearchResult:
+    """Find the cheapest plan whose gate metric ``drop`` is within ``budget``.
+
+    ``evaluate(plan)`` builds and measures one plan and returns a SearchPoint (its
+    ``feasible`` is recomputed here against ``budget``). Returns the SearchResult; when no
+    evaluated plan meets the budget, ``best`` is the most accurate one found.
+    """
+    order = promotion_order(sensitivity, plan, float_precision, cost)
+    start = time.perf_counter()
+    points: dict[int, SearchPoint] = {}
+    stopped_by: str | None = None
+
+    def out_of_budget() -> str | None:
+        if len(points) >= max_evaluations:
+            return f"--search_budget: {max_evaluations} evaluations"
+        if time.perf_counter() - start > max_seconds:
+            return f"--search_budget: {max_seconds:.0f} s"
+        return None
+
+    def evaluate_k(k: int) -> SearchPoint:
+        candidate = plan_keeping_float(plan, order[:k], float_precision)
+        point = evaluate(candidate)
+        point.kept_float = list(order[:k])
+        point.feasible = point.drop <= budget + 1e-9
+        point.estimated_cost = estimated_cost(candidate, sensitivity, cost)
+        points[k] = point
+        if progress:
+            progress(f"{k} layer(s) in float: drop {point.drop:.3f} (budget {budget})")
+        return point
+
+    infeasible, feasible = -1, None
+    if evaluate_k(0).feasible:
+        feasible = 0
+    else:
+        infeasible, step = 0, 1
+        while feasible is None and infeasible < len(order):
+            stopped_by = out_of_budget()
+            if stopped_by:
+                break
+            k = min(step, len(order))
+            if evaluate_k(k).feasible:
+                feasible = k
+            else:
+                infeasible = k
+            step *= 2
+        while feasible is not None and feasible - infeasible > 1:
+            stopped_by = out_of_budget()
+            if stopped_by:
+                break
+            mid = (feasible + infeasible) // 2
+            if evaluate_k(mid).feasible:
+                feasible = mid
+            else:
+                infeasible = mid
+    ordered = [points[k] for k in sorted(points)]
+    feasible_points = [p for p in ordered if p.feasible]
+    if feasible_points:
+        # Cheapest feasible: measured speed when measured, else the cost model.
+        best = max(feasible_points, key=lambda p: (p.speedup or 0.0, -(p.estimated_cost or 1.0), -len(p.kept_float)))
+    else:
+        best = min(ordered, key=lambda p: (p.drop, len(p.kept_float)))
+    return SearchResult(best, ordered, order, bool(feasible_points), None if feasible_points else stopped_by, budget)
