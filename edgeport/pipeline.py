@@ -133,10 +133,11 @@ def _open_data(recipe: Recipe, scheme: str, source: SourceModel, decisions: list
 
 def _scheme_decision(scheme: str, plan: PrecisionPlan, profile: DeviceProfile) -> dict[str, str]:
     details = ", ".join(f"{k}={v}" for k, v in plan.details.items())
-    why = f"the {scheme} scheme that profile {profile.name} runs fast"
-    if profile.notes:
-        why += f"; {profile.notes[0]}"
-    return {"asked": f"--quantization {scheme}", "done": f"{plan.scheme}: {details}", "why": why}
+    return {
+        "asked": f"scheme {scheme} on {profile.name}",
+        "done": details,
+        "why": f"the way profile {profile.name} ({profile.source}) says its runtime runs {scheme} fast",
+    }
 
 
 def _save_reference(

@@ -34,6 +34,17 @@ def run_dataset(runner: OrtRunner, dataset: Dataset, batch: int, dynamic: bool, 
     return [np.concatenate([o[i] for o in outputs]) for i in range(len(outputs[0]))]
 
 
+def _where_measured(wanted: tuple[str, ...], used: list[str]) -> str:
+    """Say honestly where latency was measured: on the profile's runtime, or only emulated."""
+    missing = [p for p in wanted if p not in used]
+    if not missing:
+        return "measured on the target's runtime (this host)"
+    return (
+        f"emulated: ran on this host's {', '.join(used)}; the target's {', '.join(missing)} is not "
+        "available here, so these figures are not the device's (use edgeport verify on the device)"
+    )
+
+
 def verify_onnx(
     baseline: Path,
     artifact: Path,
@@ -89,7 +100,7 @@ def verify_onnx(
         "latency": {
             **latency,
             "speedup": latency["reference"]["p50_ms"] / latency["artifact"]["p50_ms"],
-            "measured": "measured",
+            "measured": _where_measured(providers, artifact_runner.providers),
             "runtime": f"onnxruntime {', '.join(artifact_runner.providers)}",
             "threads": threads,
             "batch": latency_batch,
