@@ -59,7 +59,7 @@ def convert_options(func: Callable) -> Callable:
             required=True,
             help="Model file (.pt2, .pt/.pth TorchScript or state_dict, .onnx) or package.module:factory.",
         ),
-        click.option("--output_format", default="onnx", show_default=True, help="onnx (tflite and coreml: planned)."),
+        click.option("--output_format", default="onnx", show_default=True, help="onnx or tflite (coreml: planned)."),
         click.option(
             "--quantization",
             default="int8",
@@ -140,7 +140,7 @@ def print_summary(result, console) -> None:
         title=f"{r['model']['name']} -> {r['target']['format']} {r['target']['scheme']} on {r['target']['profile']}"
     )
     table.add_column("")
-    table.add_column("fp32 ONNX", justify="right")
+    table.add_column("fp32", justify="right")
     table.add_column("artifact", justify="right")
     table.add_column("change", justify="right")
     if "artifact_top1" in fid:
@@ -171,8 +171,12 @@ def print_summary(result, console) -> None:
     data = r["data"]["eval"]
     console.print(f"eval data: {data['source']}" + ("  [yellow](random inputs)[/]" if data["synthetic"] else ""))
     console.print(
-        f"latency: {lat['threads']} thread(s), batch {lat['batch']}, {lat['reference']['runs']} interleaved runs"
+        f"latency: {lat['threads']} thread(s), batch {lat['batch']}, {lat['reference']['runs']} interleaved runs "
+        f"against {lat.get('reference_model', 'the fp32 model')}; {lat['measured']}"
     )
+    for decision in r["decisions"]:
+        if decision["asked"].startswith("--quantization"):
+            console.print(f"[yellow]decision:[/] {decision['asked']} -> {decision['done']}: {decision['why']}")
     gate = r["gate"]
     verdict = "[green]passed[/]" if gate["passed"] else "[red]FAILED[/]"
     limit = f" (limit {gate['max_accuracy_drop']})" if gate["max_accuracy_drop"] is not None else " (no gate set)"

@@ -19,6 +19,7 @@ import numpy as np
 import onnx
 
 import edgeport
+from edgeport.backends import Artifact, backend_for
 from edgeport.bundle import BundleWriter
 from edgeport.converters import ingest
 from edgeport.converters.normalize import normalize
@@ -28,18 +29,16 @@ from edgeport.model_bundle import SourceModel
 from edgeport.profiles import resolve_profile, resolve_scheme
 from edgeport.profiles.schema import DeviceProfile
 from edgeport.progress import Progress
-from edgeport.quantize.onnx_apply import apply_plan
-from edgeport.quantize.onnx_search import DEFAULT_BUDGET, auto_quantize, parse_search_budget, search_report
+from edgeport.quantize.auto import DEFAULT_BUDGET, auto_quantize, parse_search_budget, search_report
 from edgeport.quantize.plan import PrecisionPlan, ensure_node_names, load_plan, uniform_plan
 from edgeport.recipe import Recipe
 from edgeport.reports.html import write_html
 from edgeport.reports.json import make_report, write_report
-from edgeport.verify.evaluate import verify_onnx
+from edgeport.verify.evaluate import verify_artifact
 from edgeport.verify.metrics import accuracy_drop
-from edgeport.verify.runners import host_description
+from edgeport.verify.runners import RunnerSpec, host_description
 
 LIBRARIES = ("torch", "onnx", "onnxruntime", "onnxslim", "onnxconverter-common", "numpy")
-ARTIFACT_NAME = "model.onnx"
 BASELINE_NAME = "baseline_fp32.onnx"
 EVAL_BATCH = 32  # eval batch for models with a dynamic batch dimension
 REFERENCE_SAMPLES = 8
@@ -56,7 +55,7 @@ class Result:
     @property
     def artifact(self) -> Path:
         """The model file inside the bundle."""
-        return self.bundle_dir / ARTIFACT_NAME
+        return self.bundle_dir / self.report["target"]["artifact"]
 
 
 @dataclass
@@ -184,8 +183,10 @@ def run(recipe: Recipe, progress: Progress | None = None) -> Result:
             bundle, reference_outputs = normalize(source, onnx_source, reference_feeds, recipe)
         notes = list(bundle.notes)
         ensure_node_names(bundle.onnx_model)  # plans and quantizers address nodes by name
-        baseline_path, artifact_path = writer.path(BASELINE_NAME), writer.path(ARTIFACT_NAME)
+        backend = backend_for(profile, recipe)
+        baseline_path, artifact_path = writer.path(BASELINE_NAME), writer.path(backend.file_name)
         onnx.save(bundle.onnx_model, str(baseline_path))
+        artifact: Artifact | None = None
         gate_budget = recipe.max_accuracy_drop
         search_section = None
         if recipe.precision_plan:
@@ -197,14 +198,15 @@ def run(recipe: Recipe, progress: Progress | None = None) -> Result:
                     "why": "a saved plan is applied as it is, without a search",
                 }
             )
-            with progress.step(f"quantize (plan: {plan.scheme})"):
-                notes += apply_plan(baseline_path, plan, artifact_path, work, data.calibration, data.batch)
+            with progress.step(f"quantize and export (plan: {plan.scheme})"):
+                artifact = backend.build(baseline_path, plan, artifact_path, work, data.calibration, data.batch)
         elif scheme == "auto":
             gate_budget = DEFAULT_BUDGET if recipe.max_accuracy_drop is None else recipe.max_accuracy_drop
             auto = auto_quantize(
                 baseline_path,
                 bundle.onnx_model,
                 profile,
+                backend=backend,
                 eval_data=data.eval_data,
                 calibration=data.calibration,
                 batch=data.batch,
@@ -217,9 +219,11 @@ def run(recipe: Recipe, progress: Progress | None = None) -> Result:
                 progress=progress,
                 gate_metric=recipe.metric,
             )
-            shutil.copyfile(auto.artifact, artifact_path)
+            shutil.copyfile(auto.artifact.path, artifact_path)
+            artifact = auto.artifact
+            artifact.path = artifact_path
+            artifact.runner.path = str(artifact_path)
             plan, search_section = auto.plan, search_report(auto)
-            notes += auto.notes
             kept = [name for name, layer in plan.layers.items() if layer.precision == "fp32"]
             decisions.append(
                 {
@@ -238,21 +242,28 @@ def run(recipe: Recipe, progress: Progress | None = None) -> Result:
             if scheme != "none":
                 decisions.append(_scheme_decision(scheme, plan, profile))
             calibration_total = len(data.calibration) if data.calibration is not None else None
-            with progress.step(f"quantize ({scheme})", total=calibration_total) as advance:
-                notes += apply_plan(baseline_path, plan, artifact_path, work, data.calibration, data.batch, advance)
+            with progress.step(f"quantize and export ({scheme}, {backend.format})", total=calibration_total) as advance:
+                artifact = backend.build(
+                    baseline_path, plan, artifact_path, work, data.calibration, data.batch, advance
+                )
+        assert artifact is not None
+        notes += artifact.notes
         plan.save(writer.path("precision_plan.json"))
+        with progress.step("fp32 reference for timing"):
+            latency_reference, reference_file = backend.fp32_reference(baseline_path, writer.tmp, work)
 
         output_names = [o.name for o in bundle.outputs]
-        verified = verify_onnx(
-            baseline_path,
-            artifact_path,
+        verified = verify_artifact(
+            RunnerSpec("onnxruntime", str(baseline_path)),
+            latency_reference,
+            artifact.runner,
             data.eval_data,
             output_names,
             batch=data.batch,
             dynamic=data.dynamic,
             latency_batch=data.static_batch,
             threads=recipe.threads,
-            providers=profile.onnxruntime.execution_providers,
+            measured_label=backend.measured_label,
             latency_runs=recipe.latency_runs,
             warmup_runs=recipe.warmup_runs,
             work=work,
@@ -264,7 +275,11 @@ def run(recipe: Recipe, progress: Progress | None = None) -> Result:
             writer.path("reference.npz"), reference_feeds, output_names, reference_outputs, data.eval_data.labels
         )
 
-        sizes = {"reference_bytes": baseline_path.stat().st_size, "artifact_bytes": artifact_path.stat().st_size}
+        sizes = {
+            "reference_bytes": Path(latency_reference.path).stat().st_size,
+            "artifact_bytes": artifact_path.stat().st_size,
+            "reference_file": Path(latency_reference.path).name,
+        }
         sizes["ratio"] = sizes["reference_bytes"] / sizes["artifact_bytes"]
         data_section = {"eval": data.eval_data.describe()}
         if data.calibration is not None:
@@ -291,7 +306,7 @@ def run(recipe: Recipe, progress: Progress | None = None) -> Result:
                     "quantization": recipe.quantization,
                     "scheme": plan.scheme,
                     "profile": profile.name,
-                    "artifact": ARTIFACT_NAME,
+                    "artifact": backend.file_name,
                 },
                 "decisions": decisions,
                 "data": data_section,
@@ -331,7 +346,10 @@ def run(recipe: Recipe, progress: Progress | None = None) -> Result:
                 "libraries": report["environment"]["libraries"],
                 "profile": profile.as_dict(),
                 "options": recipe.as_dict(),
-                "artifact": ARTIFACT_NAME,
+                "artifact": backend.file_name,
+                "runner": {"kind": artifact.runner.kind, "file": backend.file_name, "kwargs": artifact.runner.kwargs},
+                "format_facts": artifact.facts,
+                "reference_for_timing": Path(latency_reference.path).name,
                 "baseline": BASELINE_NAME,
                 "inputs": report["model"]["inputs"],
                 "outputs": report["model"]["outputs"],

@@ -10,7 +10,7 @@ from edgeport.errors import InputError
 
 OUTPUT_FORMATS = ("onnx", "tflite", "coreml")
 # Formats whose backend exists today; the others are planned and refused with a clear message.
-IMPLEMENTED_FORMATS = ("onnx",)
+IMPLEMENTED_FORMATS = ("onnx", "tflite")
 QUANTIZATIONS = ("none", "fp32", "fp16", "int8", "int8-dynamic", "int8-weight", "int4-weight", "auto")
 DTYPES = ("float32", "float16", "int64", "int32", "uint8", "int8", "bool")
 
@@ -51,6 +51,7 @@ class Recipe:
     opset: int = 18
     seed: int = 0
     metric: str = "auto"
+    io_dtype: str = "float32"
     precision_plan: str | None = None
     search_budget: str | None = None
 
@@ -72,6 +73,8 @@ class Recipe:
                 f"unknown --quantization {self.quantization!r}",
                 hint=f"choose one of {', '.join(q for q in QUANTIZATIONS if q != 'fp32')}",
             )
+        if self.io_dtype not in ("float32", "int8", "uint8"):
+            raise InputError(f"unknown --io_dtype {self.io_dtype!r}", hint="choose float32, int8 or uint8")
         if self.metric not in ("auto", "top1", "cosine"):
             raise InputError(f"unknown --metric {self.metric!r}", hint="choose auto, top1 or cosine")
         if self.max_accuracy_drop is not None and self.max_accuracy_drop < 0:

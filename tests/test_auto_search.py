@@ -10,7 +10,7 @@ import pytest
 
 from edgeport.api import convert
 from edgeport.errors import GateFailed, InputError
-from edgeport.quantize.onnx_search import parse_search_budget
+from edgeport.quantize.auto import parse_search_budget
 from edgeport.quantize.plan import LayerPrecision, PrecisionPlan
 from edgeport.quantize.search import SearchPoint, search
 from edgeport.quantize.sensitivity import LayerSensitivity

@@ -3,6 +3,7 @@ load time and memory, each for the fp32 baseline and the artifact in the same ru
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +15,7 @@ from edgeport.progress import Progress
 from edgeport.verify.latency import measure_side_by_side
 from edgeport.verify.memory import measure_peak_memory
 from edgeport.verify.metrics import compare
-from edgeport.verify.runners import OrtRunner
+from edgeport.verify.runners import OrtRunner, RunnerSpec
 
 
 def usable_samples(count: int, batch: int, dynamic: bool) -> int:
@@ -34,7 +35,7 @@ def run_dataset(runner: OrtRunner, dataset: Dataset, batch: int, dynamic: bool, 
     return [np.concatenate([o[i] for o in outputs]) for i in range(len(outputs[0]))]
 
 
-def _where_measured(wanted: tuple[str, ...], used: list[str]) -> str:
+def where_measured(wanted: tuple[str, ...], used: list[str]) -> str:
     """Say honestly where latency was measured: on the profile's runtime, or only emulated."""
     missing = [p for p in wanted if p not in used]
     if not missing:
@@ -45,9 +46,10 @@ def _where_measured(wanted: tuple[str, ...], used: list[str]) -> str:
     )
 
 
-def verify_onnx(
-    baseline: Path,
-    artifact: Path,
+def verify_artifact(
+    fidelity_reference: RunnerSpec,
+    latency_reference: RunnerSpec,
+    artifact: RunnerSpec,
     eval_data: Dataset,
     output_names: list[str],
     *,
@@ -55,23 +57,28 @@ def verify_onnx(
     dynamic: bool,
     latency_batch: int,
     threads: int,
-    providers: tuple[str, ...],
+    measured_label: Callable[[Any], str],
     latency_runs: int,
     warmup_runs: int,
     work: Path,
     progress: Progress,
 ) -> dict[str, Any]:
-    """Compare ``artifact`` with the fp32 ``baseline`` on ``eval_data`` and time both.
+    """Compare ``artifact`` with the fp32 model on ``eval_data``, and time it side by side with
+    ``latency_reference`` (fp32 in the same runtime).
 
+    ``fidelity_reference`` gives the fp32 outputs (the parity-checked ONNX model);
+    ``measured_label(artifact_runner)`` says whether the timing ran on the target's runtime.
     Returns the report sections: fidelity, latency, load_time_s, memory, runner.
-    Raises ConversionError when ONNX Runtime cannot load the artifact.
+    Raises ConversionError when the runtime cannot load the artifact.
     """
     with progress.step("load runtimes"):
         try:
-            artifact_runner = OrtRunner(artifact, threads, providers)
+            artifact_runner = artifact.open(threads)
         except Exception as exc:
-            raise ConversionError(f"ONNX Runtime cannot load the artifact: {describe_exception(exc)}") from exc
-        reference_runner = OrtRunner(baseline, threads, providers)
+            raise ConversionError(f"{artifact.kind} cannot load the artifact: {describe_exception(exc)}") from exc
+        reference_runner = fidelity_reference.open(threads)
+        same = latency_reference == fidelity_reference
+        timing_reference = reference_runner if same else latency_reference.open(threads)
     usable = usable_samples(len(eval_data), batch, dynamic)
     with progress.step("evaluate fp32 and artifact", total=2 * usable) as advance:
         reference_all = run_dataset(reference_runner, eval_data, batch, dynamic, advance)
@@ -82,7 +89,7 @@ def verify_onnx(
     latency_feeds = eval_data.batch(0, latency_batch)
     with progress.step("measure latency side by side", total=latency_runs) as advance:
         latency = measure_side_by_side(
-            {"reference": reference_runner, "artifact": artifact_runner},
+            {"reference": timing_reference, "artifact": artifact_runner},
             latency_feeds,
             latency_runs,
             warmup_runs,
@@ -92,21 +99,23 @@ def verify_onnx(
     np.savez(feeds_path, **latency_feeds)
     with progress.step("measure memory"):
         memory = {
-            name: measure_peak_memory(path, feeds_path, threads)
-            for name, path in (("reference", baseline), ("artifact", artifact))
+            name: measure_peak_memory(spec, feeds_path, threads)
+            for name, spec in (("reference", latency_reference), ("artifact", artifact))
         }
+    runtime = artifact_runner.describe()
     return {
         "fidelity": fidelity,
         "latency": {
             **latency,
             "speedup": latency["reference"]["p50_ms"] / latency["artifact"]["p50_ms"],
-            "measured": _where_measured(providers, artifact_runner.providers),
-            "runtime": f"onnxruntime {', '.join(artifact_runner.providers)}",
+            "measured": measured_label(artifact_runner),
+            "runtime": f"{runtime.get('runtime')} {runtime.get('version', '')}".strip(),
+            "reference_model": Path(latency_reference.path).name,
             "threads": threads,
             "batch": latency_batch,
             "warmup": warmup_runs,
         },
-        "load_time_s": {"reference": reference_runner.load_seconds, "artifact": artifact_runner.load_seconds},
+        "load_time_s": {"reference": timing_reference.load_seconds, "artifact": artifact_runner.load_seconds},
         "memory": memory,
-        "runner": artifact_runner.describe(),
+        "runner": runtime,
     }

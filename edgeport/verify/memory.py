@@ -9,6 +9,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from edgeport.verify.runners import RunnerSpec
+
 
 def _current_rss_mb() -> float:
     import psutil
@@ -30,17 +32,17 @@ def _high_water_mb() -> float | None:
     return None
 
 
-def measure_peak_memory(model_path: Path, feeds_path: Path, threads: int, timeout: float = 120) -> dict[str, Any]:
+def measure_peak_memory(spec: RunnerSpec, feeds_path: Path, threads: int, timeout: float = 120) -> dict[str, Any]:
     """Return memory figures of a child process that loads and runs the model.
 
-    ``baseline_mb``: resident memory after importing ONNX Runtime; ``loaded_mb``: after
+    ``baseline_mb``: resident memory after importing the runtime; ``loaded_mb``: after
     creating the session and running 3 times; ``runtime_mb``: the difference (what the model
     costs); ``peak_mb``: the child's high-water mark (Linux only, else absent). On failure:
     an ``error`` entry instead of figures.
     """
     try:
         completed = subprocess.run(
-            [sys.executable, "-m", "edgeport.verify.memory", str(model_path), str(feeds_path), str(threads)],
+            [sys.executable, "-m", "edgeport.verify.memory", json.dumps(spec.as_dict()), str(feeds_path), str(threads)],
             capture_output=True,
             text=True,
             timeout=timeout,
@@ -53,15 +55,19 @@ def measure_peak_memory(model_path: Path, feeds_path: Path, threads: int, timeou
     return json.loads(completed.stdout.strip().splitlines()[-1])
 
 
-def _probe(model_path: str, feeds_path: str, threads: int) -> None:
+def _probe(spec_json: str, feeds_path: str, threads: int) -> None:
     import numpy as np
 
-    from edgeport.verify.runners import OrtRunner
+    spec = RunnerSpec(**json.loads(spec_json))
+    if spec.kind == "onnxruntime":
+        import onnxruntime  # noqa: F401  (the baseline includes the runtime itself)
+    else:
+        import ai_edge_litert.interpreter  # noqa: F401
 
     with np.load(feeds_path, allow_pickle=False) as data:
         feeds = {k: data[k] for k in data.files}
     baseline = _current_rss_mb()
-    runner = OrtRunner(model_path, threads=threads)
+    runner = spec.open(threads)
     for _ in range(3):
         runner.run(feeds)
     loaded = _current_rss_mb()

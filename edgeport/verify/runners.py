@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import platform
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -92,3 +93,27 @@ def host_description() -> dict[str, Any]:
         "cores": os.cpu_count(),
         "python": platform.python_version(),
     }
+
+
+@dataclass
+class RunnerSpec:
+    """How to open a runner for an artifact: kind (``onnxruntime`` or ``litert``), file and
+    keyword arguments. JSON-ready, so a child process or another machine can rebuild it."""
+
+    kind: str
+    path: str
+    kwargs: dict[str, Any] = field(default_factory=dict)
+
+    def open(self, threads: int = 1):
+        """Return a loaded runner (OrtRunner or LiteRTRunner) for this spec."""
+        if self.kind == "onnxruntime":
+            return OrtRunner(self.path, threads, tuple(self.kwargs.get("providers", ("CPUExecutionProvider",))))
+        if self.kind == "litert":
+            from edgeport.verify.litert_runner import LiteRTRunner
+
+            return LiteRTRunner(self.path, threads, **self.kwargs)
+        raise ValueError(f"unknown runner kind {self.kind!r}")
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-ready data."""
+        return {"kind": self.kind, "path": self.path, "kwargs": self.kwargs}

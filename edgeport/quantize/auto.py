@@ -1,6 +1,6 @@
-"""``--quantization auto`` for ONNX: sensitivity, then the mixed-precision search, with each
-candidate quantized by ONNX Runtime and measured (fidelity on the eval data, latency side by
-side with fp32) on this host."""
+"""``--quantization auto``: sensitivity, then the mixed-precision search, with each candidate
+built by the output format's backend and measured on this host (fidelity on the eval data
+against the fp32 ONNX model; latency side by side with fp32 in the same runtime)."""
 
 from __future__ import annotations
 
@@ -17,7 +17,6 @@ from edgeport.errors import InputError
 from edgeport.profiles import op_class
 from edgeport.profiles.schema import DeviceProfile
 from edgeport.progress import Progress
-from edgeport.quantize.onnx_apply import apply_plan
 from edgeport.quantize.plan import PrecisionPlan, uniform_plan
 from edgeport.quantize.search import SearchPoint, SearchResult, search
 from edgeport.quantize.sensitivity import layer_sensitivity
@@ -67,7 +66,7 @@ class AutoResult:
     """What the auto search produced for the pipeline."""
 
     plan: PrecisionPlan
-    artifact: Path
+    artifact: Any  # edgeport.backends.Artifact of the chosen point
     search: SearchResult
     base_scheme: str
     base_points: dict[str, dict[str, Any]]
@@ -110,13 +109,19 @@ def cost_function(profile: DeviceProfile, model: onnx.ModelProto, plan: Precisio
     return cost
 
 
-def auto_candidates(profile: DeviceProfile, have_calibration: bool) -> list[str]:
-    """The all-quantized schemes the search may start from, fastest first, that the profile runs."""
-    schemes = [s for s in ("int8", "int8-dynamic") if s in profile.schemes]
+def auto_candidates(profile: DeviceProfile, output_format: str, have_calibration: bool) -> list[str]:
+    """The all-quantized schemes the search may start from, fastest first, that the profile
+    runs for ``output_format``."""
+    target = profile.formats.get(output_format)
+    runs = target.schemes if target is not None else profile.schemes
+    schemes = [s for s in ("int8", "int8-dynamic") if s in runs]
     if not have_calibration:
         schemes = [s for s in schemes if s != "int8"]  # static ranges from random inputs are not real
     if not schemes:
-        raise InputError(f"profile {profile.name} runs no int8 scheme for --quantization auto")
+        raise InputError(
+            f"profile {profile.name} runs no int8 scheme for {output_format} (--quantization auto)",
+            hint="pass real --calibration_data for static int8, or choose another scheme",
+        )
     return schemes
 
 
@@ -125,6 +130,7 @@ def auto_quantize(
     model: onnx.ModelProto,
     profile: DeviceProfile,
     *,
+    backend: Any,
     eval_data: Dataset,
     calibration: Dataset | None,
     batch: int,
@@ -143,6 +149,8 @@ def auto_quantize(
     output_names = [o.name for o in model.graph.output]
     with progress.step("fp32 reference outputs for the search"):
         reference_outputs = run_dataset(reference_runner, eval_data, batch, dynamic)
+        timing_spec, _ = backend.fp32_reference(baseline, work, work)
+        timing_reference = timing_spec.open(threads)
     labels = eval_data.labels[: len(reference_outputs[0])] if eval_data.labels is not None else None
     latency_feeds = eval_data.batch(0, latency_batch)
     cache: dict[str, SearchPoint] = {}
@@ -153,13 +161,14 @@ def auto_quantize(
         if key in cache:
             return cache[key]
         counter[0] += 1
-        artifact = work / f"candidate_{counter[0]}.onnx"
-        notes = apply_plan(baseline, plan, artifact, work, calibration, batch)
-        runner = OrtRunner(artifact, threads)
+        path = work / f"candidate_{counter[0]}{Path(backend.file_name).suffix}"
+        artifact = backend.build(baseline, plan, path, work, calibration, batch)
+        notes = artifact.notes
+        runner = artifact.runner.open(threads)
         fidelity = compare(reference_outputs, run_dataset(runner, eval_data, batch, dynamic), output_names, labels)
         drop, metric = accuracy_drop(fidelity, gate_metric)
         latency = measure_side_by_side(
-            {"fp32": reference_runner, "candidate": runner}, latency_feeds, SEARCH_LATENCY_RUNS, 5
+            {"fp32": timing_reference, "candidate": runner}, latency_feeds, SEARCH_LATENCY_RUNS, 5
         )
         summary = {k: fidelity[k] for k in ("top1_agreement", "artifact_top1", "reference_top1") if k in fidelity}
         first = next(iter(fidelity["outputs"].values()))
@@ -178,7 +187,7 @@ def auto_quantize(
             False,
             latency["fp32"]["p50_ms"] / latency["candidate"]["p50_ms"],
             None,
-            artifact.stat().st_size,
+            artifact.path.stat().st_size,
             summary,
             artifact,
         )
@@ -192,7 +201,7 @@ def auto_quantize(
     base_points: dict[str, dict[str, Any]] = {}
     best_base: tuple[str, PrecisionPlan, SearchPoint] | None = None
     with progress.step("quantize every layer (search start)"):
-        for scheme in auto_candidates(profile, calibration is not None and not calibration.synthetic):
+        for scheme in auto_candidates(profile, backend.format, calibration is not None and not calibration.synthetic):
             plan = uniform_plan(model, scheme, profile)
             point = evaluate(plan)
             point.feasible = point.drop <= budget + 1e-9

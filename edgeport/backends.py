@@ -1,0 +1,131 @@
+"""Format backends: turn the fp32 ONNX model and a precision plan into an artifact, and say
+how to run it (a RunnerSpec), what fp32 reference it is timed against, and whether that timing
+happens on the target's runtime. The pipeline and the search talk to backends only here."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from edgeport.data import Dataset
+from edgeport.errors import InputError
+from edgeport.profiles.schema import DeviceProfile
+from edgeport.quantize.plan import PrecisionPlan, uniform_plan
+from edgeport.recipe import Recipe
+from edgeport.verify.evaluate import where_measured
+from edgeport.verify.runners import RunnerSpec
+
+
+@dataclass
+class Artifact:
+    """A built artifact: its file, how to run it, notes, and format facts for the manifest."""
+
+    path: Path
+    runner: RunnerSpec
+    notes: list[str] = field(default_factory=list)
+    facts: dict[str, Any] = field(default_factory=dict)
+
+
+class OnnxBackend:
+    """ONNX artifacts quantized by onnxruntime.quantization, run in ONNX Runtime."""
+
+    format = "onnx"
+    file_name = "model.onnx"
+
+    def __init__(self, profile: DeviceProfile, recipe: Recipe) -> None:
+        self.providers = list(profile.onnxruntime.execution_providers)
+
+    def runner(self, path: Path) -> RunnerSpec:
+        """How to run an ONNX file with the profile's execution providers."""
+        return RunnerSpec("onnxruntime", str(path), {"providers": self.providers})
+
+    def build(
+        self,
+        baseline: Path,
+        plan: PrecisionPlan,
+        out: Path,
+        work: Path,
+        calibration: Dataset | None,
+        batch: int,
+        progress=None,
+    ) -> Artifact:
+        """Apply ``plan`` to the fp32 ONNX ``baseline``; return the artifact written to ``out``."""
+        from edgeport.quantize.onnx_apply import apply_plan
+
+        notes = apply_plan(baseline, plan, out, work, calibration, batch, progress)
+        return Artifact(out, self.runner(out), notes)
+
+    def fp32_reference(self, baseline: Path, out_dir: Path, work: Path) -> tuple[RunnerSpec, Path | None]:
+        """The fp32 model timed side by side with the artifact: the ONNX baseline itself."""
+        return self.runner(baseline), None
+
+    def measured_label(self, runner: Any) -> str:
+        """Whether the artifact ran on the profile's providers or only on a stand-in."""
+        return where_measured(tuple(self.providers), runner.providers)
+
+
+class TFLiteBackend:
+    """TFLite artifacts converted by onnx2tf + the TFLite converter, run in LiteRT."""
+
+    format = "tflite"
+    file_name = "model.tflite"
+
+    def __init__(self, profile: DeviceProfile, recipe: Recipe) -> None:
+        target = profile.formats.get("tflite")
+        self.delegate = target.delegate if target is not None else None
+        self.io_dtype = recipe.io_dtype
+
+    def build(
+        self,
+        baseline: Path,
+        plan: PrecisionPlan,
+        out: Path,
+        work: Path,
+        calibration: Dataset | None,
+        batch: int,
+        progress=None,
+    ) -> Artifact:
+        """Convert the fp32 ONNX ``baseline`` to TFLite following ``plan``; return the artifact."""
+        from edgeport.converters.tflite_out import export_tflite
+
+        export = export_tflite(baseline, plan, out, work, calibration, io_dtype=self.io_dtype)
+        facts = export.to_dict()
+        facts.pop("path", None)
+        return Artifact(out, RunnerSpec("litert", str(out), export.runner_kwargs()), list(export.notes), facts)
+
+    def fp32_reference(self, baseline: Path, out_dir: Path, work: Path) -> tuple[RunnerSpec, Path | None]:
+        """An fp32 .tflite of the same model, so latency compares like with like (LiteRT both)."""
+        import onnx
+
+        from edgeport.converters.tflite_out import export_tflite
+        from edgeport.profiles import resolve_profile
+
+        profile, _ = resolve_profile("generic-cpu")
+        plan = uniform_plan(onnx.load(str(baseline)), "none", profile)
+        path = out_dir / "baseline_fp32.tflite"
+        export = export_tflite(baseline, plan, path, work, None)
+        return RunnerSpec("litert", str(path), export.runner_kwargs()), path
+
+    def measured_label(self, runner: Any) -> str:
+        """LiteRT with XNNPACK here is the target's runtime only for CPU (xnnpack) profiles."""
+        if self.delegate in (None, "xnnpack"):
+            return "measured on the target's runtime (LiteRT, XNNPACK, this host)"
+        return (
+            f"emulated: ran LiteRT with XNNPACK on this host's CPU; the target's {self.delegate} delegate "
+            "is not available here, so these figures are not the device's"
+        )
+
+
+BACKENDS = {"onnx": OnnxBackend, "tflite": TFLiteBackend}
+
+
+def backend_for(profile: DeviceProfile, recipe: Recipe):
+    """Return the backend object for ``recipe.output_format``."""
+    backend = BACKENDS.get(recipe.output_format)
+    if backend is None:
+        raise InputError(
+            f"--output_format {recipe.output_format} is not implemented in this version of edgeport",
+            hint=f"available: {', '.join(BACKENDS)}",
+        )
+    return backend(profile, recipe)

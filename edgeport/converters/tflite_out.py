@@ -1,0 +1,506 @@
+"""TFLite export: ONNX -> onnx2tf (Keras) -> TFLite converter, in a child process.
+
+One entry point, :func:`export_tflite`, maps a :class:`PrecisionPlan` onto what TFLite
+builtins can express and records what the file really holds per planned layer.
+
+How each plan scheme is expressed (TF 2.21, onnx2tf 1.29.24):
+
+========================  =====================================================================
+``none``                  float32 model.
+``fp16``                  float16 weights (DEQUANTIZE to float32 at load), float32 compute/io.
+``int8-dynamic``          dynamic-range: int8 weights, activations quantized per op at run time.
+                          TFLite leaves weights with fewer than 1024 elements in float32;
+                          ``applied`` shows which.
+``int8-weight``           the same dynamic-range file: the TFLite converter has no int8
+                          weight-only (dequantize-then-float) mode for builtin ops.
+``int4-weight``           not expressible with TFLite builtins: falls back to dynamic-range
+                          int8, every int4 layer is listed in ``not_expressible`` (the pipeline
+                          decides whether that is acceptable; the file is not int4-sized).
+``int8``                  full integer with the calibration data: the converter calibrates
+                          only (``_experimental_calibrate_only``), then ``mlir_quantize``
+                          quantizes with ``denylisted_nodes`` = the ops of the layers the plan
+                          keeps in float, so mixed plans stay mixed. io is float32, int8 or
+                          uint8 (``io_dtype``).
+========================  =====================================================================
+
+Per-layer plans are followed only in ``int8`` (float layers stay float32; an fp16 layer
+inside an int8 model is kept float32, since TFLite cannot mix float16 weights with int8).
+Other per-layer differences are listed in ``not_expressible``.
+
+onnx2tf runs in a child process (:mod:`edgeport.converters.onnx2tf_child`) on a copy of
+the ONNX file, with a timeout, the network refused, and a placeholder for the calibration
+sample images it would otherwise download. A crash, hang or missing output becomes
+:class:`ConversionError`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnx
+
+from edgeport.converters.tflite_layers import (
+    channel_last_perm,
+    layer_precisions,
+    match_layers,
+    onnx_layer_weights,
+    tflite_weighted_ops,
+)
+from edgeport.data import Dataset
+from edgeport.errors import ConversionError, InputError
+from edgeport.quantize.plan import PrecisionPlan
+
+PLACEHOLDER_NAME = "calibration_image_sample_data_20x128x128x3_float32.npy"
+IO_DTYPES = ("float32", "int8", "uint8")
+# plan scheme -> what the TFLite converter is asked for
+SCHEME_MODES = {
+    "none": "fp32",
+    "fp16": "fp16",
+    "int8-dynamic": "dynamic",
+    "int8-weight": "dynamic",
+    "int4-weight": "dynamic",
+    "int8": "int8",
+}
+FLOAT_PRECISIONS = ("fp32", "fp16")
+DYNAMIC_MIN_ELEMENTS = 1024  # TFLite dynamic-range quantization skips smaller weights
+MAX_CALIBRATION_SAMPLES = 500
+
+
+@dataclass
+class TFLiteTensor:
+    """A TFLite model input or output, under its ONNX name."""
+
+    name: str  # the ONNX input/output name it stands for
+    tflite_name: str  # the tensor name inside the .tflite
+    shape: list[int]  # -1 for a dynamic dim
+    dtype: str
+    layout: str | None = None  # NHWC/NCHW/... for 3-5-D tensors
+    scale: float | None = None  # quantization of int8/uint8 io
+    zero_point: int | None = None
+
+
+@dataclass
+class TFLiteExport:
+    """What :func:`export_tflite` wrote and how to feed it."""
+
+    path: Path
+    scheme: str  # the plan's scheme
+    mode: str  # what the TFLite converter produced: fp32, fp16, dynamic, int8
+    io_dtype: str
+    notes: list[str] = field(default_factory=list)
+    applied: dict[str, str] = field(default_factory=dict)  # planned layer -> precision in the file
+    not_expressible: dict[str, str] = field(default_factory=dict)  # layer -> why the plan was not followed
+    matched_by: dict[str, str] = field(default_factory=dict)  # layer -> how its TFLite ops were found
+    input_layout: dict[str, str] = field(default_factory=dict)
+    inputs: list[TFLiteTensor] = field(default_factory=list)  # in ONNX input order
+    outputs: list[TFLiteTensor] = field(default_factory=list)  # in ONNX output order
+    transposes: dict[str, list[int]] = field(default_factory=dict)  # ONNX input -> perm to the TFLite input
+    output_transposes: dict[str, list[int]] = field(default_factory=dict)  # TFLite output -> perm to ONNX layout
+    seconds: float = 0.0
+    versions: dict[str, str] = field(default_factory=dict)
+
+    def runner_kwargs(self) -> dict[str, Any]:
+        """Return the keyword arguments :class:`LiteRTRunner` needs to take ONNX-layout feeds."""
+        return {
+            "transposes": dict(self.transposes),
+            "output_transposes": dict(self.output_transposes),
+            "input_names": [t.name for t in self.inputs],
+            "output_names": [t.name for t in self.outputs],
+        }
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return a JSON-ready description (for the manifest and report)."""
+        data = asdict(self)
+        data["path"] = str(self.path)
+        return data
+
+
+def _versions() -> dict[str, str]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    result = {}
+    for dist in ("onnx2tf", "tensorflow-cpu", "tensorflow", "tf-keras", "ai-edge-litert"):
+        try:
+            result[dist] = version(dist)
+        except PackageNotFoundError:
+            continue
+    return result
+
+
+def _layout(rank: int, channel_last: bool) -> str | None:
+    names = {3: ("NCW", "NWC"), 4: ("NCHW", "NHWC"), 5: ("NCDHW", "NDHWC")}
+    return names[rank][1 if channel_last else 0] if rank in names else None
+
+
+def _onnx_shape(value: onnx.ValueInfoProto) -> list:
+    return [
+        d.dim_value if d.HasField("dim_value") and d.dim_value > 0 else (d.dim_param or -1)
+        for d in value.type.tensor_type.shape.dim
+    ]
+
+
+def _expected(plan: PrecisionPlan, mode: str) -> tuple[dict[str, str], dict[str, list[str]]]:
+    """Return ``({layer: why not expressible}, {layer: nodes to keep float})`` before converting."""
+    not_expressible: dict[str, str] = {}
+    float_layers: dict[str, list[str]] = {}
+    for name, layer in plan.layers.items():
+        p = layer.precision
+        if mode == "int8":
+            if p in FLOAT_PRECISIONS:
+                float_layers[name] = list(layer.nodes)
+                if p == "fp16":
+                    not_expressible[name] = "fp16 inside an int8 TFLite model is kept fp32 (no fp16+int8 mix)"
+            elif p != "int8":
+                not_expressible[name] = f"{p} inside a full-integer TFLite model becomes int8"
+        elif mode == "dynamic":
+            if p == "int4-weight":
+                not_expressible[name] = "int4 weights are not expressible with TFLite builtins; stored as int8"
+            elif p in FLOAT_PRECISIONS:
+                not_expressible[name] = f"TFLite dynamic-range quantization has no per-layer exclusion; {p} not kept"
+            elif p == "int8":
+                not_expressible[name] = "int8 activations need a full-integer model; this one is dynamic-range"
+        elif mode == "fp16" and p != "fp16":
+            not_expressible[name] = f"TFLite float16 conversion is whole-model; {p} not kept"
+        elif mode == "fp32" and p != "fp32":
+            not_expressible[name] = f"scheme 'none' writes a float32 model; {p} not applied"
+    return not_expressible, float_layers
+
+
+def _want(precision: str, mode: str, is_float_kept: bool) -> str:
+    """The precision a layer should end up in, in a file of ``mode``."""
+    if mode == "int8":
+        return "fp32" if is_float_kept else "int8"
+    return {"fp32": "fp32", "fp16": "fp16", "dynamic": "int8-dynamic"}[mode]
+
+
+def _calibration_files(
+    calibration: Dataset, input_names: list[str], folder: Path, max_samples: int
+) -> tuple[dict[str, str], int]:
+    """Write up to ``max_samples`` calibration samples per input (ONNX layout) as .npy files."""
+    count = min(len(calibration), max_samples)
+    batches: dict[str, list[np.ndarray]] = {name: [] for name in input_names}
+    for start in range(0, count, 64):
+        batch = calibration.batch(start, min(start + 64, count))
+        for name in input_names:
+            if name not in batch:
+                raise InputError(f"calibration data has no input {name!r} (it has {', '.join(batch)})")
+            batches[name].append(np.asarray(batch[name]))
+    files = {}
+    for i, name in enumerate(input_names):
+        path = folder / f"calibration_{i}.npy"
+        array = np.concatenate(batches[name])
+        if array.dtype.kind != "f":
+            raise ConversionError(
+                f"TFLite int8 calibration needs float inputs; input {name!r} is {array.dtype}",
+                hint="onnx2tf/TFLite calibration casts every input to float32 (token-id models cannot be calibrated)",
+            )
+        np.save(path, array.astype(np.float32))
+        files[name] = str(path)
+    return files, count
+
+
+def _run_child(request: dict[str, Any], folder: Path, timeout_s: float) -> dict[str, Any]:
+    """Run the onnx2tf child on ``request``; return its result or raise ConversionError."""
+    request_path = folder / "request.json"
+    request_path.write_text(json.dumps(request, indent=1))
+    env = dict(os.environ)
+    package_root = str(Path(__file__).resolve().parents[2])
+    env["PYTHONPATH"] = package_root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    env["CUDA_VISIBLE_DEVICES"] = ""
+    env["TF_ENABLE_ONEDNN_OPTS"] = env.get("TF_ENABLE_ONEDNN_OPTS", "0")
+    log_path = folder / "onnx2tf.log"
+    start = time.monotonic()
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "edgeport.converters.onnx2tf_child", str(request_path)],
+            cwd=folder,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        try:
+            code = proc.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            proc.wait()
+            stage = _read_result(request["result"]).get("stage", "start")
+            raise ConversionError(
+                f"TFLite conversion (onnx2tf child, stage {stage}) timed out after {timeout_s:g} s",
+                hint=f"log: {log_path}; raise the timeout or convert a smaller model",
+            ) from None
+    result = _read_result(request["result"])
+    result["seconds"] = time.monotonic() - start
+    stage = result.get("stage", "start")
+    if code < 0:
+        try:
+            name = signal.Signals(-code).name
+        except ValueError:
+            name = f"signal {-code}"
+        raise ConversionError(
+            f"TFLite conversion crashed ({name}) in the onnx2tf child during {stage}",
+            hint=f"log: {log_path}; try another precision (e.g. int8-dynamic) or the ONNX format",
+        )
+    if code != 0 or not result.get("ok"):
+        error = result.get("error") or _last_line(log_path) or f"exit code {code}"
+        raise ConversionError(
+            f"TFLite conversion failed during {stage}: {error}",
+            hint=f"log: {log_path}",
+        )
+    return result
+
+
+def _read_result(path: str) -> dict[str, Any]:
+    try:
+        return json.loads(Path(path).read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def _last_line(path: Path) -> str:
+    try:
+        lines = [ln for ln in path.read_text(errors="replace").splitlines() if ln.strip()]
+    except OSError:
+        return ""
+    return lines[-1][:300] if lines else ""
+
+
+def _io_tensors(path: Path, model: onnx.ModelProto) -> tuple[list[TFLiteTensor], list[TFLiteTensor], list[str]]:
+    """Describe the .tflite inputs/outputs under their ONNX names (by signature name, else order)."""
+    from ai_edge_litert.interpreter import Interpreter, OpResolverType
+
+    interp = Interpreter(
+        model_path=str(path), experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
+    )
+    notes: list[str] = []
+    details_in = {d["index"]: d for d in interp.get_input_details()}
+    details_out = {d["index"]: d for d in interp.get_output_details()}
+    signatures = interp._get_full_signature_list()  # {key: {"inputs": {name: index}, "outputs": {...}}}
+    signature = next(iter(signatures.values()), {"inputs": {}, "outputs": {}})
+    initializers = {i.name for i in model.graph.initializer}
+    onnx_inputs = [v for v in model.graph.input if v.name not in initializers]
+
+    def pair(onnx_values: list, by_sig: dict[str, int], details: dict[int, dict], kind: str) -> list[TFLiteTensor]:
+        names = [v.name for v in onnx_values]
+        if set(names) <= set(by_sig):
+            indices = [by_sig[n] for n in names]
+        else:
+            indices = list(details)
+            notes.append(f"TFLite {kind} matched to ONNX {kind} by order (signature names {sorted(by_sig)})")
+        if len(indices) != len(names):
+            raise ConversionError(f"the .tflite has {len(indices)} {kind}, the ONNX model {len(names)}")
+        tensors = []
+        for value, index in zip(onnx_values, indices, strict=True):
+            d = details[index]
+            shape = [int(s) for s in d.get("shape_signature", d["shape"])]
+            onnx_shape = _onnx_shape(value)
+            perm = channel_last_perm(onnx_shape, shape)
+            scale, zero = d["quantization"]
+            dtype = np.dtype(d["dtype"]).name
+            quantized = dtype in ("int8", "uint8", "int16") and scale > 0
+            tensors.append(
+                TFLiteTensor(
+                    name=value.name,
+                    tflite_name=d["name"],
+                    shape=shape,
+                    dtype=dtype,
+                    layout=_layout(len(shape), perm is not None),
+                    scale=float(scale) if quantized else None,
+                    zero_point=int(zero) if quantized else None,
+                )
+            )
+        return tensors
+
+    inputs = pair(onnx_inputs, signature.get("inputs", {}), details_in, "inputs")
+    outputs = pair(list(model.graph.output), signature.get("outputs", {}), details_out, "outputs")
+    return inputs, outputs, notes
+
+
+def export_tflite(
+    onnx_path: Path,
+    plan: PrecisionPlan,
+    out_path: Path,
+    work: Path,
+    calibration: Dataset | None,
+    *,
+    io_dtype: str = "float32",
+    timeout_s: float = 900,
+    batch_size: int | None = 1,
+    max_calibration_samples: int = MAX_CALIBRATION_SAMPLES,
+    per_tensor: bool = False,
+    _crash_for_test: bool = False,
+) -> TFLiteExport:
+    """Convert ``onnx_path`` to a TFLite file at ``out_path`` following ``plan``; return a TFLiteExport.
+
+    ``calibration`` (ONNX-layout inputs) is required for ``int8``; ``io_dtype`` (float32,
+    int8, uint8) sets the input/output type of full-integer models. ``batch_size`` fixes a
+    dynamic batch dim (None keeps it dynamic). ``work`` holds the child's files (copy of the
+    model, log, request/result). The original ONNX file is never written; ``out_path`` is
+    written atomically. Raises ConversionError (exit 4) when the conversion fails, crashes
+    or times out, InputError for unusable arguments.
+    """
+    onnx_path, out_path, work = Path(onnx_path), Path(out_path), Path(work)
+    if plan.scheme not in SCHEME_MODES:
+        raise InputError(f"TFLite export: unknown plan scheme {plan.scheme!r}")
+    if io_dtype not in IO_DTYPES:
+        raise InputError(f"TFLite export: io_dtype must be one of {', '.join(IO_DTYPES)}, not {io_dtype!r}")
+    if not onnx_path.is_file():
+        raise InputError(f"ONNX file not found: {onnx_path}")
+    mode = SCHEME_MODES[plan.scheme]
+    notes: list[str] = []
+    if mode == "int8" and calibration is None:
+        raise InputError("TFLite full-integer int8 needs calibration data", hint="pass --calibration_data")
+    if io_dtype != "float32" and mode != "int8":
+        notes.append(f"io_dtype {io_dtype} applies to full-integer int8 only; inputs/outputs stay float32")
+        io_dtype = "float32"
+    if plan.scheme == "int8-weight":
+        notes.append(
+            "int8-weight is written as TFLite dynamic-range quantization (int8 weights, activations "
+            "quantized at run time per op); TFLite builtins have no int8 weight-only float-compute mode"
+        )
+    if plan.scheme == "int4-weight":
+        notes.append("int4-weight is not expressible with TFLite builtins: fell back to dynamic-range int8")
+    if mode == "dynamic":
+        notes.append(f"TFLite dynamic-range quantization leaves weights under {DYNAMIC_MIN_ELEMENTS} elements float32")
+
+    model = onnx.load(str(onnx_path), load_external_data=False)
+    external = _external_files(model)
+    if external:
+        onnx.load_external_data_for_model(model, str(onnx_path.parent))
+    initializers = {i.name for i in model.graph.initializer}
+    input_names = [v.name for v in model.graph.input if v.name not in initializers]
+    not_expressible, float_layers = _expected(plan, mode)
+
+    work.mkdir(parents=True, exist_ok=True)
+    folder = Path(tempfile.mkdtemp(prefix="tflite-", dir=work))
+    copy = folder / "model_copy.onnx"
+    shutil.copyfile(onnx_path, copy)  # onnx2tf rewrites its input in place
+    for name in external:
+        if (onnx_path.parent / name).is_file():
+            (folder / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(onnx_path.parent / name, folder / name)
+    rng = np.random.default_rng(0)
+    np.save(folder / PLACEHOLDER_NAME, rng.random((20, 128, 128, 3), dtype=np.float32))
+
+    request: dict[str, Any] = {
+        "onnx": str(copy),
+        "work": str(folder),
+        "out": str(folder / "model.tflite"),
+        "result": str(folder / "result.json"),
+        "mode": mode,
+        "io_dtype": io_dtype,
+        "per_tensor": per_tensor,
+        "batch_size": batch_size,
+        "input_order": input_names,
+        "calibration": {},
+        "float_layers": {},
+        "crash_for_test": _crash_for_test,
+    }
+    if mode == "int8":
+        files, count = _calibration_files(calibration, input_names, folder, max_calibration_samples)
+        request["calibration"] = files
+        if calibration.synthetic:
+            notes.append("int8 calibrated on synthetic inputs: ranges may not match real data")
+        if float_layers:
+            weights = onnx_layer_weights(model, float_layers)
+            stored, keys = {}, {}
+            for layer, arrays in weights.items():
+                keys[layer] = []
+                for array in arrays:
+                    key = f"w{len(stored)}"
+                    stored[key] = array
+                    keys[layer].append(key)
+            np.savez(folder / "layer_weights.npz", **stored)
+            request["layer_weights"] = str(folder / "layer_weights.npz")
+            request["float_layers"] = keys
+    if batch_size:
+        notes.append(f"dynamic batch dims fixed to {batch_size}")
+
+    start = time.monotonic()
+    result = _run_child(request, folder, timeout_s)
+    notes.extend(result.get("notes", []))
+    attempts = folder / "network_attempts.log"
+    if attempts.is_file() and attempts.read_text().strip():
+        notes.append(f"onnx2tf tried to reach the network (refused): {attempts.read_text().split()[0]}")
+    produced = Path(request["out"])
+    if not produced.is_file() or produced.stat().st_size == 0:
+        raise ConversionError(f"TFLite conversion ({mode}) reported success but wrote no .tflite file")
+
+    inputs, outputs, io_notes = _io_tensors(produced, model)
+    notes.extend(io_notes)
+    ops = tflite_weighted_ops(produced)
+    matched, how = match_layers(onnx_layer_weights(model, {k: v.nodes for k, v in plan.layers.items()}), ops)
+    applied = layer_precisions(matched)
+    for layer, got in applied.items():
+        want = _want(plan.layers[layer].precision, mode, layer in float_layers)
+        if got == want or layer in not_expressible:
+            continue
+        if got == "missing":
+            not_expressible[layer] = "no TFLite op found for this layer (folded or fused away by the converter)"
+        elif mode == "dynamic" and got == "fp32":
+            not_expressible[layer] = (
+                f"kept fp32: TFLite dynamic-range skips weights under {DYNAMIC_MIN_ELEMENTS} elements"
+            )
+        else:
+            not_expressible[layer] = f"planned {plan.layers[layer].precision}, the TFLite converter produced {got}"
+    if result.get("denylisted"):
+        notes.append(f"{len(result['denylisted'])} TFLite op(s) kept float by the plan (denylisted_nodes)")
+
+    tmp = out_path.with_name(out_path.name + ".tmp")
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(produced, tmp)
+    os.replace(tmp, out_path)
+
+    transposes = {}
+    for tensor, value in zip(inputs, [v for v in model.graph.input if v.name not in initializers], strict=True):
+        perm = channel_last_perm(_onnx_shape(value), tensor.shape)
+        if perm:
+            transposes[tensor.name] = perm
+    output_transposes = {}
+    for tensor, value in zip(outputs, model.graph.output, strict=True):
+        perm = channel_last_perm(_onnx_shape(value), tensor.shape)
+        if perm:
+            output_transposes[tensor.name] = [int(i) for i in np.argsort(perm)]
+    return TFLiteExport(
+        path=out_path,
+        scheme=plan.scheme,
+        mode=mode,
+        io_dtype=io_dtype,
+        notes=notes,
+        applied=applied,
+        not_expressible=not_expressible,
+        matched_by=how,
+        input_layout={t.name: t.layout or "as ONNX" for t in inputs},
+        inputs=inputs,
+        outputs=outputs,
+        transposes=transposes,
+        output_transposes=output_transposes,
+        seconds=time.monotonic() - start,
+        versions=_versions(),
+    )
+
+
+def _external_files(model: onnx.ModelProto) -> set[str]:
+    """Return the external-data file names the model's tensors refer to."""
+    files = set()
+    for tensor in model.graph.initializer:
+        for entry in tensor.external_data:
+            if entry.key == "location":
+                files.add(entry.value)
+    return files
