@@ -177,6 +177,8 @@ def print_summary(result, console) -> None:
     for decision in r["decisions"]:
         if decision["asked"].startswith("--quantization"):
             console.print(f"[yellow]decision:[/] {decision['asked']} -> {decision['done']}: {decision['why']}")
+    for flag in (r.get("op_check") or {}).get("flagged", [])[:8]:
+        console.print(f"[yellow]op check:[/] {flag['count']} x {flag['op']}: {flag['why']}")
     gate = r["gate"]
     verdict = "[green]passed[/]" if gate["passed"] else "[red]FAILED[/]"
     limit = f" (limit {gate['max_accuracy_drop']})" if gate["max_accuracy_drop"] is not None else " (no gate set)"

@@ -36,6 +36,7 @@ from edgeport.reports.html import write_html
 from edgeport.reports.json import make_report, write_report
 from edgeport.verify.evaluate import verify_artifact
 from edgeport.verify.metrics import accuracy_drop
+from edgeport.verify.op_check import check_artifact
 from edgeport.verify.runners import RunnerSpec, host_description
 
 LIBRARIES = ("torch", "onnx", "onnxruntime", "onnxslim", "onnxconverter-common", "numpy")
@@ -269,6 +270,9 @@ def run(recipe: Recipe, progress: Progress | None = None) -> Result:
             work=work,
             progress=progress,
         )
+        op_check = check_artifact(artifact.runner.kind, artifact_path, profile)
+        for flag in op_check["flagged"]:
+            notes.append(f"op check: {flag['count']} x {flag['op']}: {flag['why']}")
         drop, drop_metric = accuracy_drop(verified["fidelity"], recipe.metric)
         passed = gate_budget is None or drop <= gate_budget + 1e-9
         _save_reference(
@@ -316,6 +320,7 @@ def run(recipe: Recipe, progress: Progress | None = None) -> Result:
                 },
                 "fidelity": verified["fidelity"],
                 "search": search_section,
+                "op_check": op_check,
                 "gate": {
                     "max_accuracy_drop": gate_budget,
                     "drop": drop,

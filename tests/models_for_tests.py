@@ -80,3 +80,20 @@ def make_two_input() -> nn.Module:
 def make_noisy() -> nn.Module:
     """Factory for the parity-failure test."""
     return _seeded(NoisyNet)
+
+
+class SineNet(nn.Module):
+    """Convs around a sine: TFLite has no int8 SIN kernel, so a full-integer NPU cannot run it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(3, 8, 3, padding=1)
+        self.conv2 = nn.Conv2d(8, 8, 3, padding=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.conv2(torch.sin(self.conv1(x)))
+
+
+def make_sine() -> nn.Module:
+    """Factory for the op-compatibility test."""
+    return _seeded(SineNet)
