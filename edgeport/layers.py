@@ -54,8 +54,20 @@ def layer_name(node: onnx.NodeProto) -> str:
     if name:
         return name
     if node.name.startswith("/") and node.name.count("/") > 1:
-        return node.name.strip("/").rsplit("/", 1)[0].split("/")[-1]
+        return torchscript_scope_path(node.name)
     return node.name or node.op_type
+
+
+def torchscript_scope_path(node_name: str) -> str:
+    """``/bert/encoder/layer.0/attention/self/query/MatMul`` -> ``bert.encoder.layer.0.attention.self.query``.
+
+    Older exporter versions repeat the full path in each scope (``/features/features.1/Conv``);
+    then the last scope is already the module path.
+    """
+    scopes = node_name.strip("/").split("/")[:-1]
+    if len(scopes) > 1 and all(b.startswith(a + ".") for a, b in zip(scopes, scopes[1:], strict=False)):
+        return scopes[-1]
+    return ".".join(scopes)
 
 
 def record_layer_names(model: onnx.ModelProto) -> dict[str, str]:

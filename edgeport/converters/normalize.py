@@ -117,7 +117,10 @@ def check_and_simplify(model: onnx.ModelProto) -> tuple[onnx.ModelProto, list[st
         import onnxslim
 
         before = len(model.graph.node)
-        slimmed = onnxslim.slim(model)
+        # No MatMul+Add -> Reshape+Gemm+Reshape rewrite: dynamic int8 (MatMulInteger) and
+        # weight-only int8/int4 (MatMulNBits) quantize MatMul, not Gemm, and the reshapes cost
+        # time; ORT fuses MatMul+Add itself at load time. Seen on all-MiniLM-L6-v2.
+        slimmed = onnxslim.slim(model, skip_fusion_patterns=["FusionGemm", "FusionGemmMul", "FusionGemmAdd"])
         if slimmed is not None:
             onnx.checker.check_model(slimmed)
             notes.append(f"onnxslim: {before} -> {len(slimmed.graph.node)} nodes")

@@ -4,6 +4,7 @@ against the fp32 ONNX model; latency side by side with fp32 in the same runtime)
 
 from __future__ import annotations
 
+import copy
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -20,6 +21,7 @@ from edgeport.progress import Progress
 from edgeport.quantize.plan import PrecisionPlan, uniform_plan
 from edgeport.quantize.search import SearchPoint, SearchResult, search
 from edgeport.quantize.sensitivity import layer_sensitivity
+from edgeport.quantize.smoothing import DEFAULT_ALPHA, smooth, smoothable_groups
 from edgeport.verify.evaluate import run_dataset
 from edgeport.verify.latency import measure_side_by_side
 from edgeport.verify.metrics import accuracy_drop, compare
@@ -200,22 +202,35 @@ def auto_quantize(
     ]
     base_points: dict[str, dict[str, Any]] = {}
     best_base: tuple[str, PrecisionPlan, SearchPoint] | None = None
+    real_calibration = calibration is not None and not calibration.synthetic
+    # Smoothing is tried where it can act: MatMuls with constant weights, and real data to
+    # measure activation outliers on (ONNX only: other backends do not apply it yet).
+    smoothing = [None]
+    if real_calibration and backend.format == "onnx" and smoothable_groups(model):
+        smoothing.append({"alpha": DEFAULT_ALPHA})
     with progress.step("quantize every layer (search start)"):
-        for scheme in auto_candidates(profile, backend.format, calibration is not None and not calibration.synthetic):
-            plan = uniform_plan(model, scheme, profile)
-            point = evaluate(plan)
-            point.feasible = point.drop <= budget + 1e-9
-            base_points[scheme] = {"drop": point.drop, "speedup": point.speedup, "size_bytes": point.size_bytes}
-            rank = (point.feasible, point.speedup if point.feasible else -point.drop)
-            if best_base is None or rank > (
-                best_base[2].feasible,
-                best_base[2].speedup if best_base[2].feasible else -best_base[2].drop,
-            ):
-                best_base = (scheme, plan, point)
+        for scheme in auto_candidates(profile, backend.format, real_calibration):
+            for smooth_option in smoothing:
+                plan = uniform_plan(model, scheme, profile)
+                if smooth_option:
+                    plan.details["smoothing"] = dict(smooth_option)
+                point = evaluate(plan)
+                point.feasible = point.drop <= budget + 1e-9
+                key = scheme + (f"+smoothing(alpha {smooth_option['alpha']})" if smooth_option else "")
+                base_points[key] = {"drop": point.drop, "speedup": point.speedup, "size_bytes": point.size_bytes}
+                rank = (point.feasible, point.speedup if point.feasible else -point.drop)
+                if best_base is None or rank > (
+                    best_base[2].feasible,
+                    best_base[2].speedup if best_base[2].feasible else -best_base[2].drop,
+                ):
+                    best_base = (scheme, plan, point)
     assert best_base is not None
     scheme, plan, _ = best_base
     with progress.step(f"per-layer sensitivity ({scheme})"):
-        sensitivity = layer_sensitivity(model, plan, sensitivity_feeds, scheme)
+        analysed = model
+        if plan.details.get("smoothing"):
+            analysed, _ = smooth(model, sensitivity_feeds, plan.details["smoothing"]["alpha"])
+        sensitivity = layer_sensitivity(analysed, plan, sensitivity_feeds, scheme)
     cost = cost_function(profile, model, plan)
     with progress.step("mixed-precision search") as _:
         result = search(
@@ -228,14 +243,17 @@ def auto_quantize(
             max_evaluations=search_budget.evaluations + 1,  # + the all-quantized start
             max_seconds=search_budget.seconds,
         )
-    best_plan = uniform_plan(model, scheme, profile)
+    best_plan = copy.deepcopy(plan)
     for name in result.best.kept_float:
         best_plan.layers[name].precision = "fp32"
+    base_name = scheme
+    if plan.details.get("smoothing"):
+        base_name += f"+smoothing(alpha {plan.details['smoothing']['alpha']})"
     return AutoResult(
         best_plan,
         result.best.artifact,
         result,
-        scheme,
+        base_name,
         base_points,
         {k: v.as_dict() for k, v in sensitivity.items()},
         list(result.best.metrics.get("notes", [])),

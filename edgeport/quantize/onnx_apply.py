@@ -22,12 +22,17 @@ def _quant_type(name: str):
 
 
 def _preprocess(fp32_path: Path, work: Path, notes: list[str]) -> Path:
-    """Run ORT's quant_pre_process (symbolic shapes, fusions) when it can; else keep the input."""
+    """Run ORT's quant_pre_process shape inference when it can; else keep the input.
+
+    Its graph optimization is skipped: it fuses MatMul+Add into Gemm under new node names,
+    which the plan cannot address, and ORT then refused partly quantized MiniLM models
+    (bench/results/minilm_explore.md). The session optimizer fuses at load time anyway.
+    """
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
     out = work / "preprocessed.onnx"
     try:
-        quant_pre_process(str(fp32_path), str(out), skip_symbolic_shape=False)
+        quant_pre_process(str(fp32_path), str(out), skip_optimization=True, skip_symbolic_shape=False)
         return out
     except Exception as exc:  # it fails on some graphs; quantization can still go on
         notes.append(f"quant_pre_process skipped: {describe_exception(exc)}")
@@ -110,6 +115,28 @@ def _weight_only(fp32_path: Path, plan: PrecisionPlan, out: Path, notes: list[st
         raise ConversionError(f"weight-only quantization ({plan.scheme}) failed: {describe_exception(exc)}") from exc
 
 
+SMOOTHING_SAMPLES = 32
+
+
+def _smooth(source: Path, plan: PrecisionPlan, work: Path, calibration: Dataset | None, notes: list[str]) -> Path:
+    """Apply SmoothQuant-style smoothing to the layers the plan quantizes; return the new file."""
+    from edgeport.quantize.smoothing import smooth
+
+    if calibration is None or calibration.synthetic:
+        notes.append("smoothing skipped: it needs real calibration data")
+        return source
+    alpha = float(plan.details["smoothing"].get("alpha", 0.7))
+    feeds = [calibration.batch(i, i + 1) for i in range(min(SMOOTHING_SAMPLES, len(calibration)))]
+    model, info = smooth(onnx.load(str(source)), feeds, alpha, set(plan.nodes_in(plan.scheme)))
+    out = work / "smoothed.onnx"
+    onnx.save(model, str(out))
+    notes.append(
+        f"smoothing (alpha {alpha}): {info['groups']} input tensor(s) rescaled for "
+        f"{info['matmuls']} MatMul(s) on {len(feeds)} calibration samples"
+    )
+    return out
+
+
 def apply_plan(
     fp32_path: Path,
     plan: PrecisionPlan,
@@ -137,6 +164,8 @@ def apply_plan(
 
     details = plan.details
     source = _preprocess(fp32_path, work, notes)
+    if details.get("smoothing"):
+        source = _smooth(source, plan, work, calibration, notes)
     # Weighted layers planned in another precision are excluded; everything else the quantizer
     # can handle (Relu, MaxPool, Add...) is quantized too, so int8 tensors flow between layers
     # without a Dequantize/Quantize pair at every op (measured: 2.27x -> 2.57x on the example).
