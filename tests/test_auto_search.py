@@ -41,7 +41,7 @@ def test_auto_honours_the_budget_on_the_bundled_model(example_auto):
     search = report["search"]
     assert search["met_budget"] and search["chosen"]["feasible"]
     # It found a quantized model, and it is faster than fp32 on this CPU.
-    assert search["base_scheme"] == "int8"
+    assert search["base_scheme"].startswith("int8")
     assert report["latency"]["speedup"] > 1.3
     assert len(search["promotion_order"]) == len(report["precision_plan"]["layers"]) == 5
     assert all(point["drop"] is not None for point in search["points"])

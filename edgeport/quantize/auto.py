@@ -5,12 +5,14 @@ against the fp32 ONNX model; latency side by side with fp32 in the same runtime)
 from __future__ import annotations
 
 import copy
+import math
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import onnx
 
 from edgeport.data import Dataset
@@ -127,6 +129,75 @@ def auto_candidates(profile: DeviceProfile, output_format: str, have_calibration
     return schemes
 
 
+VARIANT_KEYS = ("smoothing", "bias_correction", "calibration", "percentile")
+# Bias correction + percentile ranges: what took EfficientNet-Lite0 from 0.778 to 0.95 top-1
+# agreement (bench/results/efficientnet_explore.md); smoothing: MiniLM's activation outliers.
+CORRECTED_STATIC = {"bias_correction": True, "calibration": "percentile", "percentile": 99.99}
+
+
+MEASURED_SENSITIVITY_MAX_LAYERS = 64
+
+
+def measured_sensitivity(
+    baseline: Path,
+    plan: PrecisionPlan,
+    backend: Any,
+    work: Path,
+    calibration: Dataset | None,
+    batch: int,
+    feeds: list[dict[str, np.ndarray]],
+    reference_runner: OrtRunner,
+) -> dict[str, float]:
+    """Quantize one layer at a time (the rest fp32) with the chosen scheme and options, and
+    return each layer's output error (1 - mean cosine of the first output) on ``feeds``.
+
+    The simulation misses what the runtime does around a layer (fusions, removed activations,
+    requantization); this measures it. Used for models of up to 64 weighted layers.
+    """
+    from edgeport.verify.metrics import cosine_per_sample
+
+    reference = [reference_runner.run(f)[0] for f in feeds]
+    losses = {}
+    for name in plan.layers:
+        single = copy.deepcopy(plan)
+        for other, layer in single.layers.items():
+            layer.precision = plan.scheme if other == name else "fp32"
+        path = work / f"sensitivity{Path(backend.file_name).suffix}"
+        artifact = backend.build(baseline, single, path, work, calibration, batch)
+        runner = artifact.runner.open(1)
+        cosines = [
+            cosine_per_sample(r.reshape(len(r), -1), runner.run(f)[0].reshape(len(r), -1)).mean()
+            for r, f in zip(reference, feeds, strict=True)
+        ]
+        losses[name] = float(1.0 - np.mean(cosines))
+    return losses
+
+
+def start_variants(scheme: str, model: onnx.ModelProto, real_calibration: bool, output_format: str) -> list[dict]:
+    """The all-quantized starting points tried for ``scheme``: plain, plus the accuracy
+    techniques that apply to this model (they need real calibration data; ONNX backend only)."""
+    variants: list[dict] = [{}]
+    if not real_calibration or output_format != "onnx":
+        return variants
+    if scheme == "int8" and any(n.op_type == "Conv" for n in model.graph.node):
+        variants.append(dict(CORRECTED_STATIC))
+    if smoothable_groups(model):
+        variants.append({"smoothing": {"alpha": DEFAULT_ALPHA}})
+    return variants
+
+
+def variant_name(scheme: str, variant: dict) -> str:
+    """A readable name for a starting point, e.g. ``int8+bias_correction+percentile 99.99``."""
+    parts = [scheme]
+    if variant.get("smoothing"):
+        parts.append(f"smoothing(alpha {variant['smoothing']['alpha']})")
+    if variant.get("bias_correction"):
+        parts.append("bias_correction")
+    if variant.get("calibration") == "percentile":
+        parts.append(f"percentile {variant.get('percentile')}")
+    return "+".join(parts)
+
+
 def auto_quantize(
     baseline: Path,
     model: onnx.ModelProto,
@@ -203,20 +274,14 @@ def auto_quantize(
     base_points: dict[str, dict[str, Any]] = {}
     best_base: tuple[str, PrecisionPlan, SearchPoint] | None = None
     real_calibration = calibration is not None and not calibration.synthetic
-    # Smoothing is tried where it can act: MatMuls with constant weights, and real data to
-    # measure activation outliers on (ONNX only: other backends do not apply it yet).
-    smoothing = [None]
-    if real_calibration and backend.format == "onnx" and smoothable_groups(model):
-        smoothing.append({"alpha": DEFAULT_ALPHA})
     with progress.step("quantize every layer (search start)"):
         for scheme in auto_candidates(profile, backend.format, real_calibration):
-            for smooth_option in smoothing:
+            for variant in start_variants(scheme, model, real_calibration, backend.format):
                 plan = uniform_plan(model, scheme, profile)
-                if smooth_option:
-                    plan.details["smoothing"] = dict(smooth_option)
+                plan.details.update(variant)
                 point = evaluate(plan)
                 point.feasible = point.drop <= budget + 1e-9
-                key = scheme + (f"+smoothing(alpha {smooth_option['alpha']})" if smooth_option else "")
+                key = variant_name(scheme, variant)
                 base_points[key] = {"drop": point.drop, "speedup": point.speedup, "size_bytes": point.size_bytes}
                 rank = (point.feasible, point.speedup if point.feasible else -point.drop)
                 if best_base is None or rank > (
@@ -231,6 +296,15 @@ def auto_quantize(
         if plan.details.get("smoothing"):
             analysed, _ = smooth(model, sensitivity_feeds, plan.details["smoothing"]["alpha"])
         sensitivity = layer_sensitivity(analysed, plan, sensitivity_feeds, scheme)
+    if backend.format == "onnx" and len(plan.layers) <= MEASURED_SENSITIVITY_MAX_LAYERS:
+        with progress.step(f"measured sensitivity ({len(plan.layers)} layers, one at a time)"):
+            measured = measured_sensitivity(
+                baseline, plan, backend, work, calibration, batch, sensitivity_feeds, reference_runner
+            )
+        for name, loss in measured.items():
+            if name in sensitivity:
+                # The runtime's own error with only this layer quantized replaces the simulation.
+                sensitivity[name].sqnr_db = float("inf") if loss <= 0 else -10 * math.log10(loss)
     cost = cost_function(profile, model, plan)
     with progress.step("mixed-precision search") as _:
         result = search(
@@ -246,9 +320,7 @@ def auto_quantize(
     best_plan = copy.deepcopy(plan)
     for name in result.best.kept_float:
         best_plan.layers[name].precision = "fp32"
-    base_name = scheme
-    if plan.details.get("smoothing"):
-        base_name += f"+smoothing(alpha {plan.details['smoothing']['alpha']})"
+    base_name = variant_name(scheme, {k: plan.details[k] for k in VARIANT_KEYS if k in plan.details})
     return AutoResult(
         best_plan,
         result.best.artifact,

@@ -71,18 +71,23 @@ CostFunction = Callable[[str, str], float]  # (layer, precision) -> relative cos
 def promotion_order(
     sensitivity: dict[str, LayerSensitivity], plan: PrecisionPlan, float_precision: str, cost: CostFunction
 ) -> list[str]:
-    """Order layers most harmful per unit of cost first: noise ratio / (MACs x extra cost of float).
+    """Order layers most harmful per unit of cost first: noise ratio / share of the model's
+    cost that keeping the layer in float adds (MACs x the profile's cost difference).
 
     A layer whose float version costs no more than its quantized one goes first: keeping it
-    in float is free.
+    in float is free. No layer's share counts as less than half an average layer's: every
+    float island adds quantize/dequantize steps around it, and MACs understate small
+    memory-bound layers (depthwise convs), which otherwise always rank first.
     """
     scored = []
+    total = sum(cost(name, float_precision) * max(info.macs, 1) for name, info in sensitivity.items()) or 1.0
+    floor = 0.5 / max(len(sensitivity), 1)
     for name, layer in plan.layers.items():
         info = sensitivity.get(name)
         if info is None:
             continue
-        extra = (cost(name, float_precision) - cost(name, layer.precision)) * max(info.macs, 1)
-        score = float("inf") if extra <= 0 else info.noise_ratio / extra
+        extra = (cost(name, float_precision) - cost(name, layer.precision)) * max(info.macs, 1) / total
+        score = float("inf") if extra <= 0 else info.noise_ratio / max(extra, floor)
         scored.append((score, info.noise_ratio, name))
     scored.sort(key=lambda item: (-item[0], -item[1], item[2]))
     return [name for _, _, name in scored]
