@@ -45,6 +45,7 @@ bench: $(BENCH_STAMP)
 	$(PY) bench/bench_int8_onnx.py
 	$(PY) bench/bench_minilm_peers.py
 	$(PY) bench/bench_efficientnet_peers.py
+	$(PY) bench/bench_tflite.py
 
 constraints: setup
 	$(PIP) freeze --exclude-editable | sed 's/^torch==\(.*\)+cpu/torch==\1/' \
