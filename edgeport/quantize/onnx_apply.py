@@ -148,23 +148,33 @@ def _calibration_method(details: dict):
     )
 
 
+def _calibrated_rewrite(
+    source: Path, work: Path, calibration: Dataset | None, notes: list[str], what: str, rewrite
+) -> Path:
+    """Apply ``rewrite(model, feeds) -> (model, note)`` (a data-driven, fp32-exact graph
+    rewrite) on calibration samples; return the rewritten file, or ``source`` without data."""
+    if calibration is None or calibration.synthetic:
+        notes.append(f"{what} skipped: it needs real calibration data")
+        return source
+    feeds = [calibration.batch(i, i + 1) for i in range(min(SMOOTHING_SAMPLES, len(calibration)))]
+    model, note = rewrite(onnx.load(str(source)), feeds)
+    out = work / f"{what.replace(' ', '_')}.onnx"
+    onnx.save(model, str(out))
+    notes.append(f"{what}: {note} on {len(feeds)} calibration samples")
+    return out
+
+
 def _smooth(source: Path, plan: PrecisionPlan, work: Path, calibration: Dataset | None, notes: list[str]) -> Path:
     """Apply SmoothQuant-style smoothing to the layers the plan quantizes; return the new file."""
     from edgeport.quantize.smoothing import smooth
 
-    if calibration is None or calibration.synthetic:
-        notes.append("smoothing skipped: it needs real calibration data")
-        return source
     alpha = float(plan.details["smoothing"].get("alpha", 0.7))
-    feeds = [calibration.batch(i, i + 1) for i in range(min(SMOOTHING_SAMPLES, len(calibration)))]
-    model, info = smooth(onnx.load(str(source)), feeds, alpha, set(plan.nodes_in(plan.scheme)))
-    out = work / "smoothed.onnx"
-    onnx.save(model, str(out))
-    notes.append(
-        f"smoothing (alpha {alpha}): {info['groups']} input tensor(s) rescaled for "
-        f"{info['matmuls']} MatMul(s) on {len(feeds)} calibration samples"
-    )
-    return out
+
+    def rewrite(model: onnx.ModelProto, feeds):
+        model, info = smooth(model, feeds, alpha, set(plan.nodes_in(plan.scheme)))
+        return model, f"alpha {alpha}, {info['groups']} input tensor(s) rescaled for {info['matmuls']} MatMul(s)"
+
+    return _calibrated_rewrite(source, work, calibration, notes, "smoothing", rewrite)
 
 
 def _correct_biases(
@@ -173,19 +183,13 @@ def _correct_biases(
     """Bias-correct the int8 convolutions of the plan; return the new file."""
     from edgeport.quantize.bias_correction import correct_biases
 
-    if calibration is None or calibration.synthetic:
-        notes.append("bias correction skipped: it needs real calibration data")
-        return source
-    feeds = [calibration.batch(i, i + 1) for i in range(min(SMOOTHING_SAMPLES, len(calibration)))]
     bits = 7 if plan.details.get("reduce_range") else 8
-    model, info = correct_biases(onnx.load(str(source)), feeds, set(plan.nodes_in("int8")), bits)
-    out = work / "bias_corrected.onnx"
-    onnx.save(model, str(out))
-    notes.append(
-        f"bias correction: {info['convs']} conv(s) on {len(feeds)} calibration samples "
-        f"(largest shift {info['max_shift']:.3g})"
-    )
-    return out
+
+    def rewrite(model: onnx.ModelProto, feeds):
+        model, info = correct_biases(model, feeds, set(plan.nodes_in("int8")), bits)
+        return model, f"{info['convs']} conv(s), largest shift {info['max_shift']:.3g}"
+
+    return _calibrated_rewrite(source, work, calibration, notes, "bias correction", rewrite)
 
 
 def apply_plan(
