@@ -220,6 +220,15 @@ def convert_command(**options: Any) -> None:
     run_convert(**options)
 
 
+def _register_verify() -> None:
+    from edgeport.cli_verify import verify_command
+
+    main.add_command(verify_command)
+
+
+_register_verify()
+
+
 @main.group()
 def profiles() -> None:
     """Device profiles: list, show, detect."""

@@ -358,6 +358,11 @@ def run(recipe: Recipe, progress: Progress | None = None) -> Result:
                 "runner": {"kind": artifact.runner.kind, "file": backend.file_name, "kwargs": artifact.runner.kwargs},
                 "format_facts": artifact.facts,
                 "reference_for_timing": Path(latency_reference.path).name,
+                "reference_runner": {
+                    "kind": latency_reference.kind,
+                    "file": Path(latency_reference.path).name,
+                    "kwargs": latency_reference.kwargs,
+                },
                 "baseline": BASELINE_NAME,
                 "inputs": report["model"]["inputs"],
                 "outputs": report["model"]["outputs"],

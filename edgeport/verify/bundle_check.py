@@ -1,0 +1,371 @@
+"""``edgeport verify``: re-check a bundle here or on a device and write a new report beside the old.
+
+The files are checked against the manifest's sha256 and sizes first (nothing runs or is
+written when one differs). Then the artifact, and the fp32 model it was timed against, run on
+the bundle's reference inputs (``reference.npz``), locally or over SSH (``remote.py``);
+fidelity is recomputed against the stored fp32 outputs and latency is measured side by side.
+The result is a new ``report.verify-<where>-<timestamp>.json`` and ``.html``: the original
+report plus a ``verification`` section. The bundle's own files are never modified.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import os
+import platform
+import re
+import tempfile
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgeport.bundle import MANIFEST
+from edgeport.errors import ConversionError, InputError, describe_exception
+from edgeport.hashing import sha256_file
+from edgeport.reports.html import render_html
+from edgeport.reports.json import make_report, read_report
+from edgeport.verify.latency import measure_side_by_side
+from edgeport.verify.metrics import compare
+from edgeport.verify.runners import RunnerSpec, host_description
+
+REFERENCE_FILE = "reference.npz"
+REPORT_FILE = "report.json"
+DEFAULT_WARMUP = 10
+
+
+def load_manifest(bundle_dir: Path) -> dict[str, Any]:
+    """Read ``manifest.json`` of ``bundle_dir``; raise InputError when it is missing or unreadable."""
+    path = bundle_dir / MANIFEST
+    if not bundle_dir.is_dir():
+        raise InputError(f"{bundle_dir} is not a folder (give an edgeport bundle folder)")
+    try:
+        manifest = json.loads(path.read_text())
+    except FileNotFoundError as exc:
+        raise InputError(f"{bundle_dir} has no {MANIFEST}: not an edgeport bundle") from exc
+    except (OSError, ValueError) as exc:
+        raise InputError(f"cannot read {path}: {describe_exception(exc)}") from exc
+    if not isinstance(manifest, dict) or not isinstance(manifest.get("files"), dict) or "runner" not in manifest:
+        raise InputError(f"{path} is not an edgeport manifest (no files or runner)")
+    return manifest
+
+
+def check_files(bundle_dir: Path, manifest: dict[str, Any]) -> int:
+    """Check every file listed in the manifest against its size and sha256.
+
+    Returns the number of files checked. Raises InputError naming the first file that is
+    missing, truncated/grown or changed, or a listed name that points outside the bundle.
+    """
+    root = bundle_dir.resolve()
+    for name, expected in sorted(manifest["files"].items()):
+        path = (bundle_dir / name).resolve()
+        if Path(name).is_absolute() or ".." in Path(name).parts or not path.is_relative_to(root):
+            raise InputError(f"manifest lists {name!r}, outside the bundle; refusing it")
+        if not path.is_file():
+            raise InputError(f"bundle file {name} is missing from {bundle_dir} (the manifest lists it)")
+        size = path.stat().st_size
+        if size != expected.get("bytes"):
+            raise InputError(
+                f"bundle file {name} has {size} bytes, the manifest says {expected.get('bytes')}: truncated or changed"
+            )
+        if sha256_file(path) != expected.get("sha256"):
+            raise InputError(f"bundle file {name} does not match its sha256 in the manifest: changed or corrupt")
+    return len(manifest["files"])
+
+
+def _listed(manifest: dict[str, Any], name: str | None, what: str) -> str:
+    if not name or name not in manifest["files"]:
+        raise InputError(f"the manifest does not list the {what} ({name}); cannot verify it")
+    return name
+
+
+def _reference_spec(manifest: dict[str, Any]) -> dict[str, Any] | None:
+    """The fp32 model timed side by side, as ``{kind, file, kwargs}`` (None when absent)."""
+    name = manifest.get("reference_for_timing")
+    if not name or name not in manifest["files"]:
+        return None
+    runner = manifest["runner"]
+    kind = "litert" if name.endswith(".tflite") else "onnxruntime"
+    # The fp32 reference is exported like the artifact, so it takes the artifact's kwargs
+    # (TFLite layouts and names; ONNX providers) when it runs in the same runtime.
+    kwargs = dict(runner.get("kwargs") or {}) if kind == runner.get("kind") else {}
+    return {"kind": kind, "file": name, "kwargs": kwargs}
+
+
+def load_reference(bundle_dir: Path, manifest: dict[str, Any]) -> tuple[dict, list[str], list, np.ndarray | None]:
+    """Return (feeds by input name, output names, stored fp32 outputs, labels or None) from reference.npz."""
+    with np.load(bundle_dir / REFERENCE_FILE) as data:
+        keys = list(data.files)
+        input_names = [i["name"] for i in manifest.get("inputs") or []] or [
+            k.split("/", 1)[1] for k in keys if k.startswith("inputs/")
+        ]
+        output_names = [o["name"] for o in manifest.get("outputs") or []] or [
+            k.split("/", 1)[1] for k in keys if k.startswith("outputs/")
+        ]
+        try:
+            feeds = {name: data[f"inputs/{name}"] for name in input_names}
+            outputs = [data[f"outputs/{name}"] for name in output_names]
+        except KeyError as exc:
+            raise InputError(f"{REFERENCE_FILE} lacks {exc.args[0]}; cannot verify") from exc
+        labels = data["labels"] if "labels" in keys else None
+    return feeds, output_names, outputs, labels
+
+
+def _run_local(
+    bundle_dir: Path,
+    artifact: dict[str, Any],
+    reference: dict[str, Any] | None,
+    feeds: dict[str, np.ndarray],
+    threads: int,
+    runs: int,
+    warmup: int,
+    latency_batch: int,
+) -> dict[str, Any]:
+    specs = {"artifact": artifact} | ({"reference": reference} if reference else {})
+    runners = {}
+    for role, spec in specs.items():
+        try:
+            runners[role] = RunnerSpec(spec["kind"], str(bundle_dir / spec["file"]), spec["kwargs"]).open(threads)
+        except ImportError as exc:
+            package = "ai-edge-litert" if spec["kind"] == "litert" else "onnxruntime"
+            raise InputError(
+                f"{spec['kind']} is not installed here", hint=f"pip install {package}, or verify over ssh://"
+            ) from exc
+        except Exception as exc:
+            raise ConversionError(f"{spec['kind']} cannot load {spec['file']}: {describe_exception(exc)}") from exc
+    outputs = runners["artifact"].run(feeds)
+    reference_outputs = runners["reference"].run(feeds) if reference else None
+    latency_feeds = {k: v[:latency_batch] for k, v in feeds.items()}
+    timed = {"reference": runners["reference"]} if reference else {}
+    timed["artifact"] = runners["artifact"]
+    latency = measure_side_by_side(timed, latency_feeds, runs, warmup)
+    runtime = runners["artifact"].describe()
+    runtime.pop("host", None)
+    device = host_description()
+    device["hostname"] = platform.node()
+    return {
+        "target": "local",
+        "device": device,
+        "runtime": runtime,
+        "latency": latency,
+        "load_time_s": {role: r.load_seconds for role, r in runners.items()},
+        "outputs": outputs,
+        "reference_outputs": reference_outputs,
+    }
+
+
+def headline(fidelity: dict[str, Any] | None) -> tuple[str, float | None]:
+    """Return the accuracy figure a table shows: (what it is, value).
+
+    Artifact top-1 with labels, else top-1 agreement with fp32, else the first output's mean cosine.
+    """
+    fidelity = fidelity or {}
+    if isinstance(fidelity.get("artifact_top1"), int | float):
+        return "top-1 % (labels)", float(fidelity["artifact_top1"])
+    if isinstance(fidelity.get("top1_agreement"), int | float):
+        return "top-1 agreement with fp32 %", float(fidelity["top1_agreement"])
+    first = next(iter((fidelity.get("outputs") or {}).values()), {})
+    value = first.get("cosine_mean")
+    return "mean cosine vs fp32", float(value) if isinstance(value, int | float) else None
+
+
+def _label(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", text).strip("._")[:60] or "device"
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    """Write ``text`` to a temporary name beside ``path`` and rename it into place."""
+    handle, temp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(handle, "w") as out:
+            out.write(text)
+        os.replace(temp, path)
+    except BaseException:
+        Path(temp).unlink(missing_ok=True)
+        raise
+
+
+def verification_html(section: dict[str, Any]) -> str:
+    """Return an HTML fragment (escaped) showing the verification section: where, old vs new."""
+    esc = html.escape
+    device = section.get("device", {})
+    rows = "".join(
+        f"<tr><td>{esc(str(row['figure']))}</td><td>{esc(_fmt(row['before']))}</td>"
+        f"<td>{esc(_fmt(row['after']))}</td></tr>"
+        for row in section.get("table", [])
+    )
+    where = ", ".join(f"{esc(str(k))}: {esc(str(v))}" for k, v in device.items())
+    runtime = section.get("runtime", {})
+    return (
+        '<section id="verification"><h2>Verification '
+        f"({esc(str(section.get('runner')))}, {esc(str(section.get('created')))})</h2>"
+        f"<p>Device: {where}</p><p>Runtime: {esc(str(runtime.get('runtime')))} {esc(str(runtime.get('version')))}, "
+        f"{esc(str(section.get('threads')))} thread(s), {esc(str(section.get('runs')))} runs; "
+        f"{esc(str(section.get('files_checked')))} files matched the manifest.</p>"
+        f"<p>{esc(str(section.get('note', '')))}</p>"
+        "<table><tr><th>figure</th><th>original report</th><th>this verification</th></tr>"
+        f"{rows}</table></section>"
+    )
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return "—" if value is None else str(value)
+
+
+def comparison_table(section: dict[str, Any]) -> list[dict[str, Any]]:
+    """Return rows ``{figure, before, after}``: accuracy figure, p50 latencies and speedup."""
+    before, after = section["previous"], section
+    label, old_value = headline(before.get("fidelity"))
+    _, new_value = headline(after.get("fidelity"))
+    old_lat, new_lat = before.get("latency") or {}, after.get("latency") or {}
+    old_samples = (before.get("fidelity") or {}).get("samples")
+    new_samples = (after.get("fidelity") or {}).get("samples")
+    return [
+        {"figure": f"{label} (samples: {old_samples} -> {new_samples})", "before": old_value, "after": new_value},
+        {
+            "figure": "artifact p50 ms",
+            "before": (old_lat.get("artifact") or {}).get("p50_ms"),
+            "after": (new_lat.get("artifact") or {}).get("p50_ms"),
+        },
+        {
+            "figure": "fp32 p50 ms",
+            "before": (old_lat.get("reference") or {}).get("p50_ms"),
+            "after": (new_lat.get("reference") or {}).get("p50_ms"),
+        },
+        {"figure": "speedup x", "before": old_lat.get("speedup"), "after": new_lat.get("speedup")},
+    ]
+
+
+def verify_bundle(
+    bundle_dir: Path,
+    runner: str = "local",
+    threads: int = 1,
+    runs: int = 100,
+    *,
+    warmup: int = DEFAULT_WARMUP,
+    ssh_options: list[str] | None = None,
+    timeout: float | None = None,
+) -> dict[str, Any]:
+    """Verify a bundle here (``runner="local"``) or on a device (``ssh://user@host[:port][/python]``).
+
+    Checks every file against the manifest (InputError, exit 2, naming the file, and nothing
+    written, when one differs), runs the artifact and its fp32 timing reference on the
+    reference inputs, recomputes fidelity against the stored fp32 outputs and latency side by
+    side, and writes ``report.verify-<where>-<timestamp>.json``/``.html`` beside the original
+    report (which is left untouched). Returns the ``verification`` section (it also holds
+    ``report_json``/``report_html``, the paths written). Remote failures raise RemoteError.
+    """
+    bundle_dir = Path(bundle_dir)
+    if threads < 1 or runs < 1 or warmup < 0:
+        raise InputError("--threads and --runs must be at least 1")
+    manifest = load_manifest(bundle_dir)
+    files_checked = check_files(bundle_dir, manifest)
+    run_spec = manifest["runner"]
+    artifact = {
+        "kind": run_spec.get("kind"),
+        "file": _listed(manifest, run_spec.get("file"), "artifact"),
+        "kwargs": dict(run_spec.get("kwargs") or {}),
+    }
+    if artifact["kind"] not in ("onnxruntime", "litert"):
+        raise InputError(f"the manifest's runner kind {artifact['kind']!r} is not onnxruntime or litert")
+    _listed(manifest, REFERENCE_FILE, "reference inputs")
+    old_report = read_report(bundle_dir / _listed(manifest, REPORT_FILE, "report"))
+    reference = _reference_spec(manifest)
+    feeds, output_names, stored_outputs, labels = load_reference(bundle_dir, manifest)
+    old_latency = old_report.get("latency") or {}
+    latency_batch = int(old_latency.get("batch") or 1)
+
+    if runner == "local":
+        ran = _run_local(bundle_dir, artifact, reference, feeds, threads, runs, warmup, latency_batch)
+    else:
+        from edgeport.verify.remote import RUN_TIMEOUT_S, parse_target, run_remote
+
+        target = parse_target(runner)
+        files = [bundle_dir / artifact["file"]] + ([bundle_dir / reference["file"]] if reference else [])
+        ran = run_remote(
+            target,
+            artifact,
+            reference,
+            files,
+            feeds,
+            output_names,
+            threads=threads,
+            runs=runs,
+            warmup=warmup,
+            latency_batch=latency_batch,
+            ssh_options=ssh_options,
+            timeout=timeout or RUN_TIMEOUT_S,
+        )
+
+    fidelity = compare(stored_outputs, [np.asarray(o) for o in ran["outputs"]], output_names, labels)
+    reference_fidelity = (
+        compare(stored_outputs, [np.asarray(o) for o in ran["reference_outputs"]], output_names, labels)
+        if ran.get("reference_outputs") is not None
+        else None
+    )
+    latency: dict[str, Any] = dict(ran["latency"])
+    if "reference" in latency:
+        latency["speedup"] = latency["reference"]["p50_ms"] / latency["artifact"]["p50_ms"]
+    runtime = ran["runtime"]
+    latency.update(
+        {
+            "runtime": f"{runtime.get('runtime')} {runtime.get('version', '')}".strip(),
+            "reference_model": reference["file"] if reference else None,
+            "threads": threads,
+            "batch": latency_batch,
+            "warmup": warmup,
+        }
+    )
+    now = datetime.now(UTC)
+    section: dict[str, Any] = {
+        "created": now.isoformat(timespec="seconds"),
+        "runner": ran["target"],
+        "device": ran["device"],
+        "runtime": runtime,
+        "threads": threads,
+        "runs": runs,
+        "files_checked": files_checked,
+        "fidelity": fidelity,
+        "reference_fidelity": reference_fidelity,
+        "latency": latency,
+        "load_time_s": ran["load_time_s"],
+        "previous": {
+            "created": old_report.get("created"),
+            "host": (old_report.get("environment") or {}).get("host"),
+            "runtime": ((old_report.get("environment") or {}).get("runner") or {}).get("runtime"),
+            "fidelity": old_report.get("fidelity"),
+            "latency": old_latency,
+        },
+        "note": f"fidelity here is on the bundle's {fidelity['samples']} reference samples against the stored "
+        "source-framework fp32 outputs; the original report's is on the whole eval set against fp32 ONNX",
+    }
+    section["table"] = comparison_table(section)
+
+    where = (
+        "local-" + _label(platform.node()) if runner == "local" else _label(str(ran["device"].get("hostname") or ""))
+    )
+    stamp = now.strftime("%Y%m%dT%H%M%SZ")
+    base = f"report.verify-{where}-{stamp}"
+    suffix = 1
+    while (bundle_dir / f"{base}.json").exists() or (bundle_dir / f"{base}.html").exists():
+        suffix += 1
+        base = f"report.verify-{where}-{stamp}-{suffix}"
+    sections = {k: v for k, v in old_report.items() if k not in ("schema", "schema_version")}
+    report = make_report({**sections, "verification": section})
+    page = render_html(report)
+    fragment = verification_html(report["verification"])
+    page = page.replace("</body>", fragment + "</body>", 1) if "</body>" in page else page + fragment
+    json_path, html_path = bundle_dir / f"{base}.json", bundle_dir / f"{base}.html"
+    try:
+        _atomic_write(json_path, json.dumps(report, indent=2) + "\n")
+        _atomic_write(html_path, page)
+    except OSError as exc:
+        json_path.unlink(missing_ok=True)
+        raise InputError(f"cannot write the verification report in {bundle_dir}: {exc.strerror}") from exc
+    result = dict(report["verification"])
+    result["report_json"], result["report_html"] = str(json_path), str(html_path)
+    return result
