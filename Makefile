@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.edgeport-installed
 PIP := $(PY) -m pip --disable-pip-version-check -q
 
-.PHONY: setup demo test lint bench clean constraints sshd
+.PHONY: setup demo test lint bench clean constraints test-deps
 
 setup: $(STAMP)
 
@@ -27,14 +27,17 @@ demo: setup
 		--eval_data examples/fashion_mnist_test_1k.npz \
 		--max_accuracy_drop 0.5
 
-# The remote-runner tests start a real OpenSSH server on 127.0.0.1; as root the setup
-# installs Debian's openssh-server, elsewhere those tests are skipped with the reason.
-sshd:
-	@if [ "$$(id -u)" = 0 ] && [ ! -x /usr/sbin/sshd ] && command -v apt-get >/dev/null; then \
-		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openssh-server) >/dev/null 2>&1 \
-		|| echo "openssh-server could not be installed: remote runner tests will be skipped"; fi
+# Two tests use system programs: the remote-runner tests start a real OpenSSH server on
+# 127.0.0.1 and the report test renders report.html in headless Chromium. As root the setup
+# installs Debian's packages; elsewhere those tests are skipped with the reason.
+TEST_PACKAGES := openssh-server chromium
+test-deps:
+	@if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
+		{ [ ! -x /usr/sbin/sshd ] || ! command -v chromium >/dev/null; }; then \
+		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(TEST_PACKAGES)) >/dev/null 2>&1 \
+		|| echo "could not install $(TEST_PACKAGES): the tests that need them will be skipped"; fi
 
-test: setup sshd
+test: setup test-deps
 	$(PY) -m pytest -q
 
 lint: setup

@@ -37,6 +37,7 @@ from edgeport.reports.json import make_report, write_report
 from edgeport.verify.evaluate import verify_artifact
 from edgeport.verify.metrics import accuracy_drop
 from edgeport.verify.op_check import check_artifact
+from edgeport.verify.profiling import profile_section
 from edgeport.verify.runners import RunnerSpec, host_description
 
 LIBRARIES = ("torch", "onnx", "onnxruntime", "onnxslim", "onnxconverter-common", "numpy")
@@ -273,6 +274,16 @@ def run(recipe: Recipe, progress: Progress | None = None) -> Result:
             progress=progress,
         )
         op_check = check_artifact(artifact.runner.kind, artifact_path, profile)
+        profile_data = None
+        if artifact.runner.kind == "onnxruntime":
+            with progress.step("profile kernels (ONNX Runtime profiler)"):
+                profile_data = profile_section(
+                    baseline_path,
+                    artifact_path,
+                    data.eval_data.batch(0, data.static_batch),
+                    recipe.threads,
+                    {name: layer.nodes for name, layer in plan.layers.items()},
+                )
         for flag in op_check["flagged"]:
             notes.append(f"op check: {flag['count']} x {flag['op']}: {flag['why']}")
         drop, drop_metric = accuracy_drop(verified["fidelity"], recipe.metric)
@@ -324,6 +335,7 @@ def run(recipe: Recipe, progress: Progress | None = None) -> Result:
                 "fidelity": verified["fidelity"],
                 "search": search_section,
                 "op_check": op_check,
+                "profile": profile_data,
                 "gate": {
                     "max_accuracy_drop": gate_budget,
                     "drop": drop,

@@ -6,6 +6,8 @@ from pathlib import Path
 from typing import Any
 
 import jinja2
+import numpy as np
+from markupsafe import escape
 
 TEMPLATE_DIR = Path(__file__).resolve().parent / "templates"
 
@@ -51,6 +53,10 @@ def pareto_svg(points: list[dict[str, Any]], width: int = 520, height: int = 260
         f'<text x="{pad - 4}" y="{height - pad}" font-size="10" text-anchor="end">{y_lo:.2f}</text>',
         f'<text x="{pad - 4}" y="{pad + 4}" font-size="10" text-anchor="end">{y_hi:.2f}</text>',
     ]
+    front = sorted(pareto_front(usable), key=lambda p: p["speedup"])
+    if len(front) > 1:
+        path = " ".join(f"{sx(p['speedup']):.1f},{sy(p['drop']):.1f}" for p in front)
+        parts.append(f'<polyline points="{path}" fill="none" stroke="#4078c0" stroke-dasharray="4 3"/>')
     for p in usable:
         chosen = p.get("chosen", False)
         color = "#1a7f37" if p.get("feasible") else "#cf222e"
@@ -63,6 +69,78 @@ def pareto_svg(points: list[dict[str, Any]], width: int = 520, height: int = 260
     return "".join(parts)
 
 
+def bars_svg(values: dict[str, float], unit: str = "ms", width: int = 520, limit: int = 14) -> str:
+    """Horizontal bars for ``{label: value}`` (largest first, at most ``limit``), inline SVG."""
+    items = sorted(values.items(), key=lambda kv: -kv[1])[:limit]
+    if not items:
+        return ""
+    top = max(v for _, v in items) or 1.0
+    row, label_w = 18, 170
+    parts = [f'<svg width="{width}" height="{row * len(items) + 4}" role="img">']
+    for i, (label, value) in enumerate(items):
+        y = i * row + 2
+        bar = (width - label_w - 90) * value / top
+        parts.append(
+            f'<text x="{label_w - 6}" y="{y + 12}" font-size="11" text-anchor="end">{escape(label)}</text>'
+            f'<rect x="{label_w}" y="{y}" width="{bar:.1f}" height="{row - 5}" fill="#4078c0"/>'
+            f'<text x="{label_w + bar + 4:.1f}" y="{y + 12}" font-size="11">{value:.4g} {unit}</text>'
+        )
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+def histogram_svg(series: dict[str, list[float]], width: int = 520, height: int = 180, bins: int = 30) -> str:
+    """Overlaid latency histograms (one colour per series) on a shared ms axis, inline SVG.
+    The axis stops at the 99th percentile of all samples so rare stalls do not flatten it."""
+    usable = {k: np.asarray(v, float) for k, v in series.items() if v}
+    if not usable:
+        return ""
+    everything = np.concatenate(list(usable.values()))
+    lo, hi = float(everything.min()), float(np.percentile(everything, 99))
+    if hi <= lo:
+        hi = lo + 1e-6
+    edges = np.linspace(lo, hi, bins + 1)
+    counts = {k: np.histogram(np.clip(v, lo, hi), edges)[0] / len(v) for k, v in usable.items()}
+    peak = max(float(c.max()) for c in counts.values()) or 1.0
+    pad, colors = 30, ("#8c959f", "#1a7f37", "#cf222e")
+    bar_w = (width - 2 * pad) / bins
+    parts = [
+        f'<svg width="{width}" height="{height}" role="img">',
+        f'<line x1="{pad}" y1="{height - pad}" x2="{width - pad}" y2="{height - pad}" stroke="#888"/>',
+        f'<text x="{pad}" y="{height - 10}" font-size="10">{lo:.3f} ms</text>',
+        f'<text x="{width - pad}" y="{height - 10}" font-size="10" text-anchor="end">{hi:.3f} ms (p99)</text>',
+    ]
+    for index, (name, count) in enumerate(counts.items()):
+        color = colors[index % len(colors)]
+        for b, c in enumerate(count):
+            h = (height - 2 * pad) * float(c) / peak
+            parts.append(
+                f'<rect x="{pad + b * bar_w:.1f}" y="{height - pad - h:.1f}" width="{bar_w - 1:.1f}" '
+                f'height="{h:.1f}" fill="{color}" fill-opacity="0.55"/>'
+            )
+        parts.append(
+            f'<text x="{width - pad}" y="{14 + 14 * index}" font-size="11" text-anchor="end" '
+            f'fill="{color}">{escape(name)}</text>'
+        )
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+def pareto_front(points: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The points no other point beats on both speedup (higher) and drop (lower)."""
+    usable = [p for p in points if isinstance(p.get("speedup"), (int, float))]
+    return [
+        p
+        for p in usable
+        if not any(
+            q["speedup"] >= p["speedup"]
+            and q["drop"] <= p["drop"]
+            and (q["speedup"], q["drop"]) != (p["speedup"], p["drop"])
+            for q in usable
+        )
+    ]
+
+
 def render_html(report: dict[str, Any]) -> str:
     """Return the HTML page for ``report`` (the parsed report.json)."""
     env = jinja2.Environment(
@@ -70,6 +148,8 @@ def render_html(report: dict[str, Any]) -> str:
     )
     env.filters["fmt"] = _fmt
     env.globals["pareto_svg"] = pareto_svg
+    env.globals["bars_svg"] = bars_svg
+    env.globals["histogram_svg"] = histogram_svg
     return env.get_template("report.html.j2").render(r=report)
 
 

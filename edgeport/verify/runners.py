@@ -74,9 +74,14 @@ class OrtRunner:
         }
 
 
+_INTERESTING_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "amx_int8", "asimd", "asimddp", "fphp", "sve")
+
+
 def host_description() -> dict[str, Any]:
     """Return a short description of this machine (OS, CPU, core count)."""
     import os
+
+    from edgeport.profiles.detect import cpu_flags
 
     cpu = platform.processor() or platform.machine()
     try:
@@ -92,6 +97,7 @@ def host_description() -> dict[str, Any]:
         "cpu": cpu,
         "cores": os.cpu_count(),
         "python": platform.python_version(),
+        "cpu_flags": sorted(f for f in cpu_flags() if f in _INTERESTING_FLAGS),
     }
 
 
