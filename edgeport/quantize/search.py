@@ -122,14 +122,26 @@ def search(
     max_evaluations: int = 10,
     max_seconds: float = 900.0,
     progress: Callable[[str], None] | None = None,
+    companions: dict[str, list[str]] | None = None,
 ) -> SearchResult:
     """Find the cheapest plan whose gate metric ``drop`` is within ``budget``.
 
     ``evaluate(plan)`` builds and measures one plan and returns a SearchPoint (its
-    ``feasible`` is recomputed here against ``budget``). Returns the SearchResult; when no
-    evaluated plan meets the budget, ``best`` is the most accurate one found.
+    ``feasible`` is recomputed here against ``budget``). ``companions`` maps a layer to
+    layers that must go to float with it (a promotion unit). Returns the SearchResult; when
+    no evaluated plan meets the budget, ``best`` is the most accurate one found.
     """
-    order = promotion_order(sensitivity, plan, float_precision, cost)
+    ranked = promotion_order(sensitivity, plan, float_precision, cost)
+    units: list[list[str]] = []
+    taken: set[str] = set()
+    for layer in ranked:
+        unit = [
+            name for name in [layer, *(companions or {}).get(layer, [])] if name not in taken and name in plan.layers
+        ]
+        if unit:
+            units.append(unit)
+            taken.update(unit)
+    order = [name for unit in units for name in unit]
     start = time.perf_counter()
     points: dict[int, SearchPoint] = {}
     stopped_by: str | None = None
@@ -142,14 +154,15 @@ def search(
         return None
 
     def evaluate_k(k: int) -> SearchPoint:
-        candidate = plan_keeping_float(plan, order[:k], float_precision)
+        layers = [name for unit in units[:k] for name in unit]
+        candidate = plan_keeping_float(plan, layers, float_precision)
         point = evaluate(candidate)
-        point.kept_float = list(order[:k])
+        point.kept_float = layers
         point.feasible = point.drop <= budget + 1e-9
         point.estimated_cost = estimated_cost(candidate, sensitivity, cost)
         points[k] = point
         if progress:
-            progress(f"{k} layer(s) in float: drop {point.drop:.3f} (budget {budget})")
+            progress(f"{len(layers)} layer(s) in float: drop {point.drop:.3f} (budget {budget})")
         return point
 
     infeasible, feasible = -1, None
@@ -157,11 +170,11 @@ def search(
         feasible = 0
     else:
         infeasible, step = 0, 1
-        while feasible is None and infeasible < len(order):
+        while feasible is None and infeasible < len(units):
             stopped_by = out_of_budget()
             if stopped_by:
                 break
-            k = min(step, len(order))
+            k = min(step, len(units))
             if evaluate_k(k).feasible:
                 feasible = k
             else:
