@@ -136,3 +136,16 @@ def test_sensitivity_ranks_int4_worse_than_int8(example_auto):
         assert fp16[name].sqnr_db > int8[name].sqnr_db > int4[name].sqnr_db
         assert int8[name].sqnr_db > 30  # a calibrated int8 conv is good to ~40 dB
     assert int8["features.0"].macs == 28 * 28 * 32 * 9
+
+
+def test_sensitivity_is_cached_by_content(tmp_path, monkeypatch):
+    monkeypatch.setenv("EDGEPORT_CACHE_DIR", str(tmp_path / "cache"))
+    options = dict(
+        quantization="auto", input_shape="1,3,12,12", dynamic_batch=True, max_accuracy_drop=5.0, latency_runs=5
+    )
+    first = convert(factory("make_feature_net"), output_dir=str(tmp_path / "a"), **options)
+    cached = list((tmp_path / "cache" / "sensitivity").glob("*.json"))
+    assert len(cached) == 1
+    second = convert(factory("make_feature_net"), output_dir=str(tmp_path / "b"), **options)
+    assert second.report["search"]["sensitivity"] == first.report["search"]["sensitivity"]
+    assert "per-layer sensitivity" not in " ".join(second.report["timings_s"])

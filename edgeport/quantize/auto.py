@@ -22,7 +22,7 @@ from edgeport.profiles.schema import DeviceProfile
 from edgeport.progress import Progress
 from edgeport.quantize.plan import PrecisionPlan, uniform_plan
 from edgeport.quantize.search import SearchPoint, SearchResult, search
-from edgeport.quantize.sensitivity import layer_sensitivity
+from edgeport.quantize.sensitivity import LayerSensitivity, layer_sensitivity
 from edgeport.quantize.smoothing import DEFAULT_ALPHA, smooth, smoothable_groups
 from edgeport.verify.evaluate import run_dataset
 from edgeport.verify.latency import measure_side_by_side
@@ -136,6 +136,53 @@ CORRECTED_STATIC = {"bias_correction": True, "calibration": "percentile", "perce
 
 
 MEASURED_SENSITIVITY_MAX_LAYERS = 64
+
+
+def sensitivity_cache_path(
+    model: onnx.ModelProto, plan: PrecisionPlan, output_format: str, feeds: list[dict[str, np.ndarray]]
+) -> Path:
+    """Where the sensitivity of this model, plan scheme/details, format and data is cached
+    (``$EDGEPORT_CACHE_DIR`` or ``~/.cache/edgeport``), keyed by a content hash."""
+    import hashlib
+    import json
+    import os
+
+    digest = hashlib.sha256(model.SerializeToString())
+    digest.update(
+        json.dumps(
+            [plan.scheme, plan.details, output_format, sorted(plan.layers)], sort_keys=True, default=str
+        ).encode()
+    )
+    for feed in feeds:
+        for name in sorted(feed):
+            digest.update(name.encode())
+            digest.update(np.ascontiguousarray(feed[name]).tobytes())
+    root = Path(os.environ.get("EDGEPORT_CACHE_DIR", Path.home() / ".cache" / "edgeport"))
+    return root / "sensitivity" / f"{digest.hexdigest()}.json"
+
+
+def load_cached_sensitivity(path: Path) -> dict[str, LayerSensitivity] | None:
+    """The cached sensitivity at ``path``, or None when absent or unreadable."""
+    import json
+
+    try:
+        data = json.loads(path.read_text())
+        return {name: LayerSensitivity(**entry) for name, entry in data.items()}
+    except (OSError, ValueError, TypeError):
+        return None
+
+
+def store_cached_sensitivity(path: Path, sensitivity: dict[str, LayerSensitivity]) -> None:
+    """Write the sensitivity to ``path`` atomically; a cache that cannot be written is skipped."""
+    import json
+
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps({k: v.as_dict() for k, v in sensitivity.items()}))
+        tmp.replace(path)
+    except OSError:
+        pass
 
 
 def measured_sensitivity(
@@ -334,20 +381,24 @@ def auto_quantize(
                     best_base = (scheme, plan, point)
     assert best_base is not None
     scheme, plan, _ = best_base
-    with progress.step(f"per-layer sensitivity ({scheme})"):
-        analysed = model
-        if plan.details.get("smoothing"):
-            analysed, _ = smooth(model, sensitivity_feeds, plan.details["smoothing"]["alpha"])
-        sensitivity = layer_sensitivity(analysed, plan, sensitivity_feeds, scheme)
-    if backend.format == "onnx" and len(plan.layers) <= MEASURED_SENSITIVITY_MAX_LAYERS:
-        with progress.step(f"measured sensitivity ({len(plan.layers)} layers, one at a time)"):
-            measured = measured_sensitivity(
-                baseline, plan, backend, work, calibration, batch, sensitivity_feeds, reference_runner
-            )
-        for name, loss in measured.items():
-            if name in sensitivity:
-                # The runtime's own error with only this layer quantized replaces the simulation.
-                sensitivity[name].sqnr_db = float("inf") if loss <= 0 else -10 * math.log10(loss)
+    cache_file = sensitivity_cache_path(model, plan, backend.format, sensitivity_feeds)
+    sensitivity = load_cached_sensitivity(cache_file)
+    if sensitivity is None:
+        with progress.step(f"per-layer sensitivity ({scheme})"):
+            analysed = model
+            if plan.details.get("smoothing"):
+                analysed, _ = smooth(model, sensitivity_feeds, plan.details["smoothing"]["alpha"])
+            sensitivity = layer_sensitivity(analysed, plan, sensitivity_feeds, scheme)
+        if backend.format == "onnx" and len(plan.layers) <= MEASURED_SENSITIVITY_MAX_LAYERS:
+            with progress.step(f"measured sensitivity ({len(plan.layers)} layers, one at a time)"):
+                measured = measured_sensitivity(
+                    baseline, plan, backend, work, calibration, batch, sensitivity_feeds, reference_runner
+                )
+            for name, loss in measured.items():
+                if name in sensitivity:
+                    # The runtime's own error with only this layer quantized replaces the simulation.
+                    sensitivity[name].sqnr_db = float("inf") if loss <= 0 else -10 * math.log10(loss)
+        store_cached_sensitivity(cache_file, sensitivity)
     cost = cost_function(profile, model, plan)
     with progress.step("mixed-precision search") as _:
         result = search(
