@@ -88,11 +88,14 @@ class TFLiteBackend:
     ) -> Artifact:
         """Convert the fp32 ONNX ``baseline`` to TFLite following ``plan``; return the artifact."""
         from edgeport.converters.tflite_out import export_tflite
+        from edgeport.quantize.rewrites import apply_rewrites
 
-        export = export_tflite(baseline, plan, out, work, calibration, io_dtype=self.io_dtype)
+        notes: list[str] = []
+        source = apply_rewrites(baseline, plan, work, calibration, notes)
+        export = export_tflite(source, plan, out, work, calibration, io_dtype=self.io_dtype)
         facts = export.to_dict()
         facts.pop("path", None)
-        return Artifact(out, RunnerSpec("litert", str(out), export.runner_kwargs()), list(export.notes), facts)
+        return Artifact(out, RunnerSpec("litert", str(out), export.runner_kwargs()), notes + export.notes, facts)
 
     def fp32_reference(self, baseline: Path, out_dir: Path, work: Path) -> tuple[RunnerSpec, Path | None]:
         """An fp32 .tflite of the same model, so latency compares like with like (LiteRT both)."""

@@ -30,7 +30,7 @@ from edgeport.profiles import resolve_profile, resolve_scheme
 from edgeport.profiles.schema import DeviceProfile
 from edgeport.progress import Progress
 from edgeport.quantize.auto import DEFAULT_BUDGET, auto_quantize, parse_search_budget, search_report
-from edgeport.quantize.plan import PrecisionPlan, ensure_node_names, load_plan, uniform_plan
+from edgeport.quantize.plan import CALIBRATED_SCHEMES, PrecisionPlan, ensure_node_names, load_plan, uniform_plan
 from edgeport.recipe import Recipe
 from edgeport.reports.html import write_html
 from edgeport.reports.json import make_report, write_report
@@ -112,20 +112,20 @@ def _open_data(recipe: Recipe, scheme: str, source: SourceModel, decisions: list
 
     eval_data = open_(recipe.eval_data, recipe.eval_samples, recipe.seed, synthetic_count=128)
     calibration = None
-    if scheme in ("int8", "auto") or recipe.precision_plan:
+    if scheme in (*CALIBRATED_SCHEMES, "auto") or recipe.precision_plan:
         if recipe.calibration_data:
             calibration = open_(recipe.calibration_data, recipe.calibration_samples, recipe.seed)
         elif recipe.eval_data:
             calibration = open_(recipe.eval_data, recipe.calibration_samples, recipe.seed)
             why = "no calibration set was given; accuracy measured on the same samples may be optimistic"
             decisions.append(
-                {"asked": "int8 without --calibration_data", "done": "calibrated on the eval data", "why": why}
+                {"asked": f"{scheme} without --calibration_data", "done": "calibrated on the eval data", "why": why}
             )
         else:
             calibration = open_(None, recipe.calibration_samples, recipe.seed + 1)
             why = "no data was given; activation ranges from random inputs can be far from real ones"
             decisions.append(
-                {"asked": "int8 without --calibration_data", "done": "calibrated on random inputs", "why": why}
+                {"asked": f"{scheme} without --calibration_data", "done": "calibrated on random inputs", "why": why}
             )
     if len(eval_data) < static_batch:
         raise InputError(f"the eval data has {len(eval_data)} samples; the model's batch is {static_batch}")

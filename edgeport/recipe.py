@@ -7,11 +7,12 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from edgeport.errors import InputError
+from edgeport.profiles.schema import SCHEMES
 
 OUTPUT_FORMATS = ("onnx", "tflite", "coreml")
 # Formats whose backend exists today; the others are planned and refused with a clear message.
 IMPLEMENTED_FORMATS = ("onnx", "tflite")
-QUANTIZATIONS = ("none", "fp32", "fp16", "int8", "int8-dynamic", "int8-weight", "int4-weight", "auto")
+QUANTIZATIONS = ("none", "fp32", *SCHEMES[1:], "auto")  # "fp32" is an alias of "none"
 DTYPES = ("float32", "float16", "int64", "int32", "uint8", "int8", "bool")
 
 

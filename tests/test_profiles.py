@@ -30,6 +30,7 @@ SHIPPED = (
     "nvidia-tensorrt",
     "android-gpu",
     "npu-int8",
+    "qualcomm-htp",
     "generic-cpu",
 )
 

@@ -182,6 +182,15 @@ def test_mixed_plan_keeps_the_layer_float_in_the_file(fashion, exports):
     assert int8_convs == 3
 
 
+def test_later_int8_builds_reuse_the_calibration(exports):
+    # int8, then int8-io and mixed in the same work folder: one onnx2tf run + calibration,
+    # the others only re-quantize (a search builds many plans of one model and data).
+    assert not any("re-used the calibrated model" in n for n in exports["int8"].notes)
+    for key in ("int8-io", "mixed"):
+        assert any("re-used the calibrated model" in n for n in exports[key].notes)
+        assert exports[key].seconds < exports["int8"].seconds
+
+
 def test_layout_and_io_description(exports):
     export = exports["fp32"]
     assert export.input_layout == {"x": "NHWC"}

@@ -65,9 +65,15 @@ def block_network(log_path: Path) -> None:
 
 
 def _representative(calibration: dict[str, str], onnx_order: list[str], tf_inputs: list[dict[str, Any]]):
-    """Calibration batches (one sample each) in the TFLite inputs' order and layout.
+    """Calibration samples (one each) in the converted model's input layout and dtype.
 
     TFLite inputs are matched to ONNX inputs by name (onnx2tf keeps them), else by order.
+    Each array is cast to the Keras input's dtype, so int64 token ids are fed as int64
+    (onnx2tf's own calibration casts every input to float32 and fails on such models).
+    A single input is fed as a list; several are fed as a dict keyed by input name: the
+    TFLite file may order its inputs differently from the Keras model (seen: ``vector``
+    before ``image``), and the calibrator maps a dict through the signature by name.
+    Returns ``(generator function, sample count)``.
     """
     import numpy as np
 
@@ -78,14 +84,19 @@ def _representative(calibration: dict[str, str], onnx_order: list[str], tf_input
         raise ValueError(f"cannot match TFLite inputs {[t['name'] for t in tf_inputs]} to ONNX inputs {onnx_order}")
     arrays = []
     for i, spec in enumerate(tf_inputs):
-        array = np.load(calibration[spec["name"] if by_name else onnx_order[i]]).astype(np.float32)
+        array = np.load(calibration[spec["name"] if by_name else onnx_order[i]])
+        array = array.astype(spec.get("dtype") or (np.float32 if array.dtype.kind == "f" else array.dtype))
         perm = channel_last_perm(list(array.shape), spec["shape"])
         arrays.append(np.ascontiguousarray(array.transpose(perm)) if perm else array)
     count = min(len(a) for a in arrays)
+    names = [spec["name"] for spec in tf_inputs]
 
     def gen():
         for i in range(count):
-            yield [a[i : i + 1] for a in arrays]
+            if len(arrays) == 1:
+                yield [arrays[0][i : i + 1]]
+            else:
+                yield {name: a[i : i + 1] for name, a in zip(names, arrays, strict=True)}
 
     return gen, count
 
@@ -108,6 +119,10 @@ class _State(dict):
 
 
 def _convert(request: dict[str, Any], state: dict[str, Any]) -> bytes:
+    cache = Path(request["calibrated_cache"]) if request.get("calibrated_cache") else None
+    if cache is not None and cache.is_file():
+        state["notes"].append("re-used the calibrated model of an earlier build (same ONNX and data)")
+        return _quantize_int8(request, state, cache.read_bytes())
     state["stage"] = "onnx2tf"
     import onnx2tf
 
@@ -125,7 +140,12 @@ def _convert(request: dict[str, Any], state: dict[str, Any]) -> bytes:
     if model is None:
         raise RuntimeError("onnx2tf returned no model")
     state["tf_inputs"] = [
-        {"name": t.name.split(":")[0], "shape": [d if d is not None else -1 for d in t.shape]} for t in model.inputs
+        {
+            "name": t.name.split(":")[0],
+            "shape": [d if d is not None else -1 for d in t.shape],
+            "dtype": getattr(t.dtype, "name", None) or str(t.dtype),
+        }
+        for t in model.inputs
     ]
 
     state["stage"] = "tflite-converter"
@@ -143,17 +163,38 @@ def _convert(request: dict[str, Any], state: dict[str, Any]) -> bytes:
     if mode == "dynamic":
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
         return converter.convert()
-    if mode != "int8":
+    if mode not in ("int8", "int16"):
         raise ValueError(f"unknown TFLite mode {mode!r}")
 
     gen, count = _representative(request["calibration"], request["input_order"], state["tf_inputs"])
     state["notes"].append(f"calibrated on {count} samples")
+    if mode == "int16":
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        converter.representative_dataset = gen
+        # BUILTINS too: an op without a 16x8 kernel stays float instead of failing the model.
+        converter.target_spec.supported_ops = [
+            tf.lite.OpsSet.EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8,
+            tf.lite.OpsSet.TFLITE_BUILTINS,
+        ]
+        state["stage"] = "calibration and 16x8 quantization"
+        return converter.convert()
     converter.optimizations = [tf.lite.Optimize.DEFAULT]
     converter.representative_dataset = gen
     converter.experimental_new_quantizer = True
     converter._experimental_calibrate_only = True  # quantized below, with the plan's denylist
     state["stage"] = "calibration"
     calibrated = converter.convert()
+    if cache is not None:
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        tmp = cache.with_suffix(".tmp")
+        tmp.write_bytes(calibrated)
+        tmp.replace(cache)
+    return _quantize_int8(request, state, calibrated)
+
+
+def _quantize_int8(request: dict[str, Any], state: dict[str, Any], calibrated: bytes) -> bytes:
+    """Quantize a calibrated model to full integer, keeping the plan's float layers float."""
+    import tensorflow as tf
 
     denylisted: list[str] = []
     float_layers = request.get("float_layers") or {}

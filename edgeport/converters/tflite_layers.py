@@ -49,14 +49,18 @@ class TFLiteWeightedOp:
 
     @property
     def precision(self) -> str:
-        """Return the plan precision this op really runs in (fp32, fp16, int8, int8-dynamic, int8-weight)."""
+        """Return the plan precision this op really runs in (fp32, fp16, int8, int8-dynamic, int8-weight, int16)."""
         if self.weight_dtype == "float16":
             return "fp16"
         if self.weight_dtype in ("int8", "uint8", "int4"):
             if self.weight_via_dequantize:
                 return "int8-weight"
-            return "int8" if self.activation_dtype in ("int8", "uint8", "int16") else "int8-dynamic"
-        if self.activation_dtype in ("int8", "uint8", "int16"):
+            if self.activation_dtype == "int16":
+                return "int16"
+            return "int8" if self.activation_dtype in ("int8", "uint8") else "int8-dynamic"
+        if self.activation_dtype == "int16":
+            return "int16"
+        if self.activation_dtype in ("int8", "uint8"):
             return "int8"
         return "fp32"
 

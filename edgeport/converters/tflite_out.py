@@ -21,6 +21,10 @@ How each plan scheme is expressed (TF 2.21, onnx2tf 1.29.24):
                           quantizes with ``denylisted_nodes`` = the ops of the layers the plan
                           keeps in float, so mixed plans stay mixed. io is float32, int8 or
                           uint8 (``io_dtype``).
+``int16``                 16x8: int16 activations, int8 weights, calibrated (TFLite's
+                          ``EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8``); ops
+                          without a 16x8 kernel stay float. Whole-model only: TF's 16x8
+                          quantizer takes no denylist. io is float32.
 ========================  =====================================================================
 
 Per-layer plans are followed only in ``int8`` (float layers stay float32; an fp16 layer
@@ -71,7 +75,9 @@ SCHEME_MODES = {
     "int8-weight": "dynamic",
     "int4-weight": "dynamic",
     "int8": "int8",
+    "int16": "int16",
 }
+CALIBRATED_MODES = ("int8", "int16")
 FLOAT_PRECISIONS = ("fp32", "fp16")
 DYNAMIC_MIN_ELEMENTS = 1024  # TFLite dynamic-range quantization skips smaller weights
 MAX_CALIBRATION_SAMPLES = 500
@@ -170,6 +176,8 @@ def _expected(plan: PrecisionPlan, mode: str) -> tuple[dict[str, str], dict[str,
                 not_expressible[name] = f"TFLite dynamic-range quantization has no per-layer exclusion; {p} not kept"
             elif p == "int8":
                 not_expressible[name] = "int8 activations need a full-integer model; this one is dynamic-range"
+        elif mode == "int16" and p != "int16":
+            not_expressible[name] = f"TFLite 16x8 quantization is whole-model (no per-layer exclusion); {p} not kept"
         elif mode == "fp16" and p != "fp16":
             not_expressible[name] = f"TFLite float16 conversion is whole-model; {p} not kept"
         elif mode == "fp32" and p != "fp32":
@@ -181,13 +189,19 @@ def _want(precision: str, mode: str, is_float_kept: bool) -> str:
     """The precision a layer should end up in, in a file of ``mode``."""
     if mode == "int8":
         return "fp32" if is_float_kept else "int8"
-    return {"fp32": "fp32", "fp16": "fp16", "dynamic": "int8-dynamic"}[mode]
+    return {"fp32": "fp32", "fp16": "fp16", "dynamic": "int8-dynamic", "int16": "int16"}[mode]
 
 
 def _calibration_files(
     calibration: Dataset, input_names: list[str], folder: Path, max_samples: int
 ) -> tuple[dict[str, str], int]:
-    """Write up to ``max_samples`` calibration samples per input (ONNX layout) as .npy files."""
+    """Write up to ``max_samples`` calibration samples per input (ONNX layout) as .npy files.
+
+    Float inputs are stored as float32; integer and bool inputs (token ids, masks) keep
+    their dtype: the child feeds each input in the dtype of the converted model's input
+    (onnx2tf keeps int64 ids as int64), unlike onnx2tf's own calibration, which casts every
+    input to float32. Returns ``({input: file}, sample count)``.
+    """
     count = min(len(calibration), max_samples)
     batches: dict[str, list[np.ndarray]] = {name: [] for name in input_names}
     for start in range(0, count, 64):
@@ -200,14 +214,21 @@ def _calibration_files(
     for i, name in enumerate(input_names):
         path = folder / f"calibration_{i}.npy"
         array = np.concatenate(batches[name])
-        if array.dtype.kind != "f":
-            raise ConversionError(
-                f"TFLite int8 calibration needs float inputs; input {name!r} is {array.dtype}",
-                hint="onnx2tf/TFLite calibration casts every input to float32 (token-id models cannot be calibrated)",
-            )
-        np.save(path, array.astype(np.float32))
+        np.save(path, array.astype(np.float32) if array.dtype.kind == "f" else array)
         files[name] = str(path)
     return files, count
+
+
+def _calibration_cache(work: Path, onnx_copy: Path, calibration_files: dict[str, str], batch: int | None) -> Path:
+    """Where the calibrated (not yet quantized) TFLite model of this ONNX file and data is kept."""
+    import hashlib
+
+    digest = hashlib.sha256(f"{batch}".encode())
+    for path in [onnx_copy, *(Path(calibration_files[k]) for k in sorted(calibration_files))]:
+        with open(path, "rb") as handle:
+            for chunk in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(chunk)
+    return work / "calibrated-tflite" / f"{digest.hexdigest()[:32]}.tflite"
 
 
 def _run_child(request: dict[str, Any], folder: Path, timeout_s: float) -> dict[str, Any]:
@@ -364,8 +385,8 @@ def export_tflite(
         raise InputError(f"ONNX file not found: {onnx_path}")
     mode = SCHEME_MODES[plan.scheme]
     notes: list[str] = []
-    if mode == "int8" and calibration is None:
-        raise InputError("TFLite full-integer int8 needs calibration data", hint="pass --calibration_data")
+    if mode in CALIBRATED_MODES and calibration is None:
+        raise InputError(f"TFLite {mode} needs calibration data", hint="pass --calibration_data")
     if io_dtype != "float32" and mode != "int8":
         notes.append(f"io_dtype {io_dtype} applies to full-integer int8 only; inputs/outputs stay float32")
         io_dtype = "float32"
@@ -412,9 +433,13 @@ def export_tflite(
         "float_layers": {},
         "crash_for_test": _crash_for_test,
     }
-    if mode == "int8":
+    if mode in CALIBRATED_MODES:
         files, count = _calibration_files(calibration, input_names, folder, max_calibration_samples)
         request["calibration"] = files
+        if mode == "int8":
+            # Calibration does not depend on the plan: the candidates of a search share it and
+            # differ only in the quantizer's denylist (seconds instead of a full onnx2tf run).
+            request["calibrated_cache"] = str(_calibration_cache(work, copy, files, batch_size))
         if calibration.synthetic:
             notes.append("int8 calibrated on synthetic inputs: ranges may not match real data")
         if float_layers:

@@ -129,15 +129,17 @@ _ELEMENTWISE = {
 # prefers substitutes that lose less accuracy (weight-only and float before static int8), then
 # the more aggressive ones, so that a device that only runs int8 (an NPU) still gets int8.
 FALLBACKS: dict[str, tuple[str, ...]] = {
-    "none": ("fp16", "int8-weight", "int8-dynamic", "int8", "int4-weight"),
-    "fp16": ("none", "int8-weight", "int8-dynamic", "int8", "int4-weight"),
-    "int8": ("int8-dynamic", "int8-weight", "fp16", "none", "int4-weight"),
-    "int8-dynamic": ("int8-weight", "int8", "fp16", "none", "int4-weight"),
-    "int8-weight": ("int8-dynamic", "fp16", "int4-weight", "int8", "none"),
-    "int4-weight": ("int8-weight", "int8-dynamic", "fp16", "int8", "none"),
+    "none": ("fp16", "int8-weight", "int8-dynamic", "int8", "int4-weight", "int16"),
+    "fp16": ("none", "int8-weight", "int8-dynamic", "int8", "int4-weight", "int16"),
+    "int8": ("int8-dynamic", "int8-weight", "fp16", "none", "int4-weight", "int16"),
+    "int8-dynamic": ("int8-weight", "int8", "fp16", "none", "int4-weight", "int16"),
+    "int8-weight": ("int8-dynamic", "fp16", "int4-weight", "int8", "none", "int16"),
+    "int4-weight": ("int8-weight", "int8-dynamic", "fp16", "int8", "none", "int16"),
+    # int16 activations are asked for to stay integer with more accuracy: int8 first.
+    "int16": ("int8", "int8-dynamic", "int8-weight", "fp16", "none", "int4-weight"),
 }
 # The compute precision each scheme implies when the runtime honours it (None: any float).
-_NATURAL_COMPUTE = {"none": "fp32", "fp16": "fp16", "int8": "int8", "int8-dynamic": "int8"}
+_NATURAL_COMPUTE = {"none": "fp32", "fp16": "fp16", "int8": "int8", "int8-dynamic": "int8", "int16": "int16"}
 
 
 def op_class(op_type: str, node_attrs: dict[str, Any] | None = None) -> str:
@@ -191,6 +193,8 @@ def _compute(scheme: str, fmt: FormatTarget) -> str:
     """Return the precision ``fmt``'s runtime computes ``scheme`` in."""
     if scheme in ("int8", "int8-dynamic"):
         return "int8"
+    if scheme == "int16":
+        return "int16"
     floats = fmt.float_compute
     if not floats:
         # An integer-only accelerator: float work is not its own (the schema only allows int8).
@@ -206,6 +210,8 @@ def _not_run_reason(profile: DeviceProfile, fmt: FormatTarget, scheme: str) -> s
     """Return the device fact that explains why ``fmt`` does not run ``scheme``."""
     if scheme in fmt.why_not:
         return fmt.why_not[scheme]
+    if scheme == "int16" and not profile.int16_activations:
+        return "the device has no 16-bit activation kernels (int16_activations: false)"
     if profile.constraints.full_integer_only:
         return "the device runs full-integer graphs only (constraints.full_integer_only)"
     if scheme in ("int8", "int8-dynamic") and fmt.float_compute and "int8" not in fmt.schemes:

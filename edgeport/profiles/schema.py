@@ -23,9 +23,10 @@ from edgeport.errors import InputError, describe_exception
 
 SCHEMA_VERSION = 2
 # Quantization schemes (what the user asks for with --quantization); "none" is fp32.
-SCHEMES = ("none", "fp16", "int8", "int8-dynamic", "int8-weight", "int4-weight")
+# "int16" is 16-bit activations with int8 weights (TFLite 16x8, ORT QDQ int16 activations).
+SCHEMES = ("none", "fp16", "int8", "int8-dynamic", "int8-weight", "int4-weight", "int16")
 # Precisions in op_classes: the schemes, with fp32 instead of "none".
-PRECISIONS = ("fp32", "fp16", "int8", "int8-dynamic", "int8-weight", "int4-weight")
+PRECISIONS = tuple("fp32" if s == "none" else s for s in SCHEMES)
 OP_CLASSES = ("conv", "depthwise_conv", "matmul", "attention", "elementwise", "norm", "pooling", "other")
 FORMATS = ("onnx", "tflite", "coreml")
 FLOAT_COMPUTE = ("fp32", "fp16")
@@ -372,12 +373,14 @@ def _check_consistency(path: Path | str, profile: DeviceProfile) -> None:
                 raise _fail(
                     path, f"formats.{fmt.name}.schemes", f"lists {scheme} but no op_classes entry has a {scheme} cost"
                 )
-        if profile.constraints.full_integer_only and set(fmt.schemes) - {"int8"}:
+        if profile.constraints.full_integer_only and set(fmt.schemes) - {"int8", "int16"}:
             raise _fail(
                 path,
                 f"formats.{fmt.name}.schemes",
-                "constraints.full_integer_only is true, so the only allowed scheme is int8",
+                "constraints.full_integer_only is true, so the only allowed schemes are int8 and int16",
             )
+        if "int16" in fmt.schemes and not profile.int16_activations:
+            raise _fail(path, f"formats.{fmt.name}.schemes", "lists int16 but int16_activations is false")
 
 
 def parse_profile(data: Any, path: Path | str) -> DeviceProfile:

@@ -12,13 +12,14 @@ import onnx
 from edgeport.data import Dataset
 from edgeport.errors import ConversionError, describe_exception
 from edgeport.quantize.calibrate import DatasetReader
-from edgeport.quantize.plan import PrecisionPlan
+from edgeport.quantize.plan import CALIBRATED_SCHEMES, PrecisionPlan
+from edgeport.quantize.rewrites import apply_rewrites
 
 
 def _quant_type(name: str):
     from onnxruntime.quantization import QuantType
 
-    return QuantType.QUInt8 if name == "uint8" else QuantType.QInt8
+    return {"uint8": QuantType.QUInt8, "int16": QuantType.QInt16}.get(name, QuantType.QInt8)
 
 
 def _preprocess(fp32_path: Path, work: Path, notes: list[str]) -> Path:
@@ -115,9 +116,6 @@ def _weight_only(fp32_path: Path, plan: PrecisionPlan, out: Path, notes: list[st
         raise ConversionError(f"weight-only quantization ({plan.scheme}) failed: {describe_exception(exc)}") from exc
 
 
-SMOOTHING_SAMPLES = 32
-
-
 ACTIVATIONS = ("Relu", "Clip", "LeakyRelu", "Sigmoid", "HardSigmoid", "HardSwish")
 
 
@@ -148,50 +146,6 @@ def _calibration_method(details: dict):
     )
 
 
-def _calibrated_rewrite(
-    source: Path, work: Path, calibration: Dataset | None, notes: list[str], what: str, rewrite
-) -> Path:
-    """Apply ``rewrite(model, feeds) -> (model, note)`` (a data-driven, fp32-exact graph
-    rewrite) on calibration samples; return the rewritten file, or ``source`` without data."""
-    if calibration is None or calibration.synthetic:
-        notes.append(f"{what} skipped: it needs real calibration data")
-        return source
-    feeds = [calibration.batch(i, i + 1) for i in range(min(SMOOTHING_SAMPLES, len(calibration)))]
-    model, note = rewrite(onnx.load(str(source)), feeds)
-    out = work / f"{what.replace(' ', '_')}.onnx"
-    onnx.save(model, str(out))
-    notes.append(f"{what}: {note} on {len(feeds)} calibration samples")
-    return out
-
-
-def _smooth(source: Path, plan: PrecisionPlan, work: Path, calibration: Dataset | None, notes: list[str]) -> Path:
-    """Apply SmoothQuant-style smoothing to the layers the plan quantizes; return the new file."""
-    from edgeport.quantize.smoothing import smooth
-
-    alpha = float(plan.details["smoothing"].get("alpha", 0.7))
-
-    def rewrite(model: onnx.ModelProto, feeds):
-        model, info = smooth(model, feeds, alpha, set(plan.nodes_in(plan.scheme)))
-        return model, f"alpha {alpha}, {info['groups']} input tensor(s) rescaled for {info['matmuls']} MatMul(s)"
-
-    return _calibrated_rewrite(source, work, calibration, notes, "smoothing", rewrite)
-
-
-def _correct_biases(
-    source: Path, plan: PrecisionPlan, work: Path, calibration: Dataset | None, notes: list[str]
-) -> Path:
-    """Bias-correct the int8 convolutions of the plan; return the new file."""
-    from edgeport.quantize.bias_correction import correct_biases
-
-    bits = 7 if plan.details.get("reduce_range") else 8
-
-    def rewrite(model: onnx.ModelProto, feeds):
-        model, info = correct_biases(model, feeds, set(plan.nodes_in("int8")), bits)
-        return model, f"{info['convs']} conv(s), largest shift {info['max_shift']:.3g}"
-
-    return _calibrated_rewrite(source, work, calibration, notes, "bias correction", rewrite)
-
-
 def apply_plan(
     fp32_path: Path,
     plan: PrecisionPlan,
@@ -218,11 +172,7 @@ def apply_plan(
     from onnxruntime.quantization import QuantFormat, quantize_dynamic, quantize_static
 
     details = plan.details
-    source = _preprocess(fp32_path, work, notes)
-    if details.get("smoothing"):
-        source = _smooth(source, plan, work, calibration, notes)
-    if details.get("bias_correction") and plan.scheme == "int8":
-        source = _correct_biases(source, plan, work, calibration, notes)
+    source = apply_rewrites(_preprocess(fp32_path, work, notes), plan, work, calibration, notes)
     # Weighted layers planned in another precision are excluded; everything else the quantizer
     # can handle (Relu, MaxPool, Add...) is quantized too, so int8 tensors flow between layers
     # without a Dequantize/Quantize pair at every op (measured: 2.27x -> 2.57x on the example).
@@ -237,7 +187,7 @@ def apply_plan(
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            if plan.scheme == "int8":
+            if plan.scheme in CALIBRATED_SCHEMES:
                 assert calibration is not None
                 quantize_static(
                     str(source),
@@ -247,7 +197,7 @@ def apply_plan(
                     activation_type=_quant_type(details["activation_type"]),
                     weight_type=_quant_type(details["weight_type"]),
                     per_channel=details["per_channel"],
-                    reduce_range=details["reduce_range"],
+                    reduce_range=details.get("reduce_range", False),
                     nodes_to_exclude=excluded,
                     calibrate_method=_calibration_method(details),
                     extra_options={
@@ -258,6 +208,9 @@ def apply_plan(
                         "QDQKeepRemovableActivations": bool(excluded),
                         "WeightSymmetric": details.get("weight_symmetric", True),
                         "ActivationSymmetric": details.get("activation_symmetric", False),
+                        # 16-bit Q/DQ is standard only from opset 21; the com.microsoft
+                        # Q/DQ ops carry it at any opset on ORT.
+                        "UseQDQContribOps": details.get("activation_type") == "int16",
                     },
                 )
             else:

@@ -15,7 +15,7 @@ from typing import Any
 import onnx
 
 from edgeport.layers import layer_name
-from edgeport.profiles.schema import DeviceProfile
+from edgeport.profiles.schema import PRECISIONS, SCHEMES, DeviceProfile
 
 PLAN_VERSION = 1
 # Op types whose weights/compute a plan assigns a precision to (ORT quantizes these).
@@ -76,6 +76,15 @@ def scheme_details(scheme: str, profile: DeviceProfile) -> dict[str, Any]:
         return {**asdict(profile.int8), "format": "QDQ", "calibration": "minmax"}
     if scheme == "int8-dynamic":
         return {**asdict(profile.int8_dynamic), "format": "dynamic (weights int8 offline, activations at run time)"}
+    if scheme == "int16":
+        return {
+            "activation_type": "int16",
+            "weight_type": "int8",
+            "per_channel": True,
+            "activation_symmetric": True,
+            "format": "QDQ with int16 activations (ONNX); 16x8 full integer (TFLite)",
+            "calibration": "minmax",
+        }
     if scheme == "fp16":
         return {"weights": "float16", "compute": "float16", "io": "float32 (cast at the graph edges)"}
     if scheme in ("int8-weight", "int4-weight"):
@@ -108,8 +117,11 @@ def uniform_plan(model: onnx.ModelProto, scheme: str, profile: DeviceProfile) ->
     return plan
 
 
-PLAN_SCHEMES = ("none", "fp16", "int8", "int8-dynamic", "int8-weight", "int4-weight")
-LAYER_PRECISIONS = ("fp32", "fp16", "int8", "int8-dynamic", "int8-weight", "int4-weight")
+# One vocabulary for profiles, plans and the CLI: the profile schema owns it.
+PLAN_SCHEMES = SCHEMES
+# Schemes with static activation ranges, which need calibration data.
+CALIBRATED_SCHEMES = ("int8", "int16")
+LAYER_PRECISIONS = PRECISIONS
 
 
 def load_plan(path: Path, model: onnx.ModelProto) -> PrecisionPlan:
