@@ -31,6 +31,12 @@ Per-layer plans are followed only in ``int8`` (float layers stay float32; an fp1
 inside an int8 model is kept float32, since TFLite cannot mix float16 weights with int8).
 Other per-layer differences are listed in ``not_expressible``.
 
+Before onnx2tf sees it, the copy is rewritten where onnx2tf is known to convert badly
+(:mod:`edgeport.converters.onnx2tf_rewrites`, each checked against the original in ONNX
+Runtime and noted): Erf-based GELU into the form onnx2tf maps to TFLite's GELU builtin, and
+LSTM/GRU/RNN nodes unrolled per time step. Integer inputs (token ids) are calibrated in
+their own dtype.
+
 onnx2tf runs in a child process (:mod:`edgeport.converters.onnx2tf_child`) on a copy of
 the ONNX file, with a timeout, the network refused, and a placeholder for the calibration
 sample images it would otherwise download. A crash, hang or missing output becomes
@@ -418,6 +424,7 @@ def export_tflite(
             shutil.copyfile(onnx_path.parent / name, folder / name)
     rng = np.random.default_rng(0)
     np.save(folder / PLACEHOLDER_NAME, rng.random((20, 128, 128, 3), dtype=np.float32))
+    recurrent_left = _rewrite_for_onnx2tf(model, copy, notes)
 
     request: dict[str, Any] = {
         "onnx": str(copy),
@@ -436,6 +443,10 @@ def export_tflite(
     if mode in CALIBRATED_MODES:
         files, count = _calibration_files(calibration, input_names, folder, max_calibration_samples)
         request["calibration"] = files
+        for name, file in files.items():
+            dtype = np.load(file, mmap_mode="r").dtype
+            if dtype.kind != "f":  # onnx2tf's own calibration would cast these to float32 and fail
+                notes.append(f"calibration fed input {name!r} as {dtype.name} (its own dtype, not cast to float32)")
         if mode == "int8":
             # Calibration does not depend on the plan: the candidates of a search share it and
             # differ only in the quantizer's denylist (seconds instead of a full onnx2tf run).
@@ -458,7 +469,19 @@ def export_tflite(
         notes.append(f"dynamic batch dims fixed to {batch_size}")
 
     start = time.monotonic()
-    result = _run_child(request, folder, timeout_s)
+    try:
+        result = _run_child(request, folder, timeout_s)
+    except ConversionError as exc:
+        if recurrent_left:
+            # Name the op: onnx2tf's own LSTM/GRU conversion is the usual culprit (see onnx2tf_rewrites).
+            ops = ", ".join(f"{op} {name} ({why})" for name, (op, why) in recurrent_left.items())
+            raise ConversionError(
+                f"{exc.message}; the model has recurrent op(s) edgeport could not unroll "
+                f"and onnx2tf converts badly: {ops}",
+                hint="give the sequence dim a fixed length (--input_shape), drop sequence_lens/peepholes/clip, "
+                "or use --output_format onnx; " + (exc.hint or ""),
+            ) from exc
+        raise
     notes.extend(result.get("notes", []))
     attempts = folder / "network_attempts.log"
     if attempts.is_file() and attempts.read_text().strip():
@@ -518,6 +541,81 @@ def export_tflite(
         output_transposes=output_transposes,
         seconds=time.monotonic() - start,
         versions=_versions(),
+    )
+
+
+def _rewrite_for_onnx2tf(model: onnx.ModelProto, copy: Path, notes: list[str]) -> dict[str, tuple[str, str]]:
+    """Rewrite the onnx2tf input ``copy`` where onnx2tf is known to convert badly.
+
+    See :mod:`edgeport.converters.onnx2tf_rewrites`: Erf-based GELU becomes the form onnx2tf
+    maps to TFLite's ``GELU`` builtin (else ``Erf`` needs Flex ops), and LSTM/GRU/RNN nodes
+    are unrolled per time step (onnx2tf's own recurrent conversion fails, and its ``WHILE``
+    loop crashed TFLite's int8 calibrator). The rewritten model is used only when ONNX
+    Runtime gives the same outputs as the original on seeded inputs; each rewrite adds a
+    note. Returns ``{node: (op, why)}`` for recurrent nodes left to onnx2tf (empty if none).
+    """
+    from edgeport.converters.onnx2tf_rewrites import RECURRENT_OPS, canonical_gelu, unroll_recurrent
+
+    rewritten, gelus = canonical_gelu(model)
+    recurrent = {n.name or n.output[0]: n.op_type for n in model.graph.node if n.op_type in RECURRENT_OPS}
+    result = unroll_recurrent(rewritten)
+    left = {name: (recurrent.get(name, "recurrent"), why) for name, why in result.skipped.items()}
+    if gelus or result.unrolled:
+        error = _max_output_difference(model, result.model)
+        if error is None or error > 1e-4:  # relative to each output's peak: float rounding only
+            why = "could not be run" if error is None else f"differs by {error:.2g}"
+            notes.append(f"onnx2tf input not rewritten (GELU/recurrent ops): the rewritten model {why} in ONNX Runtime")
+            return {name: (op, "the unrolled graph failed its check") for name, op in recurrent.items()}
+        onnx.save(result.model, str(copy))
+        if gelus:
+            notes.append(
+                f"{gelus} Erf-based GELU subgraph(s) rewritten to the form onnx2tf converts to TFLite's GELU builtin "
+                "(TFLite has no Erf builtin)"
+            )
+        for line in result.unrolled:
+            notes.append(
+                f"{line} unrolled into per-step MatMul/Sigmoid/Tanh ops for onnx2tf (its own LSTM/GRU conversion "
+                f"fails or crashes int8 calibration); ONNX Runtime max relative difference {error:.2g}"
+            )
+    for name, (op, why) in left.items():
+        notes.append(f"{op} {name} left to onnx2tf's recurrent conversion: {why}")
+    return left
+
+
+def _max_output_difference(a: onnx.ModelProto, b: onnx.ModelProto) -> float | None:
+    """Run both models in ONNX Runtime on the same seeded inputs; return the largest output difference.
+
+    The difference of each output is relative to its peak magnitude (at least 1).
+    Dynamic dims are 1; float inputs are normal samples, integer/bool inputs zeros (valid
+    indices). Returns None when either model cannot run.
+    """
+    import onnxruntime as ort
+
+    rng = np.random.default_rng(0)
+    initializers = {i.name for i in a.graph.initializer}
+    feeds = {}
+    for value in a.graph.input:
+        if value.name in initializers:
+            continue
+        tensor = value.type.tensor_type
+        shape = [d.dim_value if d.HasField("dim_value") and d.dim_value > 0 else 1 for d in tensor.shape.dim]
+        dtype = onnx.helper.tensor_dtype_to_np_dtype(tensor.elem_type)
+        feeds[value.name] = (
+            rng.standard_normal(shape).astype(dtype) if np.dtype(dtype).kind == "f" else np.zeros(shape, dtype)
+        )
+    try:
+        outputs = [
+            ort.InferenceSession(m.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, feeds)
+            for m in (a, b)
+        ]
+    except Exception:  # noqa: BLE001 - any ORT failure means "not proven equal"
+        return None
+    return max(
+        (
+            float(np.max(np.abs(x.astype(np.float64) - y)) / max(1.0, float(np.max(np.abs(x))))) if x.size else 0.0
+            for x, y in zip(*outputs, strict=True)
+        ),
+        default=0.0,
     )
 
 
