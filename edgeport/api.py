@@ -21,8 +21,11 @@ def convert(
 ):
     """Convert ``input_model`` into a verified artifact bundle and return the pipeline Result.
 
-    Keyword options are the CLI flags (snake_case): calibration_data, eval_data, output_dir,
-    dynamic_batch, model_class, allow_pickle, max_accuracy_drop, preprocess, threads, ...
+    ``input_model`` is a model file, a TensorFlow SavedModel folder, a Hugging Face model
+    folder or a ``module:factory`` reference. Keyword options are the CLI flags (snake_case):
+    calibration_data, eval_data, output_dir, dynamic_batch, model_class, allow_pickle,
+    max_accuracy_drop, preprocess, threads, task and sequence_length (Hugging Face),
+    prune and finetune_steps (pruning), ...
     Returns ``edgeport.pipeline.Result`` (``bundle_dir``, ``report``, ``passed``).
     Raises InputError (bad input), ConversionError (conversion failed) or GateFailed (the
     accuracy gate failed; the bundle is still written and marked failed).

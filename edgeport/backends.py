@@ -25,6 +25,9 @@ class Artifact:
     runner: RunnerSpec
     notes: list[str] = field(default_factory=list)
     facts: dict[str, Any] = field(default_factory=dict)
+    # When the artifact's runtime cannot run on this host (Core ML off macOS): a stand-in that
+    # computes its outputs for an *emulated* fidelity; latency, load time and memory are not run.
+    emulation: RunnerSpec | None = None
 
 
 class OnnxBackend:
@@ -33,8 +36,12 @@ class OnnxBackend:
     format = "onnx"
     file_name = "model.onnx"
 
-    def __init__(self, profile: DeviceProfile, recipe: Recipe) -> None:
-        self.providers = list(profile.onnxruntime.execution_providers)
+    def __init__(
+        self, profile: DeviceProfile | None = None, recipe: Recipe | None = None, providers: list[str] | None = None
+    ) -> None:
+        if providers is None:
+            providers = list(profile.onnxruntime.execution_providers) if profile is not None else []
+        self.providers = providers or ["CPUExecutionProvider"]
 
     def runner(self, path: Path) -> RunnerSpec:
         """How to run an ONNX file with the profile's execution providers."""
@@ -66,15 +73,26 @@ class OnnxBackend:
 
 
 class TFLiteBackend:
-    """TFLite artifacts converted by onnx2tf + the TFLite converter, run in LiteRT."""
+    """TFLite artifacts converted by onnx2tf + the TFLite converter, run in LiteRT; a
+    TensorFlow/Keras source goes to the TFLite converter directly (same quantization after it)."""
 
     format = "tflite"
     file_name = "model.tflite"
+    needs_source = True  # backend_for passes the ModelBundle: TF sources skip onnx2tf
 
-    def __init__(self, profile: DeviceProfile, recipe: Recipe) -> None:
+    def __init__(self, profile: DeviceProfile, recipe: Recipe, bundle: Any = None) -> None:
         target = profile.formats.get("tflite")
         self.delegate = target.delegate if target is not None else None
         self.io_dtype = recipe.io_dtype
+        self.tf_source: dict[str, Any] | None = None
+        if bundle is not None and bundle.source.framework == "tensorflow":
+            from edgeport.converters.tf_tflite import tf_source_request
+
+            inputs = [
+                {"name": s.name, "shape": [d if isinstance(d, int) else None for d in s.shape], "dtype": s.dtype}
+                for s in bundle.inputs
+            ]
+            self.tf_source = tf_source_request(bundle.source.path, bundle.source.form, inputs)
 
     def build(
         self,
@@ -92,7 +110,12 @@ class TFLiteBackend:
 
         notes: list[str] = []
         source = apply_rewrites(baseline, plan, work, calibration, notes)
-        export = export_tflite(source, plan, out, work, calibration, io_dtype=self.io_dtype)
+        tf_source = self.tf_source
+        if tf_source is not None and source != baseline:
+            # Smoothing / bias correction rewrite the ONNX graph, not the TF model: onnx2tf then.
+            notes.append("the plan's graph rewrites apply to the ONNX model: converted through onnx2tf")
+            tf_source = None
+        export = export_tflite(source, plan, out, work, calibration, io_dtype=self.io_dtype, tf_source=tf_source)
         facts = export.to_dict()
         facts.pop("path", None)
         return Artifact(out, RunnerSpec("litert", str(out), export.runner_kwargs()), notes + export.notes, facts)
@@ -107,7 +130,7 @@ class TFLiteBackend:
         profile, _ = resolve_profile("generic-cpu")
         plan = uniform_plan(onnx.load(str(baseline)), "none", profile)
         path = out_dir / "baseline_fp32.tflite"
-        export = export_tflite(baseline, plan, path, work, None)
+        export = export_tflite(baseline, plan, path, work, None, tf_source=self.tf_source)
         return RunnerSpec("litert", str(path), export.runner_kwargs()), path
 
     def measured_label(self, runner: Any) -> str:
@@ -120,15 +143,27 @@ class TFLiteBackend:
         )
 
 
-BACKENDS = {"onnx": OnnxBackend, "tflite": TFLiteBackend}
+def _coreml_backend(profile: DeviceProfile, recipe: Recipe, bundle: Any = None):
+    """The Core ML backend (edgeport/coreml_backend.py), imported on first use: coremltools is heavy."""
+    from edgeport.coreml_backend import CoreMLBackend
+
+    return CoreMLBackend(profile, recipe, bundle)
 
 
-def backend_for(profile: DeviceProfile, recipe: Recipe):
-    """Return the backend object for ``recipe.output_format``."""
+_coreml_backend.needs_source = True  # type: ignore[attr-defined]  # converts from the PyTorch source
+
+BACKENDS = {"onnx": OnnxBackend, "tflite": TFLiteBackend, "coreml": _coreml_backend}
+
+
+def backend_for(profile: DeviceProfile, recipe: Recipe, bundle: Any = None):
+    """Return the backend object for ``recipe.output_format``; backends that convert from the
+    source model (``needs_source``) get the ModelBundle ``bundle``."""
     backend = BACKENDS.get(recipe.output_format)
     if backend is None:
         raise InputError(
             f"--output_format {recipe.output_format} is not implemented in this version of edgeport",
             hint=f"available: {', '.join(BACKENDS)}",
         )
+    if getattr(backend, "needs_source", False):
+        return backend(profile, recipe, bundle)
     return backend(profile, recipe)

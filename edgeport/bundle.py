@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from edgeport.errors import InputError
-from edgeport.hashing import sha256_file
+from edgeport.hashing import sha256_file, sha256_path
 
 MANIFEST = "manifest.json"
 MANIFEST_VERSION = 1
@@ -58,9 +58,26 @@ class BundleWriter:
             if p.is_file() and p.name != MANIFEST
         }
 
+    def directory_hashes(self) -> dict[str, dict[str, Any]]:
+        """Return ``{folder name: {sha256, files, bytes}}`` for each top-level folder (a Core ML
+        ``.mlpackage`` is a folder): its files are also listed one by one under ``files``; this
+        entry lets a check notice a file added to the folder, which no per-file hash can."""
+        return {
+            p.name: {
+                "sha256": sha256_path(p),
+                "files": sum(1 for f in p.rglob("*") if f.is_file()),
+                "bytes": path_bytes(p),
+            }
+            for p in sorted(self.tmp.iterdir())
+            if p.is_dir()
+        }
+
     def commit(self, manifest: dict[str, Any]) -> Path:
         """Write ``manifest.json`` (with the files' hashes) and move the bundle into place."""
         manifest = {"manifest_version": MANIFEST_VERSION, **manifest, "files": self.file_hashes()}
+        directories = self.directory_hashes()
+        if directories:
+            manifest["directories"] = directories
         (self.tmp / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
         old = None
         if self.final_dir.exists():
@@ -71,3 +88,21 @@ class BundleWriter:
         if old is not None:
             shutil.rmtree(old, ignore_errors=True)
         return self.final_dir
+
+
+def path_bytes(path: Path | str) -> int:
+    """Size of a file, or the total size of the files in a folder (an ``.mlpackage``)."""
+    path = Path(path)
+    if path.is_dir():
+        return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+    return path.stat().st_size
+
+
+def copy_path(source: Path | str, target: Path | str) -> None:
+    """Copy a file or a folder (an ``.mlpackage``) to ``target``, replacing what is there."""
+    source, target = Path(source), Path(target)
+    if source.is_dir():
+        shutil.rmtree(target, ignore_errors=True)
+        shutil.copytree(source, target)
+    else:
+        shutil.copyfile(source, target)

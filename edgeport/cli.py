@@ -57,9 +57,15 @@ def convert_options(func: Callable) -> Callable:
         click.option(
             "--input_model",
             required=True,
-            help="Model file (.pt2, .pt/.pth TorchScript or state_dict, .onnx) or package.module:factory.",
+            help="Model file (.pt2, .pt/.pth TorchScript or state_dict, .onnx, .keras, .h5), a TensorFlow SavedModel "
+            "folder, a Hugging Face model folder (config.json + weights), or package.module:factory.",
         ),
-        click.option("--output_format", default="onnx", show_default=True, help="onnx or tflite (coreml: planned)."),
+        click.option(
+            "--output_format",
+            default="onnx",
+            show_default=True,
+            help="onnx, tflite or coreml (.mlpackage; Apple profiles).",
+        ),
         click.option(
             "--quantization",
             default="int8",
@@ -72,11 +78,16 @@ def convert_options(func: Callable) -> Callable:
             show_default=True,
             help="Device profile name, alias, auto/cpu (detect the host) or a .yaml path.",
         ),
-        click.option("--calibration_data", default=None, help=".npz/.npy (array 'x') or a folder of images."),
+        click.option(
+            "--calibration_data",
+            default=None,
+            help=".npz/.npy (array 'x'), a folder of images, or a .txt file of sentences (one a line, Hugging Face).",
+        ),
         click.option(
             "--eval_data",
             default=None,
-            help=".npz/.npy ('x' and optional labels 'y') or a folder of images (class subfolders = labels).",
+            help=".npz/.npy ('x' and optional labels 'y'), a folder of images (class subfolders = labels), "
+            "or a .txt file of sentences.",
         ),
         click.option(
             "--output_dir", default=None, help="Bundle folder [default: out/<model>-<format>-<quantization>-<profile>]."
@@ -89,6 +100,18 @@ def convert_options(func: Callable) -> Callable:
             "--dynamic_batch", is_flag=True, help="Make the batch dimension dynamic (models whose file has no shapes)."
         ),
         click.option("--model_class", default=None, help="package.module:Class (or file.py:Class) for a state_dict."),
+        click.option(
+            "--task",
+            default=None,
+            help="Hugging Face folders: export task (feature-extraction, text-classification, ...) "
+            "[default: from config.json; sentence-transformers folders export embeddings].",
+        ),
+        click.option(
+            "--sequence_length",
+            type=int,
+            default=None,
+            help="Hugging Face text models: fixed token length of the inputs [default: 128, capped by the model].",
+        ),
         click.option(
             "--allow-pickle",
             "--allow_pickle",
@@ -112,6 +135,22 @@ def convert_options(func: Callable) -> Callable:
         click.option("--precision_plan", default=None, help="Re-apply a saved precision_plan.json (no search)."),
         click.option(
             "--search_budget", default=None, help="Cap --quantization auto: N evaluations, Ns seconds, or both (N,Ns)."
+        ),
+        click.option(
+            "--prune",
+            default=None,
+            help="Prune before quantizing: magnitude:R (zero the smallest weights, any source; buys compressed "
+            "size, not speed) or channels:R (remove whole channels, PyTorch nn.Module sources; smaller and faster). "
+            "R is the fraction removed, spread over layers by sensitivity within --max_accuracy_drop; add "
+            "LAYER=R items for per-layer targets (magnitude:0.5,classifier=0).",
+        ),
+        click.option(
+            "--finetune_steps",
+            type=int,
+            default=0,
+            show_default=True,
+            help="Recover a channel-pruned model by distilling the original on the calibration inputs "
+            "(no labels) for N steps; 0 = one-shot.",
         ),
         click.option("--preprocess", default=None, help="scale=1/255;mean=...;std=...;resize=H,W;layout=NCHW"),
         click.option("--calibration_samples", type=int, default=256, show_default=True),
@@ -154,13 +193,18 @@ def print_summary(result, console) -> None:
         table.add_row("top-1 agreement", "", f"{fid['top1_agreement']:.2f}%", "")
     first = next(iter(fid["outputs"].values()))
     table.add_row("cosine (mean / min)", "", f"{first['cosine_mean']:.5f} / {first['cosine_min']:.5f}", "")
-    table.add_row(
-        "latency p50",
-        f"{lat['reference']['p50_ms']:.4f} ms",
-        f"{lat['artifact']['p50_ms']:.4f} ms",
-        f"{lat['speedup']:.2f}x faster",
-    )
-    table.add_row("latency p99", f"{lat['reference']['p99_ms']:.4f} ms", f"{lat['artifact']['p99_ms']:.4f} ms", "")
+    if fid.get("emulated"):
+        table.add_row("accuracy", "", "[yellow]emulated[/]", "")
+    if lat.get("not_run"):  # e.g. Core ML off macOS: no numbers that would not be the device's
+        table.add_row("latency", "", "not run", "")
+    else:
+        table.add_row(
+            "latency p50",
+            f"{lat['reference']['p50_ms']:.4f} ms",
+            f"{lat['artifact']['p50_ms']:.4f} ms",
+            f"{lat['speedup']:.2f}x faster",
+        )
+        table.add_row("latency p99", f"{lat['reference']['p99_ms']:.4f} ms", f"{lat['artifact']['p99_ms']:.4f} ms", "")
     table.add_row(
         "file size",
         f"{size['reference_bytes'] / 1e6:.3f} MB",
@@ -168,15 +212,23 @@ def print_summary(result, console) -> None:
         f"{size['ratio']:.2f}x smaller",
     )
     console.print(table)
+    detected = next((n for n in r.get("notes", []) if n.startswith("input detected as")), None)
+    if detected:
+        console.print(detected)
     data = r["data"]["eval"]
     console.print(f"eval data: {data['source']}" + ("  [yellow](random inputs)[/]" if data["synthetic"] else ""))
-    console.print(
-        f"latency: {lat['threads']} thread(s), batch {lat['batch']}, {lat['reference']['runs']} interleaved runs "
-        f"against {lat.get('reference_model', 'the fp32 model')}; {lat['measured']}"
-    )
+    if lat.get("not_run"):
+        console.print(f"latency: {lat['measured']}")
+    else:
+        console.print(
+            f"latency: {lat['threads']} thread(s), batch {lat['batch']}, {lat['reference']['runs']} interleaved runs "
+            f"against {lat.get('reference_model', 'the fp32 model')}; {lat['measured']}"
+        )
     for decision in r["decisions"]:
         if decision["asked"].startswith("--quantization"):
             console.print(f"[yellow]decision:[/] {decision['asked']} -> {decision['done']}: {decision['why']}")
+    if r.get("pruning"):
+        console.print(f"[yellow]pruning:[/] {r['pruning']['what_it_buys']}")
     for flag in (r.get("op_check") or {}).get("flagged", [])[:8]:
         console.print(f"[yellow]op check:[/] {flag['count']} x {flag['op']}: {flag['why']}")
     gate = r["gate"]
@@ -227,6 +279,7 @@ def _register_verify() -> None:
 
 
 _register_verify()
+__import__("edgeport.cli_build").cli_build.register(main)  # build, merge: edgeport/cli_build.py
 
 
 @main.group()

@@ -1,4 +1,5 @@
-"""Calibration and evaluation data: .npz/.npy arrays, image folders, or synthetic inputs.
+"""Calibration and evaluation data: .npz/.npy arrays, image folders, text files (one sentence a
+line, tokenized by the model's tokenizer), or synthetic inputs.
 
 Data is read lazily and preprocessed batch by batch: only the first ``max_samples`` rows of
 an array file are ever read (``.npz`` members are parsed header-first, ``.npy`` files are
@@ -10,7 +11,7 @@ from __future__ import annotations
 
 import re
 import zipfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -20,7 +21,10 @@ from edgeport.errors import InputError
 from edgeport.model_bundle import TensorSpec
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")
+TEXT_SUFFIXES = (".txt",)
 LABEL_KEYS = ("y", "labels", "label")
+# sentences -> model inputs by name (a Hugging Face tokenizer, see SourceModel.tokenize)
+TextEncoder = Callable[[list[str]], dict[str, np.ndarray]]
 INPUT_KEYS = ("x", "inputs", "input", "images", "data")
 
 
@@ -164,6 +168,8 @@ def _model_layout(spec: TensorSpec, preprocess: Preprocess) -> str | None:
     channel axis sits (ties go to the layout whose other two dims are equal: square images)."""
     if preprocess.layout:
         return preprocess.layout
+    if spec.layout:  # stated by the source (TensorFlow: NHWC)
+        return spec.layout
     if len(spec.shape) != 4:
         return None
     _, d1, d2, d3 = spec.shape
@@ -319,6 +325,10 @@ def synthetic_dataset(specs: list[TensorSpec], count: int, seed: int, batch: int
             arrays[spec.name] = rng.standard_normal(shape).astype(spec.dtype)
         elif spec.dtype == "bool":
             arrays[spec.name] = rng.integers(0, 2, shape).astype(bool)
+        elif spec.name.endswith("attention_mask"):  # token models: every token attended
+            arrays[spec.name] = np.ones(shape, spec.dtype)
+        elif spec.name == "token_type_ids":  # one segment (the only id type some models have)
+            arrays[spec.name] = np.zeros(shape, spec.dtype)
         else:
             arrays[spec.name] = rng.integers(0, 100, shape).astype(spec.dtype)
     return Dataset(
@@ -332,6 +342,47 @@ def synthetic_dataset(specs: list[TensorSpec], count: int, seed: int, batch: int
     )
 
 
+def read_sentences(path: Path, max_samples: int | None) -> list[str]:
+    """Return the non-empty lines of a UTF-8 text file (one sentence a line), at most ``max_samples``."""
+    sentences = []
+    try:
+        with open(path, encoding="utf-8") as f:
+            for line in f:
+                line = line.strip()
+                if line:
+                    sentences.append(line)
+                    if max_samples is not None and len(sentences) >= max_samples:
+                        break
+    except UnicodeDecodeError as exc:
+        raise InputError(f"{path} is not UTF-8 text: {exc.reason} at byte {exc.start}") from exc
+    if not sentences:
+        raise InputError(f"{path} holds no sentences (one sentence a line)")
+    return sentences
+
+
+def _text_dataset(
+    path: Path, specs: list[TensorSpec], max_samples: int | None, text_encoder: TextEncoder | None
+) -> Dataset:
+    """A text file as model inputs: the sentences, tokenized batch by batch by ``text_encoder``."""
+    if text_encoder is None:
+        raise InputError(
+            f"{path} is a text file, but this model takes no text",
+            hint="text data (one sentence a line) feeds Hugging Face folders with a tokenizer; use .npz for others",
+        )
+    sentences = read_sentences(path, max_samples)
+    dataset = Dataset(
+        specs,
+        len(sentences),
+        lambda a, b: text_encoder(sentences[a:b]),
+        None,
+        f"{path} ({len(sentences)} sentences, tokenized)",
+        False,
+        Preprocess(scale=1.0),
+    )
+    dataset.batch(0, min(len(sentences), 2))  # fail now, with the file named, if the tokens do not fit
+    return dataset
+
+
 def load_dataset(
     source: str | None,
     specs: list[TensorSpec],
@@ -340,8 +391,10 @@ def load_dataset(
     seed: int = 0,
     synthetic_count: int = 64,
     batch: int = 1,
+    text_encoder: TextEncoder | None = None,
 ) -> Dataset:
-    """Open ``--calibration_data``/``--eval_data``: a .npz/.npy file, an image folder, or None
+    """Open ``--calibration_data``/``--eval_data``: a .npz/.npy file, an image folder, a .txt
+    file of sentences (tokenized by ``text_encoder``, the model's tokenizer), or None
     (synthetic inputs). Reads at most ``max_samples`` samples. Returns a :class:`Dataset`."""
     if source is None:
         return synthetic_dataset(
@@ -360,8 +413,10 @@ def load_dataset(
         return Dataset(
             specs, len(files), _image_loader(files, specs[0], preprocess), label_array, desc, False, preprocess
         )
+    if path.suffix.lower() in TEXT_SUFFIXES:
+        return _text_dataset(path, specs, max_samples, text_encoder)
     if path.suffix not in (".npz", ".npy"):
-        raise InputError(f"{source}: data must be a .npz/.npy file or a folder of images")
+        raise InputError(f"{source}: data must be a .npz/.npy file, a folder of images or a .txt file of sentences")
     arrays = _read_arrays(path, max_samples)
     inputs, labels = _pick_inputs(arrays, specs, path)
     counts = {len(a) for a in inputs.values()}

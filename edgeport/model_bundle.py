@@ -19,6 +19,9 @@ class TensorSpec:
     name: str
     shape: list[Dim]
     dtype: str = "float32"
+    # Memory layout of an image-like input when the source states it ("NHWC" for TensorFlow);
+    # None when unknown (the data loader then guesses from the shape).
+    layout: str | None = None
 
     @property
     def has_dynamic_batch(self) -> bool:
@@ -42,15 +45,20 @@ class TensorSpec:
 
     def as_dict(self) -> dict[str, Any]:
         """Return JSON-ready data."""
-        return {"name": self.name, "shape": list(self.shape), "dtype": self.dtype}
+        data: dict[str, Any] = {"name": self.name, "shape": list(self.shape), "dtype": self.dtype}
+        if self.layout:
+            data["layout"] = self.layout
+        return data
 
 
 @dataclass
 class SourceModel:
     """Where the model came from, and (for framework sources) the live model to run it with."""
 
-    framework: str  # "pytorch" or "onnx"
-    form: str  # e.g. "exported_program", "torchscript", "state_dict", "factory", "pickle", "onnx"
+    framework: str  # "pytorch", "tensorflow" or "onnx" (Hugging Face folders run in PyTorch)
+    # e.g. "exported_program", "torchscript", "state_dict", "factory", "pickle", "onnx",
+    # "saved_model", "keras", "h5", "huggingface"
+    form: str
     path: str
     sha256: str | None
     inputs: list[TensorSpec]
@@ -59,6 +67,13 @@ class SourceModel:
     run: Callable[[dict[str, np.ndarray]], list[np.ndarray]] | None = None
     live_model: Any = None
     notes: list[str] = field(default_factory=list)
+    # Frontends with their own ONNX exporter (TensorFlow: tf2onnx, Hugging Face: optimum) set
+    # this: (reference feeds, recipe) -> (ModelProto, exporter description, notes). PyTorch
+    # sources leave it None and normalize() exports them with torch.onnx.
+    to_onnx: Callable[[dict[str, np.ndarray], Any], tuple[onnx.ModelProto, str, list[str]]] | None = None
+    # Turns sentences into model inputs (a Hugging Face folder's tokenizer), so that text files
+    # can be calibration/eval data; None for sources that take no text.
+    tokenize: Callable[[list[str]], dict[str, np.ndarray]] | None = None
 
 
 @dataclass

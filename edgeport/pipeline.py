@@ -6,7 +6,6 @@ one bundle that appears atomically (or not at all).
 
 from __future__ import annotations
 
-import shutil
 import tempfile
 import time
 from dataclasses import dataclass
@@ -20,7 +19,7 @@ import onnx
 
 import edgeport
 from edgeport.backends import Artifact, backend_for
-from edgeport.bundle import BundleWriter
+from edgeport.bundle import BundleWriter, copy_path, path_bytes
 from edgeport.converters import ingest
 from edgeport.converters.normalize import normalize
 from edgeport.data import Dataset, load_dataset, parse_preprocess
@@ -29,6 +28,7 @@ from edgeport.model_bundle import SourceModel
 from edgeport.profiles import resolve_profile, resolve_scheme
 from edgeport.profiles.schema import DeviceProfile
 from edgeport.progress import Progress
+from edgeport.prune.stage import prune_stage
 from edgeport.quantize.auto import DEFAULT_BUDGET, auto_quantize, parse_search_budget, search_report
 from edgeport.quantize.plan import CALIBRATED_SCHEMES, PrecisionPlan, ensure_node_names, load_plan, uniform_plan
 from edgeport.recipe import Recipe
@@ -108,7 +108,9 @@ def _open_data(recipe: Recipe, scheme: str, source: SourceModel, decisions: list
     static_batch = 1 if dynamic else int(first_dim)
 
     def open_(path: str | None, limit: int | None, seed: int, synthetic_count: int = 64) -> Dataset:
-        return load_dataset(path, source.inputs, limit, preprocess, seed, synthetic_count, static_batch)
+        return load_dataset(
+            path, source.inputs, limit, preprocess, seed, synthetic_count, static_batch, text_encoder=source.tokenize
+        )
 
     eval_data = open_(recipe.eval_data, recipe.eval_samples, recipe.seed, synthetic_count=128)
     calibration = None
@@ -185,14 +187,24 @@ def run(recipe: Recipe, progress: Progress | None = None) -> Result:
             bundle, reference_outputs = normalize(source, onnx_source, reference_feeds, recipe)
         notes = list(bundle.notes)
         ensure_node_names(bundle.onnx_model)  # plans and quantizers address nodes by name
-        backend = backend_for(profile, recipe)
+        # --- prune (edgeport/prune): quantization and export start from `model` (the pruned
+        # model); the fp32 reference for fidelity, latency and parity stays the original `bundle`.
+        pruning = (
+            prune_stage(recipe, bundle, reference_feeds, data, profile, scheme, decisions, writer.tmp, progress)
+            if recipe.prune
+            else None
+        )
+        model = pruning.bundle if pruning else bundle
+        # --- end prune
+        backend = backend_for(profile, recipe, model)
         baseline_path, artifact_path = writer.path(BASELINE_NAME), writer.path(backend.file_name)
         onnx.save(bundle.onnx_model, str(baseline_path))
+        model_path = pruning.path if pruning else baseline_path
         artifact: Artifact | None = None
         gate_budget = recipe.max_accuracy_drop
         search_section = None
         if recipe.precision_plan:
-            plan = load_plan(Path(recipe.precision_plan), bundle.onnx_model)
+            plan = load_plan(Path(recipe.precision_plan), model.onnx_model)
             decisions.append(
                 {
                     "asked": f"--precision_plan {recipe.precision_plan}",
@@ -201,12 +213,12 @@ def run(recipe: Recipe, progress: Progress | None = None) -> Result:
                 }
             )
             with progress.step(f"quantize and export (plan: {plan.scheme})"):
-                artifact = backend.build(baseline_path, plan, artifact_path, work, data.calibration, data.batch)
+                artifact = backend.build(model_path, plan, artifact_path, work, data.calibration, data.batch)
         elif scheme == "auto":
             gate_budget = DEFAULT_BUDGET if recipe.max_accuracy_drop is None else recipe.max_accuracy_drop
             auto = auto_quantize(
-                baseline_path,
-                bundle.onnx_model,
+                model_path,
+                model.onnx_model,
                 profile,
                 backend=backend,
                 eval_data=data.eval_data,
@@ -215,23 +227,24 @@ def run(recipe: Recipe, progress: Progress | None = None) -> Result:
                 dynamic=data.dynamic,
                 latency_batch=data.static_batch,
                 threads=recipe.threads,
-                budget=gate_budget,
+                budget=pruning.quantization_budget(gate_budget) if pruning else gate_budget,
                 search_budget=parse_search_budget(recipe.search_budget),
                 work=work,
                 progress=progress,
                 gate_metric=recipe.metric,
             )
-            shutil.copyfile(auto.artifact.path, artifact_path)
+            copy_path(auto.artifact.path, artifact_path)
             artifact = auto.artifact
             artifact.path = artifact_path
             artifact.runner.path = str(artifact_path)
             plan, search_section = auto.plan, search_report(auto)
-            kept = [name for name, layer in plan.layers.items() if layer.precision == "fp32"]
+            float_precision = getattr(backend, "float_precision", "fp32")  # Core ML keeps layers in fp16
+            kept = [name for name, layer in plan.layers.items() if layer.precision == float_precision]
             decisions.append(
                 {
                     "asked": f"--quantization auto (budget {gate_budget} points)",
-                    "done": f"{auto.base_scheme} with {len(kept)} of {len(plan.layers)} layers kept in fp32"
-                    + (f": {', '.join(kept[:6])}" if kept else ""),
+                    "done": f"{auto.base_scheme} with {len(kept)} of {len(plan.layers)} layers kept in "
+                    f"{float_precision}" + (f": {', '.join(kept[:6])}" if kept else ""),
                     "why": f"the fastest plan {profile.name} runs, with the layers that hurt accuracy most per unit of "
                     f"cost kept in float until the budget held ({len(auto.search.points)} plans evaluated)"
                     if auto.search.met_budget
@@ -240,14 +253,12 @@ def run(recipe: Recipe, progress: Progress | None = None) -> Result:
                 }
             )
         else:
-            plan = uniform_plan(bundle.onnx_model, scheme, profile)
+            plan = uniform_plan(model.onnx_model, scheme, profile)
             if scheme != "none":
                 decisions.append(_scheme_decision(scheme, plan, profile))
             calibration_total = len(data.calibration) if data.calibration is not None else None
             with progress.step(f"quantize and export ({scheme}, {backend.format})", total=calibration_total) as advance:
-                artifact = backend.build(
-                    baseline_path, plan, artifact_path, work, data.calibration, data.batch, advance
-                )
+                artifact = backend.build(model_path, plan, artifact_path, work, data.calibration, data.batch, advance)
         assert artifact is not None
         notes += artifact.notes
         for layer, why in (artifact.facts.get("not_expressible") or {}).items():
@@ -272,6 +283,7 @@ def run(recipe: Recipe, progress: Progress | None = None) -> Result:
             warmup_runs=recipe.warmup_runs,
             work=work,
             progress=progress,
+            emulation=artifact.emulation,
         )
         op_check = check_artifact(artifact.runner.kind, artifact_path, profile)
         profile_data = None
@@ -293,8 +305,8 @@ def run(recipe: Recipe, progress: Progress | None = None) -> Result:
         )
 
         sizes = {
-            "reference_bytes": Path(latency_reference.path).stat().st_size,
-            "artifact_bytes": artifact_path.stat().st_size,
+            "reference_bytes": path_bytes(latency_reference.path),
+            "artifact_bytes": path_bytes(artifact_path),
             "reference_file": Path(latency_reference.path).name,
         }
         sizes["ratio"] = sizes["reference_bytes"] / sizes["artifact_bytes"]
@@ -335,6 +347,13 @@ def run(recipe: Recipe, progress: Progress | None = None) -> Result:
                 "fidelity": verified["fidelity"],
                 "search": search_section,
                 "op_check": op_check,
+                # What the artifact file really holds, read back from it (Core ML: ops, weight storage).
+                "artifact_structure": artifact.facts.get("structure"),
+                "pruning": pruning.finish(
+                    verified, artifact_path, f"pruned + {plan.scheme} ({backend.format})", recipe.metric
+                )
+                if pruning
+                else None,
                 "profile": profile_data,
                 "gate": {
                     "max_accuracy_drop": gate_budget,

@@ -11,7 +11,7 @@ from edgeport.profiles.schema import SCHEMES
 
 OUTPUT_FORMATS = ("onnx", "tflite", "coreml")
 # Formats whose backend exists today; the others are planned and refused with a clear message.
-IMPLEMENTED_FORMATS = ("onnx", "tflite")
+IMPLEMENTED_FORMATS = ("onnx", "tflite", "coreml")
 QUANTIZATIONS = ("none", "fp32", *SCHEMES[1:], "auto")  # "fp32" is an alias of "none"
 DTYPES = ("float32", "float16", "int64", "int32", "uint8", "int8", "bool")
 
@@ -55,6 +55,13 @@ class Recipe:
     io_dtype: str = "float32"
     precision_plan: str | None = None
     search_budget: str | None = None
+    # Hugging Face folders: the export task (default from config.json) and the fixed token length.
+    task: str | None = None
+    sequence_length: int | None = None
+    # Pruning (edgeport/prune): "magnitude:0.5", "channels:0.3" or per-layer "name=ratio" items;
+    # recovery by distillation from the original model for this many steps (channels only).
+    prune: str | None = None
+    finetune_steps: int = 0
 
     def __post_init__(self) -> None:
         self.output_format = self.output_format.lower()
@@ -85,6 +92,18 @@ class Recipe:
                 raise InputError(f"--{name} must be >= 1")
         if self.eval_samples is not None and self.eval_samples < 1:
             raise InputError("--eval_samples must be >= 1")
+        if self.sequence_length is not None and self.sequence_length < 1:
+            raise InputError("--sequence_length must be >= 1")
+        if self.prune:
+            from edgeport.prune.spec import parse_prune
+
+            parse_prune(self.prune)  # fail fast (exit 2) on a malformed --prune
+        if self.finetune_steps < 0:
+            raise InputError("--finetune_steps must be >= 0")
+        if self.finetune_steps and not self.prune:
+            raise InputError(
+                "--finetune_steps recovers a pruned model: it needs --prune", hint="e.g. --prune channels:0.3"
+            )
 
     def as_dict(self) -> dict[str, Any]:
         """Return the recipe as JSON-ready data (for the manifest and the report)."""

@@ -97,3 +97,43 @@ class SineNet(nn.Module):
 def make_sine() -> nn.Module:
     """Factory for the op-compatibility test."""
     return _seeded(SineNet)
+
+
+class ResidualDepthwiseNet(nn.Module):
+    """Channel-pruning patterns in one small net: batch norms, an inverted residual block with a
+    depthwise conv and a residual add, a concat, and a classifier. Input [N, 3, 16, 16]."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stem = nn.Conv2d(3, 16, 3, padding=1, bias=False)
+        self.stem_bn = nn.BatchNorm2d(16)
+        self.expand = nn.Conv2d(16, 32, 1, bias=False)
+        self.expand_bn = nn.BatchNorm2d(32)
+        self.depthwise = nn.Conv2d(32, 32, 3, padding=1, groups=32, bias=False)
+        self.depthwise_bn = nn.BatchNorm2d(32)
+        self.project = nn.Conv2d(32, 16, 1, bias=False)
+        self.project_bn = nn.BatchNorm2d(16)
+        self.branch = nn.Conv2d(16, 16, 3, padding=1)
+        self.head_conv = nn.Conv2d(32, 32, 1)
+        self.fc = nn.Linear(32, 5)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        stem = torch.relu(self.stem_bn(self.stem(x)))
+        y = torch.relu(self.expand_bn(self.expand(stem)))
+        y = torch.relu(self.depthwise_bn(self.depthwise(y)))
+        residual = stem + self.project_bn(self.project(y))
+        joined = torch.cat([residual, torch.relu(self.branch(residual))], 1)
+        head = torch.relu(self.head_conv(joined))
+        return self.fc(torch.flatten(nn.functional.adaptive_avg_pool2d(head, 1), 1))
+
+
+def make_residual_depthwise() -> nn.Module:
+    """Factory for the pruning tests (batch norms with non-trivial statistics, like a trained net)."""
+    model = _seeded(ResidualDepthwiseNet)
+    with torch.no_grad():
+        for module in model.modules():
+            if isinstance(module, nn.BatchNorm2d):
+                module.running_mean.uniform_(-0.2, 0.2)
+                module.running_var.uniform_(0.5, 1.5)
+                module.weight.uniform_(0.5, 1.5)
+    return model

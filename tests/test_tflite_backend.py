@@ -191,6 +191,21 @@ def test_later_int8_builds_reuse_the_calibration(exports):
         assert exports[key].seconds < exports["int8"].seconds
 
 
+def test_percentile_ranges_narrow_the_calibrated_ranges(fashion, exports):
+    plan = uniform_plan(fashion["model"], "int8", fashion["profile"])
+    plan.details.update({"calibration": "percentile", "percentile": 99.9})
+    work = fashion["root"] / "work-percentile"
+    export = export_tflite(fashion["onnx"], plan, fashion["root"] / "percentile.tflite", work, fashion["calibration"])
+    note = next(n for n in export.notes if n.startswith("percentile 99.9 activation ranges"))
+    narrowed, seen = (int(x) for x in note.split(": ")[1].split(" narrowed")[0].split(" of "))
+    assert 0 < narrowed <= seen
+    # Narrower ranges give a different file that still classifies like the min/max one.
+    assert export.path.read_bytes() != exports["int8"].path.read_bytes()
+    labels = fashion["labels"]
+    top1 = np.mean(_run(export, fashion["feeds"]).argmax(1) == labels)
+    assert top1 >= np.mean(fashion["reference"].argmax(1) == labels) - 0.01
+
+
 def test_layout_and_io_description(exports):
     export = exports["fp32"]
     assert export.input_layout == {"x": "NHWC"}

@@ -196,7 +196,10 @@ def normalize(
     """
     notes: list[str] = list(source.notes)
     if onnx_model is None:
-        model, exporter, export_notes = _torch_export(source, feeds, recipe)
+        if source.to_onnx is not None:  # TensorFlow (tf2onnx), Hugging Face (optimum)
+            model, exporter, export_notes = source.to_onnx(feeds, recipe)
+        else:
+            model, exporter, export_notes = _torch_export(source, feeds, recipe)
         _rename_batch_dims(model, source.inputs)
         notes += export_notes
         reference_outputs = source.run(feeds)
@@ -212,5 +215,6 @@ def normalize(
     for spec in inputs:
         if spec.name in declared and len(declared[spec.name].shape) == len(spec.shape):
             spec.shape = [d if isinstance(d, int) else declared[spec.name].shape[i] for i, d in enumerate(spec.shape)]
+            spec.layout = declared[spec.name].layout
     bundle = ModelBundle(model, inputs, graph_output_specs(model), source, exporter, notes, parity)
     return bundle, reference_outputs

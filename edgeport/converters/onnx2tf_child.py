@@ -8,8 +8,10 @@ rewrites its input file; the parent gives it a copy and a timeout
 The request (JSON) names the ONNX copy, the output file, the TFLite mode (``fp32``,
 ``fp16``, ``dynamic``, ``int8``), the int8 input/output dtype, calibration ``.npy`` files
 per input (ONNX layout; transposed here to the layout onnx2tf chose), and the plan layers
-to keep in float (their ONNX weights in an ``.npz``, to find their ops). The child writes
-a result JSON (``ok``, ``error``, ``stage``, ``notes``, ``denylisted``) and the .tflite.
+to keep in float (their ONNX weights in an ``.npz``, to find their ops). A request with a
+``tf_source`` (a TensorFlow/Keras model: :mod:`edgeport.converters.tf_tflite`) skips onnx2tf
+and gives the TFLite converter that model. The child writes a result JSON (``ok``, ``error``,
+``stage``, ``notes``, ``denylisted``) and the .tflite.
 
 The network is switched off before onnx2tf is imported: every socket connection attempt
 is refused and logged to ``network_attempts.log`` in the working directory, so a download
@@ -122,36 +124,50 @@ def _convert(request: dict[str, Any], state: dict[str, Any]) -> bytes:
     cache = Path(request["calibrated_cache"]) if request.get("calibrated_cache") else None
     if cache is not None and cache.is_file():
         state["notes"].append("re-used the calibrated model of an earlier build (same ONNX and data)")
+        state["tf_inputs"] = json.loads(cache.with_suffix(".json").read_text())
         return _quantize_int8(request, state, cache.read_bytes())
-    state["stage"] = "onnx2tf"
-    import onnx2tf
+    if request.get("tf_source"):
+        # A TensorFlow/Keras source: the TFLite converter runs on it directly (no onnx2tf);
+        # everything after the converter is shared with the ONNX route.
+        from edgeport.converters.tf_tflite import tf_converter_factory
 
-    kwargs: dict[str, Any] = {}
-    if request.get("batch_size"):
-        kwargs["batch_size"] = int(request["batch_size"])
-    model = onnx2tf.convert(
-        input_onnx_file_path=request["onnx"],
-        output_folder_path=str(Path(request["work"]) / "saved_model"),
-        disable_model_save=True,
-        non_verbose=True,
-        verbosity="error",
-        **kwargs,
-    )
-    if model is None:
-        raise RuntimeError("onnx2tf returned no model")
-    state["tf_inputs"] = [
-        {
-            "name": t.name.split(":")[0],
-            "shape": [d if d is not None else -1 for d in t.shape],
-            "dtype": getattr(t.dtype, "name", None) or str(t.dtype),
-        }
-        for t in model.inputs
-    ]
+        state["stage"] = "load the TensorFlow source"
+        make_converter, state["tf_inputs"] = tf_converter_factory(request["tf_source"], request.get("batch_size"))
+    else:
+        state["stage"] = "onnx2tf"
+        import onnx2tf
+
+        kwargs: dict[str, Any] = {}
+        if request.get("batch_size"):
+            kwargs["batch_size"] = int(request["batch_size"])
+        model = onnx2tf.convert(
+            input_onnx_file_path=request["onnx"],
+            output_folder_path=str(Path(request["work"]) / "saved_model"),
+            disable_model_save=True,
+            non_verbose=True,
+            verbosity="error",
+            **kwargs,
+        )
+        if model is None:
+            raise RuntimeError("onnx2tf returned no model")
+        state["tf_inputs"] = [
+            {
+                "name": t.name.split(":")[0],
+                "shape": [d if d is not None else -1 for d in t.shape],
+                "dtype": getattr(t.dtype, "name", None) or str(t.dtype),
+            }
+            for t in model.inputs
+        ]
+
+        def make_converter():
+            import tensorflow as tf
+
+            return tf.lite.TFLiteConverter.from_keras_model(model)
 
     state["stage"] = "tflite-converter"
     import tensorflow as tf
 
-    converter = tf.lite.TFLiteConverter.from_keras_model(model)
+    converter = make_converter()
     converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
     mode = request["mode"]
     if mode == "fp32":
@@ -186,15 +202,26 @@ def _convert(request: dict[str, Any], state: dict[str, Any]) -> bytes:
     calibrated = converter.convert()
     if cache is not None:
         cache.parent.mkdir(parents=True, exist_ok=True)
+        cache.with_suffix(".json").write_text(json.dumps(state["tf_inputs"]))
         tmp = cache.with_suffix(".tmp")
         tmp.write_bytes(calibrated)
-        tmp.replace(cache)
+        tmp.replace(cache)  # last: the .tflite's presence says the pair is complete
     return _quantize_int8(request, state, calibrated)
 
 
 def _quantize_int8(request: dict[str, Any], state: dict[str, Any], calibrated: bytes) -> bytes:
-    """Quantize a calibrated model to full integer, keeping the plan's float layers float."""
+    """Quantize a calibrated model to full integer, keeping the plan's float layers float
+    (with percentile ranges when the request asks for them)."""
     import tensorflow as tf
+
+    percentile = request.get("percentile")
+    if percentile:
+        from edgeport.converters.tflite_ranges import clip_ranges
+
+        state["stage"] = "percentile ranges"
+        gen, _ = _representative(request["calibration"], request["input_order"], state["tf_inputs"])
+        calibrated, narrowed, seen = clip_ranges(calibrated, gen(), float(percentile))
+        state["notes"].append(f"percentile {percentile} activation ranges: {narrowed} of {seen} narrowed")
 
     denylisted: list[str] = []
     float_layers = request.get("float_layers") or {}

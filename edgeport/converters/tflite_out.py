@@ -371,6 +371,7 @@ def export_tflite(
     batch_size: int | None = 1,
     max_calibration_samples: int = MAX_CALIBRATION_SAMPLES,
     per_tensor: bool = False,
+    tf_source: dict[str, Any] | None = None,
     _crash_for_test: bool = False,
 ) -> TFLiteExport:
     """Convert ``onnx_path`` to a TFLite file at ``out_path`` following ``plan``; return a TFLiteExport.
@@ -379,8 +380,11 @@ def export_tflite(
     int8, uint8) sets the input/output type of full-integer models. ``batch_size`` fixes a
     dynamic batch dim (None keeps it dynamic). ``work`` holds the child's files (copy of the
     model, log, request/result). The original ONNX file is never written; ``out_path`` is
-    written atomically. Raises ConversionError (exit 4) when the conversion fails, crashes
-    or times out, InputError for unusable arguments.
+    written atomically. ``tf_source`` (:func:`edgeport.converters.tf_tflite.tf_source_request`)
+    converts the TensorFlow/Keras model ``onnx_path`` was exported from with the TFLite
+    converter directly instead of onnx2tf; the ONNX file then serves layer matching and I/O
+    names. Raises ConversionError (exit 4) when the conversion fails, crashes or times out,
+    InputError for unusable arguments.
     """
     onnx_path, out_path, work = Path(onnx_path), Path(out_path), Path(work)
     if plan.scheme not in SCHEME_MODES:
@@ -424,7 +428,9 @@ def export_tflite(
             shutil.copyfile(onnx_path.parent / name, folder / name)
     rng = np.random.default_rng(0)
     np.save(folder / PLACEHOLDER_NAME, rng.random((20, 128, 128, 3), dtype=np.float32))
-    recurrent_left = _rewrite_for_onnx2tf(model, copy, notes)
+    if tf_source:
+        notes.append("converted from the TensorFlow/Keras source by tf.lite.TFLiteConverter (no onnx2tf)")
+    recurrent_left = {} if tf_source else _rewrite_for_onnx2tf(model, copy, notes)
 
     request: dict[str, Any] = {
         "onnx": str(copy),
@@ -439,6 +445,7 @@ def export_tflite(
         "calibration": {},
         "float_layers": {},
         "crash_for_test": _crash_for_test,
+        "tf_source": tf_source,
     }
     if mode in CALIBRATED_MODES:
         files, count = _calibration_files(calibration, input_names, folder, max_calibration_samples)
@@ -450,7 +457,11 @@ def export_tflite(
         if mode == "int8":
             # Calibration does not depend on the plan: the candidates of a search share it and
             # differ only in the quantizer's denylist (seconds instead of a full onnx2tf run).
-            request["calibrated_cache"] = str(_calibration_cache(work, copy, files, batch_size))
+            cached = _calibration_cache(work, copy, files, batch_size)
+            # The TF route calibrates another model than onnx2tf's: its own cache entry.
+            request["calibrated_cache"] = str(cached.with_name("tf-" + cached.name) if tf_source else cached)
+            if plan.details.get("calibration") == "percentile":
+                request["percentile"] = float(plan.details.get("percentile", 99.99))
         if calibration.synthetic:
             notes.append("int8 calibrated on synthetic inputs: ranges may not match real data")
         if float_layers:

@@ -137,6 +137,10 @@ FALLBACKS: dict[str, tuple[str, ...]] = {
     "int4-weight": ("int8-weight", "int8-dynamic", "fp16", "int8", "none", "int16"),
     # int16 activations are asked for to stay integer with more accuracy: int8 first.
     "int16": ("int8", "int8-dynamic", "int8-weight", "fp16", "none", "int4-weight"),
+    # Palettization is weight-only compression of the same size: the same width of weights first.
+    "palettize-8": ("palettize-6", "int8-weight", "palettize-4", "int4-weight", "fp16", "none"),
+    "palettize-6": ("palettize-8", "palettize-4", "int8-weight", "int4-weight", "fp16", "none"),
+    "palettize-4": ("palettize-6", "int4-weight", "palettize-8", "int8-weight", "fp16", "none"),
 }
 # The compute precision each scheme implies when the runtime honours it (None: any float).
 _NATURAL_COMPUTE = {"none": "fp32", "fp16": "fp16", "int8": "int8", "int8-dynamic": "int8", "int16": "int16"}

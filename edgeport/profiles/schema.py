@@ -24,7 +24,19 @@ from edgeport.errors import InputError, describe_exception
 SCHEMA_VERSION = 2
 # Quantization schemes (what the user asks for with --quantization); "none" is fp32.
 # "int16" is 16-bit activations with int8 weights (TFLite 16x8, ORT QDQ int16 activations).
-SCHEMES = ("none", "fp16", "int8", "int8-dynamic", "int8-weight", "int4-weight", "int16")
+# "palettize-8/6/4": weights as n-bit indices into a k-means look-up table (Core ML palettization).
+SCHEMES = (
+    "none",
+    "fp16",
+    "int8",
+    "int8-dynamic",
+    "int8-weight",
+    "int4-weight",
+    "int16",
+    "palettize-8",
+    "palettize-6",
+    "palettize-4",
+)
 # Precisions in op_classes: the schemes, with fp32 instead of "none".
 PRECISIONS = tuple("fp32" if s == "none" else s for s in SCHEMES)
 OP_CLASSES = ("conv", "depthwise_conv", "matmul", "attention", "elementwise", "norm", "pooling", "other")
@@ -49,8 +61,16 @@ COREML_TARGETS = {
 }
 # The first OS generation whose Core ML runs each compressed scheme (coremltools docs,
 # "Optimization: What's new": iOS16/macOS13 8-bit weight-only quantization; iOS17/macOS14
-# activation quantization (W8A8); iOS18/macOS15 4-bit weights with per-block scales).
-COREML_SCHEME_MIN_TARGET = {"int8-weight": 16, "int8": 17, "int4-weight": 18}
+# activation quantization (W8A8); iOS18/macOS15 4-bit weights with per-block scales;
+# iOS16/macOS13 per-tensor palettization, constexpr_lut_to_dense).
+COREML_SCHEME_MIN_TARGET = {
+    "int8-weight": 16,
+    "int8": 17,
+    "int4-weight": 18,
+    "palettize-8": 16,
+    "palettize-6": 16,
+    "palettize-4": 16,
+}
 
 TOP_LEVEL_FIELDS = (
     "schema_version",

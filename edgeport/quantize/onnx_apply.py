@@ -137,6 +137,44 @@ def _trailing_activations(model: onnx.ModelProto, layer_nodes: list[str]) -> lis
     return extra
 
 
+# A constant this large is a mask fill value (transformers' attention mask adds float32.min),
+# not a number int8 should represent: a tensor carrying it calibrates to a scale of ~1e36 and
+# every real value in it quantizes to zero (all-MiniLM-L6-v2: cosine 0.41 with static int8).
+MASK_FILL_MAGNITUDE = 1e9
+# Ops through which a mask fill value reaches other tensors unchanged in magnitude.
+_MASK_CARRIERS = {
+    "Add", "Sub", "Mul", "Div", "Neg", "Where", "Expand", "Cast", "Reshape", "Unsqueeze", "Squeeze",
+    "Transpose", "Concat", "Slice", "Gather", "Identity", "Min", "Max", "Tile",
+}  # fmt: skip
+
+
+def mask_fill_nodes(model: onnx.ModelProto) -> list[str]:
+    """Nodes that take a tensor carrying a mask fill constant (|x| >= 1e9) as input.
+
+    Static int8 must leave them in float: the attention-mask arithmetic, the ``scores + mask``
+    Add and the Softmax it feeds (its output, in [0, 1], is an ordinary activation again).
+    """
+    import numpy as np
+    from onnx import numpy_helper
+
+    def extreme(array: np.ndarray) -> bool:
+        return array.dtype.kind == "f" and array.size > 0 and bool(np.max(np.abs(array)) >= MASK_FILL_MAGNITUDE)
+
+    carrying = {i.name for i in model.graph.initializer if extreme(numpy_helper.to_array(i))}
+    for node in model.graph.node:
+        if node.op_type == "Constant" and node.attribute and node.attribute[0].name == "value":
+            if extreme(numpy_helper.to_array(node.attribute[0].t)):
+                carrying.update(node.output)
+    excluded = []
+    for node in model.graph.node:  # topological order: producers before consumers
+        if node.op_type == "Constant" or not any(name in carrying for name in node.input):
+            continue
+        excluded.append(node.name)
+        if node.op_type in _MASK_CARRIERS:
+            carrying.update(node.output)
+    return excluded
+
+
 def _calibration_method(details: dict):
     """ORT calibration method named in the plan (minmax by default)."""
     from onnxruntime.quantization import CalibrationMethod
@@ -177,7 +215,16 @@ def apply_plan(
     # can handle (Relu, MaxPool, Add...) is quantized too, so int8 tensors flow between layers
     # without a Dequantize/Quantize pair at every op (measured: 2.27x -> 2.57x on the example).
     excluded = plan.nodes_not_in(plan.scheme)
-    excluded += _trailing_activations(onnx.load(str(source), load_external_data=False), excluded)
+    graph = onnx.load(str(source))
+    excluded += _trailing_activations(graph, excluded)
+    if plan.scheme in CALIBRATED_SCHEMES:
+        masked = [n for n in mask_fill_nodes(graph) if n not in excluded]
+        if masked:
+            excluded += masked
+            notes.append(
+                f"{len(masked)} node(s) fed by mask fill values (|x| >= {MASK_FILL_MAGNITUDE:g}, e.g. the attention "
+                "mask) kept in float: int8 activations cannot represent them"
+            )
     if not plan.nodes_in(plan.scheme):
         notes.append("no weighted layer to quantize: the artifact equals the fp32 model")
         shutil.copyfile(fp32_path, out)

@@ -97,6 +97,15 @@ def scheme_details(scheme: str, profile: DeviceProfile) -> dict[str, Any]:
             "compute": "float",
             "format": "block-wise weight-only (ONNX: MatMulNBits)",
         }
+    if scheme.startswith("palettize-"):
+        bits = int(scheme.rsplit("-", 1)[1])
+        return {
+            "weights": f"{bits}-bit indices into a {2**bits}-entry look-up table",
+            "clustering": "k-means",
+            "granularity": "per tensor",
+            "compute": "float",
+            "format": "Core ML palettization (constexpr_lut_to_dense)",
+        }
     return {"weights": "float32", "compute": "float32"}
 
 

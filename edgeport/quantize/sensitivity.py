@@ -115,6 +115,7 @@ class _Recipe:
     reduce_range: bool
     block: int | None = None
     fp16_weights: bool = False
+    palette: bool = False  # weight_bits-bit k-means look-up table per tensor (Core ML palettization)
 
 
 def _recipe(precision: str, details: dict[str, Any]) -> _Recipe:
@@ -130,6 +131,8 @@ def _recipe(precision: str, details: dict[str, Any]) -> _Recipe:
         return _Recipe("none", 4, False, False, block=int(details.get("block_size", 32)))
     if precision == "fp16":
         return _Recipe("fp16", None, False, False, fp16_weights=True)
+    if precision.startswith("palettize-"):
+        return _Recipe("none", int(precision.rsplit("-", 1)[1]), False, False, palette=True)
     return _Recipe("none", None, False, False)
 
 
@@ -250,7 +253,11 @@ def layer_sensitivity(
                 for position in (0, 1):
                     name = node.input[position]
                     if name in const_values:
-                        if recipe.weight_bits:
+                        if recipe.palette:
+                            from edgeport.quantize.palettize import palettize_tensor
+
+                            quant_inputs[position] = palettize_tensor(fp32_inputs[position], recipe.weight_bits)
+                        elif recipe.weight_bits:
                             axis = _weight_axis(node, attrs) if recipe.per_channel else None
                             bits = recipe.weight_bits - (1 if recipe.reduce_range else 0)
                             quant_inputs[position] = quantize_weight(

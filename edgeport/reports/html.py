@@ -20,6 +20,13 @@ def _fmt(value: Any, digits: int = 3) -> str:
     return str(value)
 
 
+def _num(value: Any) -> str:
+    """A count with thousands separators (parameters, MACs, bytes); "—" when unknown."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return f"{value:,.0f}"
+    return "—" if value is None else str(value)
+
+
 def pareto_svg(points: list[dict[str, Any]], width: int = 520, height: int = 260) -> str:
     """Return an inline SVG scatter of search points: x = measured speedup, y = accuracy drop
     (points; lower is better). The chosen point is drawn larger. No scripts, no network."""
@@ -147,6 +154,7 @@ def render_html(report: dict[str, Any]) -> str:
         loader=jinja2.FileSystemLoader(TEMPLATE_DIR), autoescape=True, undefined=jinja2.ChainableUndefined
     )
     env.filters["fmt"] = _fmt
+    env.filters["num"] = _num
     env.globals["pareto_svg"] = pareto_svg
     env.globals["bars_svg"] = bars_svg
     env.globals["histogram_svg"] = histogram_svg

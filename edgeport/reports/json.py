@@ -12,6 +12,11 @@ from edgeport.errors import InputError
 REPORT_SCHEMA = "edgeport.report"
 REPORT_VERSION = 1
 REQUIRED_SECTIONS = ("status", "model", "target", "decisions", "data", "fidelity", "latency", "size")
+# Optional sections are null when their stage did not run. "pruning" (--prune): method,
+# requested, budget (max_accuracy_drop, quantization_reserve, pruning_budget, metric), layers
+# (per layer: channels kept or sparsity, measured sensitivity), attempts (each cut tried, its
+# drop, its recovery), stages (original, pruned, pruned + quantized: params, nonzero_params,
+# macs, bytes, gzip_bytes, latency_ms, speedup, top1, drop vs the original), what_it_buys.
 
 
 def _json_safe(value: Any) -> Any:

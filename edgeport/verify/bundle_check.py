@@ -24,7 +24,7 @@ import numpy as np
 
 from edgeport.bundle import MANIFEST
 from edgeport.errors import ConversionError, InputError, describe_exception
-from edgeport.hashing import sha256_file
+from edgeport.hashing import sha256_file, sha256_path
 from edgeport.reports.html import render_html
 from edgeport.reports.json import make_report, read_report
 from edgeport.verify.latency import measure_side_by_side
@@ -72,11 +72,24 @@ def check_files(bundle_dir: Path, manifest: dict[str, Any]) -> int:
             )
         if sha256_file(path) != expected.get("sha256"):
             raise InputError(f"bundle file {name} does not match its sha256 in the manifest: changed or corrupt")
+    # A folder artifact (.mlpackage): its files are checked above; its listing catches added files.
+    for name, expected in sorted((manifest.get("directories") or {}).items()):
+        path = (bundle_dir / name).resolve()
+        if Path(name).is_absolute() or ".." in Path(name).parts or not path.is_relative_to(root):
+            raise InputError(f"manifest lists folder {name!r}, outside the bundle; refusing it")
+        if not path.is_dir():
+            raise InputError(f"bundle folder {name} is missing from {bundle_dir} (the manifest lists it)")
+        count = sum(1 for f in path.rglob("*") if f.is_file())
+        if count != expected.get("files") or sha256_path(path) != expected.get("sha256"):
+            raise InputError(
+                f"bundle folder {name} holds {count} files that do not match the manifest "
+                f"({expected.get('files')} files, sha256 {str(expected.get('sha256'))[:12]}...): changed or corrupt"
+            )
     return len(manifest["files"])
 
 
 def _listed(manifest: dict[str, Any], name: str | None, what: str) -> str:
-    if not name or name not in manifest["files"]:
+    if not name or (name not in manifest["files"] and name not in (manifest.get("directories") or {})):
         raise InputError(f"the manifest does not list the {what} ({name}); cannot verify it")
     return name
 
@@ -84,10 +97,10 @@ def _listed(manifest: dict[str, Any], name: str | None, what: str) -> str:
 def _reference_spec(manifest: dict[str, Any]) -> dict[str, Any] | None:
     """The fp32 model timed side by side, as ``{kind, file, kwargs}`` (None when absent)."""
     name = manifest.get("reference_for_timing")
-    if not name or name not in manifest["files"]:
+    if not name or (name not in manifest["files"] and name not in (manifest.get("directories") or {})):
         return None
     runner = manifest["runner"]
-    kind = "litert" if name.endswith(".tflite") else "onnxruntime"
+    kind = "litert" if name.endswith(".tflite") else "coreml" if name.endswith(".mlpackage") else "onnxruntime"
     # The fp32 reference is exported like the artifact, so it takes the artifact's kwargs
     # (TFLite layouts and names; ONNX providers) when it runs in the same runtime.
     kwargs = dict(runner.get("kwargs") or {}) if kind == runner.get("kind") else {}
@@ -129,10 +142,16 @@ def _run_local(
         try:
             runners[role] = RunnerSpec(spec["kind"], str(bundle_dir / spec["file"]), spec["kwargs"]).open(threads)
         except ImportError as exc:
-            package = "ai-edge-litert" if spec["kind"] == "litert" else "onnxruntime"
+            package = {"litert": "ai-edge-litert", "coreml": "coremltools"}.get(spec["kind"], "onnxruntime")
             raise InputError(
                 f"{spec['kind']} is not installed here", hint=f"pip install {package}, or verify over ssh://"
             ) from exc
+        except RuntimeError as exc:
+            from edgeport.verify.coreml_runner import CoreMLUnavailable
+
+            if isinstance(exc, CoreMLUnavailable):
+                raise InputError(str(exc)) from exc
+            raise ConversionError(f"{spec['kind']} cannot load {spec['file']}: {describe_exception(exc)}") from exc
         except Exception as exc:
             raise ConversionError(f"{spec['kind']} cannot load {spec['file']}: {describe_exception(exc)}") from exc
     outputs = runners["artifact"].run(feeds)
@@ -270,8 +289,8 @@ def verify_bundle(
         "file": _listed(manifest, run_spec.get("file"), "artifact"),
         "kwargs": dict(run_spec.get("kwargs") or {}),
     }
-    if artifact["kind"] not in ("onnxruntime", "litert"):
-        raise InputError(f"the manifest's runner kind {artifact['kind']!r} is not onnxruntime or litert")
+    if artifact["kind"] not in ("onnxruntime", "litert", "coreml"):
+        raise InputError(f"the manifest's runner kind {artifact['kind']!r} is not onnxruntime, litert or coreml")
     _listed(manifest, REFERENCE_FILE, "reference inputs")
     old_report = read_report(bundle_dir / _listed(manifest, REPORT_FILE, "report"))
     reference = _reference_spec(manifest)

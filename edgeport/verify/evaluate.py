@@ -62,15 +62,24 @@ def verify_artifact(
     warmup_runs: int,
     work: Path,
     progress: Progress,
+    emulation: RunnerSpec | None = None,
 ) -> dict[str, Any]:
     """Compare ``artifact`` with the fp32 model on ``eval_data``, and time it side by side with
     ``latency_reference`` (fp32 in the same runtime).
 
     ``fidelity_reference`` gives the fp32 outputs (the parity-checked ONNX model);
     ``measured_label(artifact_runner)`` says whether the timing ran on the target's runtime.
+    ``emulation``: when the artifact's runtime cannot run on this host, a stand-in that gives
+    its outputs; fidelity is then labelled emulated and nothing is timed (see
+    :func:`verify_emulated`).
     Returns the report sections: fidelity, latency, load_time_s, memory, runner.
     Raises ConversionError when the runtime cannot load the artifact.
     """
+    if emulation is not None:
+        return verify_emulated(
+            fidelity_reference, latency_reference, emulation, eval_data, output_names, batch, dynamic,
+            latency_batch, threads, progress,
+        )  # fmt: skip
     with progress.step("load runtimes"):
         try:
             artifact_runner = artifact.open(threads)
@@ -118,4 +127,58 @@ def verify_artifact(
         "load_time_s": {"reference": timing_reference.load_seconds, "artifact": artifact_runner.load_seconds},
         "memory": memory,
         "runner": runtime,
+    }
+
+
+def verify_emulated(
+    fidelity_reference: RunnerSpec,
+    latency_reference: RunnerSpec,
+    emulation: RunnerSpec,
+    eval_data: Dataset,
+    output_names: list[str],
+    batch: int,
+    dynamic: bool,
+    latency_batch: int,
+    threads: int,
+    progress: Progress,
+) -> dict[str, Any]:
+    """Fidelity of an artifact that cannot run here, from its emulation; no timing at all.
+
+    The fidelity section gets ``emulated`` (how the emulation was made); latency, load time and
+    memory say "not run" (the reason comes from the emulation spec's ``not_run``) and hold no
+    numbers, so nothing measured on a stand-in passes for the device's. Returns the same
+    sections as :func:`verify_artifact`.
+    """
+    reason = emulation.kwargs.get("not_run") or "not run: the artifact's runtime is not available on this host"
+    with progress.step("load fp32 model and the emulation"):
+        try:
+            emulated = emulation.open(threads)
+        except Exception as exc:
+            raise ConversionError(f"cannot load the emulation of the artifact: {describe_exception(exc)}") from exc
+        reference_runner = fidelity_reference.open(threads)
+    usable = usable_samples(len(eval_data), batch, dynamic)
+    with progress.step("evaluate fp32 and the artifact (emulated)", total=2 * usable) as advance:
+        reference_all = run_dataset(reference_runner, eval_data, batch, dynamic, advance)
+        emulated_all = run_dataset(emulated, eval_data, batch, dynamic, advance)
+    labels = eval_data.labels[: len(reference_all[0])] if eval_data.labels is not None else None
+    fidelity = compare(reference_all, emulated_all, output_names, labels)
+    described = emulated.describe()
+    fidelity["emulated"] = described.get("emulated") or "emulated"
+    return {
+        "fidelity": fidelity,
+        "latency": {
+            "not_run": True,
+            "measured": reason,
+            "reference": None,
+            "artifact": None,
+            "speedup": None,
+            "runtime": described.get("runtime"),
+            "reference_model": Path(latency_reference.path).name,
+            "threads": threads,
+            "batch": latency_batch,
+            "warmup": None,
+        },
+        "load_time_s": {"reference": None, "artifact": None, "not_run": reason},
+        "memory": {"not_run": reason},
+        "runner": described,
     }

@@ -1,10 +1,11 @@
 """Self-contained verification harness, copied to a device and run there by its own python.
 
-It needs only numpy and the artifact's runtime (``onnxruntime`` or ``ai_edge_litert``), never
-edgeport. Usage: ``python harness.py job.json``, where the job file (in the same folder as the
-models and ``inputs.npz``) says::
+It needs only numpy and the artifact's runtime (``onnxruntime``, ``ai_edge_litert`` or, for a
+Core ML ``.mlpackage`` on a Mac, ``coremltools``), never edgeport. Usage:
+``python harness.py job.json``, where the job file (in the same folder as the models and
+``inputs.npz``) says::
 
-    {"artifact": {"kind": "onnxruntime"|"litert", "file": "model.onnx", "kwargs": {...}},
+    {"artifact": {"kind": "onnxruntime"|"litert"|"coreml", "file": "model.onnx", "kwargs": {...}},
      "reference": {... the fp32 model timed side by side ...} or null,
      "inputs": "inputs.npz", "input_names": [...], "output_names": [...],
      "threads": 1, "runs": 100, "warmup": 10, "latency_batch": 1}
@@ -31,7 +32,13 @@ from typing import Any
 
 EXIT_MISSING = 3
 EXIT_FAILED = 4
-PIP_NAMES = {"numpy": "numpy", "onnxruntime": "onnxruntime", "ai_edge_litert": "ai-edge-litert"}
+PIP_NAMES = {
+    "numpy": "numpy",
+    "onnxruntime": "onnxruntime",
+    "ai_edge_litert": "ai-edge-litert",
+    "coremltools": "coremltools",
+}
+RUNTIME_MODULES = {"onnxruntime": "onnxruntime", "litert": "ai_edge_litert", "coreml": "coremltools"}
 ORT_TYPES = {
     "tensor(float)": "float32",
     "tensor(float16)": "float16",
@@ -213,6 +220,62 @@ class LiteRTHarnessRunner:
         }
 
 
+class CoreMLHarnessRunner:
+    """A Core ML package (.mlpackage folder) predicted by coremltools on a Mac, on the compute
+    units the bundle names; a fixed-batch package runs a larger batch in chunks."""
+
+    def __init__(
+        self,
+        path: str,
+        threads: int,
+        compute_units: str = "ALL",
+        input_names: list[str] | None = None,
+        output_names: list[str] | None = None,
+        **_: Any,
+    ) -> None:
+        if platform.system() != "Darwin":
+            raise RuntimeError(f"Core ML models run only on macOS; this device runs {platform.system()}")
+        import coremltools as ct
+
+        self.threads = threads
+        self.compute_units = compute_units
+        self.model = ct.models.MLModel(path, compute_units=getattr(ct.ComputeUnit, compute_units))
+        spec = self.model.get_spec()
+        names = ct.proto.FeatureTypes_pb2.ArrayFeatureType.ArrayDataType
+        self.inputs = {}
+        for feature in spec.description.input:
+            array = feature.type.multiArrayType
+            dtype = {"FLOAT16": "float16", "INT32": "int32"}.get(names.Name(array.dataType), "float32")
+            self.inputs[feature.name] = (list(array.shape), dtype)
+        self.input_names = input_names or list(self.inputs)
+        self.output_names = output_names or [o.name for o in spec.description.output]
+
+    def run(self, feeds: dict[str, Any]) -> list[Any]:
+        """Predict (in chunks of the package's fixed batch); return the outputs in order."""
+        import numpy as np
+
+        inputs = {n: np.ascontiguousarray(feeds[n], dtype=self.inputs[n][1]) for n in self.input_names}
+        total = len(next(iter(inputs.values())))
+        shapes = [shape for shape, _ in self.inputs.values() if shape]
+        step = int(shapes[0][0]) if shapes else total
+        parts = []
+        for start in range(0, total, step):
+            result = self.model.predict({k: v[start : start + step] for k, v in inputs.items()})
+            parts.append([np.asarray(result[name], dtype=np.float32) for name in self.output_names])
+        return [np.concatenate([p[i] for p in parts]) for i in range(len(self.output_names))]
+
+    def describe(self) -> dict[str, Any]:
+        """Runtime name, coremltools version and the compute units asked for."""
+        import coremltools
+
+        return {
+            "runtime": "coreml",
+            "version": coremltools.__version__,
+            "compute_units": self.compute_units,
+            "threads": self.threads,
+        }
+
+
 def open_runner(spec: dict[str, Any], threads: int) -> Any:
     """Return a harness runner for ``{"kind", "file", "kwargs"}``."""
     kwargs = dict(spec.get("kwargs") or {})
@@ -220,6 +283,8 @@ def open_runner(spec: dict[str, Any], threads: int) -> Any:
         return OrtHarnessRunner(spec["file"], threads, kwargs.get("providers"))
     if spec["kind"] == "litert":
         return LiteRTHarnessRunner(spec["file"], threads, **kwargs)
+    if spec["kind"] == "coreml":
+        return CoreMLHarnessRunner(spec["file"], threads, **kwargs)
     raise ValueError(f"unknown runner kind {spec['kind']!r}")
 
 
@@ -342,7 +407,12 @@ def main(argv: list[str]) -> None:
     with open(argv[1]) as handle:
         job = json.load(handle)
     kinds = {job["artifact"]["kind"]} | ({job["reference"]["kind"]} if job.get("reference") else set())
-    modules = ["numpy"] + [{"onnxruntime": "onnxruntime", "litert": "ai_edge_litert"}[k] for k in sorted(kinds)]
+    if "coreml" in kinds and platform.system() != "Darwin":  # before importing coremltools (slow, pointless)
+        _emit(
+            {"ok": False, "error": f"Core ML models run only on macOS; this device runs {platform.system()}"},
+            EXIT_FAILED,
+        )
+    modules = ["numpy"] + [RUNTIME_MODULES[k] for k in sorted(kinds)]
     missing = _missing(modules)
     if missing:
         _emit(

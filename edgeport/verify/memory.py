@@ -61,6 +61,10 @@ def _probe(spec_json: str, feeds_path: str, threads: int) -> None:
     spec = RunnerSpec(**json.loads(spec_json))
     if spec.kind == "onnxruntime":
         import onnxruntime  # noqa: F401  (the baseline includes the runtime itself)
+    elif spec.kind == "coreml":
+        from edgeport.converters.coreml_out import import_coremltools
+
+        import_coremltools()
     else:
         import ai_edge_litert.interpreter  # noqa: F401
 

@@ -90,6 +90,29 @@ def _summary(counts: Counter, flagged: Counter) -> dict[str, Any]:
     }
 
 
+def check_coreml(path: Path, profile: DeviceProfile) -> dict[str, Any]:
+    """Count the ops of a saved .mlpackage (read, not run) and flag what the profile's Core ML
+    target would not run where meant: fp32 compute on an fp16-only Neural Engine, flexible
+    input shapes on a static-shapes-only target."""
+    from edgeport.converters.coreml_out import inspect_package
+
+    structure = inspect_package(path)
+    target = profile.formats.get("coreml")
+    counts: Counter[str] = Counter(structure["ops"])
+    flagged: dict[tuple[str, str], int] = Counter()
+    if target is not None and "fp32" not in target.float_compute:
+        for entry in structure["weights"]:
+            if entry.get("compute") == "FLOAT32":
+                flagged[(entry["op"], f"computes in fp32: {target.runtime} runs fp16 only, so it falls back")] += 1
+    if profile.constraints.static_shapes_only:
+        for feature in structure["inputs"]:
+            if not feature.get("shape"):
+                flagged[("input " + feature["name"], "has a flexible shape: the target needs static shapes")] += 1
+    return _summary(counts, flagged)
+
+
 def check_artifact(kind: str, path: Path, profile: DeviceProfile) -> dict[str, Any]:
-    """Dispatch on the runner kind (``onnxruntime`` or ``litert``); returns ops and flags."""
+    """Dispatch on the runner kind (``onnxruntime``, ``litert`` or ``coreml``); returns ops and flags."""
+    if kind == "coreml":
+        return check_coreml(path, profile)
     return check_tflite(path, profile) if kind == "litert" else check_onnx(path, profile)

@@ -139,13 +139,15 @@ class _Session:
     def upload(self, files: list[Path], remote_dir: str) -> None:
         """Copy ``files`` into ``remote_dir`` on the device."""
         sources = [*map(str, files), f"{self.target.destination}:{remote_dir}/"]
+        # A Core ML .mlpackage is a folder: copy recursively.
+        flags = ["-q", "-r"] if any(Path(f).is_dir() for f in files) else ["-q"]
         result = self._run(
-            ["scp", "-q", *self.options, *sources], "copying the files", min(self.timeout, COPY_TIMEOUT_S)
+            ["scp", *flags, *self.options, *sources], "copying the files", min(self.timeout, COPY_TIMEOUT_S)
         )
         if result.returncode != 0 and "connection closed" in result.stderr.lower():
             # OpenSSH >= 9 scp speaks SFTP; a device without an sftp server takes the legacy protocol (-O).
             result = self._run(
-                ["scp", "-q", "-O", *self.options, *sources], "copying the files", min(self.timeout, COPY_TIMEOUT_S)
+                ["scp", *flags, "-O", *self.options, *sources], "copying the files", min(self.timeout, COPY_TIMEOUT_S)
             )
         if result.returncode != 0:
             raise self._connection_error("copying the files", result)

@@ -103,21 +103,30 @@ def host_description() -> dict[str, Any]:
 
 @dataclass
 class RunnerSpec:
-    """How to open a runner for an artifact: kind (``onnxruntime`` or ``litert``), file and
-    keyword arguments. JSON-ready, so a child process or another machine can rebuild it."""
+    """How to open a runner for an artifact: kind (``onnxruntime``, ``litert``, ``coreml`` or
+    ``coreml-emulated``), file and keyword arguments. JSON-ready, so a child process or another
+    machine can rebuild it."""
 
     kind: str
     path: str
     kwargs: dict[str, Any] = field(default_factory=dict)
 
     def open(self, threads: int = 1):
-        """Return a loaded runner (OrtRunner or LiteRTRunner) for this spec."""
+        """Return a loaded runner (OrtRunner, LiteRTRunner, CoreMLRunner...) for this spec."""
         if self.kind == "onnxruntime":
             return OrtRunner(self.path, threads, tuple(self.kwargs.get("providers", ("CPUExecutionProvider",))))
         if self.kind == "litert":
             from edgeport.verify.litert_runner import LiteRTRunner
 
             return LiteRTRunner(self.path, threads, **self.kwargs)
+        if self.kind == "coreml":  # macOS only; elsewhere it raises CoreMLUnavailable
+            from edgeport.verify.coreml_runner import CoreMLRunner
+
+            return CoreMLRunner(self.path, threads, **self.kwargs)
+        if self.kind == "coreml-emulated":
+            from edgeport.verify.coreml_runner import EmulatedCoreMLRunner
+
+            return EmulatedCoreMLRunner(self.path, threads, **self.kwargs)
         raise ValueError(f"unknown runner kind {self.kind!r}")
 
     def as_dict(self) -> dict[str, Any]:

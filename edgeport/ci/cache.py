@@ -1,0 +1,269 @@
+"""Whole-target cache: a target's bundle is stored under a key hashed from everything that
+shapes it, and reused when nothing of that changed.
+
+The key covers: the model's bytes (file or folder; the ``.py`` file of a factory or a model
+class, not the modules that file imports), the eval data, the calibration data only when the
+resolved scheme calibrates (so a new calibration file rebuilds the int8 targets and not the
+fp16 ones), a re-applied precision plan, the profile file's bytes, every other convert option,
+the edgeport version **and a digest of its code** (a development install keeps one version
+number across edits), the versions of the libraries that convert and run models, and the
+Python version, OS and machine. Gates on latency and size are not in the key: they are applied
+to the stored report, so changing them re-evaluates without rebuilding.
+
+Layout: ``<cache>/builds/<key>/bundle/`` (the bundle as written) and ``entry.json`` (what was
+built, when, its status). The cache folder is ``--cache``, else ``$EDGEPORT_CACHE_DIR``, else
+``~/.cache/edgeport`` (the sensitivity cache of ``--quantization auto`` lives there too).
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+import os
+import platform
+import shutil
+import sys
+import tempfile
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import edgeport
+from edgeport.ci.config import Job
+from edgeport.hashing import sha256_file, sha256_path
+
+CACHE_VERSION = 1
+ENTRY = "entry.json"
+# Distributions whose version can change an artifact or its measured figures.
+LIBRARIES = (
+    "torch",
+    "onnx",
+    "onnxruntime",
+    "onnxslim",
+    "onnxscript",
+    "onnx-ir",
+    "onnxconverter-common",
+    "onnx-graphsurgeon",
+    "numpy",
+    "protobuf",
+    "ml_dtypes",
+    "tensorflow",
+    "tensorflow-cpu",
+    "keras",
+    "tf-keras",
+    "tf2onnx",
+    "onnx2tf",
+    "ai-edge-litert",
+    "coremltools",
+    "transformers",
+    "optimum",
+    "optimum-onnx",
+)
+
+
+def cache_root(option: str | Path | None = None) -> Path:
+    """The cache folder: ``option`` (``--cache``), else ``$EDGEPORT_CACHE_DIR``, else ``~/.cache/edgeport``."""
+    if option:
+        return Path(option).expanduser().resolve()
+    env = os.environ.get("EDGEPORT_CACHE_DIR")
+    return Path(env).expanduser().resolve() if env else Path.home() / ".cache" / "edgeport"
+
+
+@functools.cache
+def code_digest() -> str:
+    """sha256 of edgeport's own files (code, profiles, templates; not edgeport/ci/), computed once per process."""
+    root = Path(edgeport.__file__).resolve().parent
+    digest = hashlib.sha256()
+    for path in sorted(root.rglob("*")):
+        # edgeport/ci/ (this build layer) writes no bundle file: its edits keep the cache valid
+        # (a change in what the key covers bumps CACHE_VERSION instead).
+        if path.is_file() and path.suffix in (".py", ".yaml", ".j2") and path.relative_to(root).parts[0] != "ci":
+            digest.update(str(path.relative_to(root)).encode())
+            digest.update(sha256_file(path).encode())
+    return digest.hexdigest()
+
+
+@functools.cache
+def library_versions() -> dict[str, str]:
+    """Installed versions of the libraries in :data:`LIBRARIES` (absent ones left out)."""
+    versions = {}
+    for name in LIBRARIES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            pass
+    return versions
+
+
+@functools.cache
+def _file_hash(path: str, mtime_ns: int, size: int) -> str:
+    # Keyed by mtime and size too: a file edited during a long-lived process is hashed again.
+    return sha256_path(path)
+
+
+def content_hash(path: str | Path) -> str:
+    """sha256 of a file or folder (memoized per path, mtime and size within one process)."""
+    path = Path(path)
+    stat = path.stat()
+    return _file_hash(str(path), stat.st_mtime_ns, stat.st_size)
+
+
+def _calibrates(job: Job) -> bool:
+    """Whether the target reads the calibration data: the same rule as the pipeline's
+    ``_open_data`` (a calibrated scheme, ``auto``, or a re-applied precision plan)."""
+    from edgeport.profiles import resolve_profile, resolve_scheme
+    from edgeport.quantize.plan import CALIBRATED_SCHEMES
+
+    if job.kwargs.get("precision_plan"):
+        return True
+    profile, _ = resolve_profile(job.kwargs["optimize_for"])
+    scheme = resolve_scheme(profile, job.kwargs["quantization"], job.kwargs["output_format"]).scheme
+    return scheme in (*CALIBRATED_SCHEMES, "auto")
+
+
+def key_inputs(job: Job) -> dict[str, Any]:
+    """Everything the target's bundle depends on, as JSON-ready data (see the module doc).
+
+    Files are represented by their content hashes, not their paths, so that the same checkout
+    in another folder (another CI runner) hits the same cache entries.
+    """
+    from edgeport.ci.config import _resolve_reference
+    from edgeport.profiles import resolve_profile
+
+    kwargs = dict(job.kwargs)
+    inputs: dict[str, Any] = {}
+    model_ref, model_file, factory = _resolve_reference(Path("/"), kwargs.pop("input_model"))
+    inputs["model"] = content_hash(model_file) if model_file else model_ref
+    if factory:
+        inputs["model_factory"] = factory
+    if model_file is None:
+        # An importable package.module:factory: hash the module's source file when it can be found.
+        import importlib.util
+
+        try:
+            spec = importlib.util.find_spec(model_ref.rpartition(":")[0])
+        except (ImportError, ValueError):
+            spec = None
+        inputs["model_module"] = content_hash(spec.origin) if spec and spec.origin else None
+    model_class = kwargs.pop("model_class", None)
+    if model_class:
+        ref, file, name = _resolve_reference(Path("/"), model_class)
+        inputs["model_class"] = [content_hash(file), name] if file else ref
+    profile, _ = resolve_profile(kwargs.pop("optimize_for"))
+    inputs["profile"] = {"name": profile.name, "sha256": content_hash(profile.source) if profile.source else None}
+    calibration = kwargs.pop("calibration_data", None)
+    inputs["calibration_data"] = content_hash(calibration) if calibration and _calibrates(job) else None
+    for name in ("eval_data", "precision_plan"):
+        value = kwargs.pop(name, None)
+        inputs[name] = content_hash(value) if value else None
+    inputs["options"] = kwargs
+    inputs["edgeport"] = {"version": edgeport.__version__, "code": code_digest()}
+    inputs["libraries"] = library_versions()
+    inputs["platform"] = {
+        "python": ".".join(map(str, sys.version_info[:2])),
+        "system": platform.system(),
+        "machine": platform.machine(),
+    }
+    inputs["cache_version"] = CACHE_VERSION
+    return inputs
+
+
+def cache_key(inputs: dict[str, Any]) -> str:
+    """The hex sha256 of :func:`key_inputs`' canonical JSON."""
+    return hashlib.sha256(json.dumps(inputs, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def input_digests(inputs: dict[str, Any]) -> dict[str, str]:
+    """Short digests of each key part, stored in summary.json to say what changed on a rebuild."""
+    return {
+        name: hashlib.sha256(json.dumps(value, sort_keys=True, default=str).encode()).hexdigest()[:12]
+        for name, value in inputs.items()
+    }
+
+
+class BuildCache:
+    """The bundle store under ``<root>/builds``."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.builds = root / "builds"
+
+    def entry_dir(self, key: str) -> Path:
+        """The folder of one cache entry."""
+        return self.builds / key
+
+    def lookup(self, key: str) -> dict[str, Any] | None:
+        """The entry stored under ``key`` (its ``entry.json`` data) when present and intact, else None.
+
+        Intact: every file the bundle's manifest lists is there with its sha256 (a cache restored
+        by a CI system can be partial).
+        """
+        folder = self.entry_dir(key)
+        try:
+            entry = json.loads((folder / ENTRY).read_text())
+            manifest = json.loads((folder / "bundle" / "manifest.json").read_text())
+            for name, info in manifest["files"].items():
+                if sha256_file(folder / "bundle" / name) != info["sha256"]:
+                    return None
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+        return entry
+
+    def bundle(self, key: str) -> Path:
+        """The cached bundle folder of ``key``."""
+        return self.entry_dir(key) / "bundle"
+
+    def store(self, key: str, bundle: Path, entry: dict[str, Any]) -> None:
+        """Copy ``bundle`` into the cache under ``key`` with ``entry``; the entry appears at once
+        (written beside, then renamed) so a concurrent reader never sees half of it."""
+        self.builds.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{key[:16]}.partial-", dir=self.builds))
+        try:
+            shutil.copytree(bundle, tmp / "bundle")
+            (tmp / ENTRY).write_text(json.dumps(entry, indent=2, sort_keys=True) + "\n")
+            final = self.entry_dir(key)
+            if final.exists():
+                shutil.rmtree(final, ignore_errors=True)
+            try:
+                tmp.rename(final)
+            except OSError:
+                pass  # another build stored the same key meanwhile: its copy is as good
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def same_bundle(a: Path, b: Path) -> bool:
+    """Whether two bundle folders hold the same manifest and files (cheap check before a copy)."""
+    try:
+        if sha256_file(a / "manifest.json") != sha256_file(b / "manifest.json"):
+            return False
+        manifest = json.loads((a / "manifest.json").read_text())
+        return all(sha256_file(b / name) == info["sha256"] for name, info in manifest["files"].items())
+    except (OSError, ValueError, KeyError):
+        return False
+
+
+def place_bundle(source: Path, target: Path) -> bool:
+    """Copy the bundle ``source`` to ``target`` (replacing an older bundle there) unless ``target``
+    already holds the same bundle. Returns True when it copied."""
+    if target.exists() and same_bundle(source, target):
+        return False
+    if target.exists() and (not target.is_dir() or (any(target.iterdir()) and not (target / "manifest.json").exists())):
+        from edgeport.errors import InputError
+
+        raise InputError(f"{target} exists and is not an edgeport bundle; refusing to overwrite it")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.partial-", dir=target.parent))
+    try:
+        shutil.copytree(source, tmp / "bundle")
+        old = None
+        if target.exists():
+            old = target.with_name(f".{target.name}.old-{tmp.name.rsplit('-', 1)[-1]}")
+            target.rename(old)
+        (tmp / "bundle").rename(target)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return True

@@ -1,0 +1,115 @@
+"""Core ML runners: the real one (macOS only) and the emulation used everywhere else.
+
+- ``CoreMLRunner`` (kind ``coreml``) loads an ``.mlpackage`` with coremltools on the compute
+  units the profile names and predicts sample by sample when the package has a fixed batch.
+  Core ML predictions exist only on macOS; elsewhere opening it raises a one-line error that
+  says how to run it on a Mac.
+- ``EmulatedCoreMLRunner`` (kind ``coreml-emulated``) runs the emulation ONNX model that
+  :mod:`edgeport.quantize.coreml_emulate` wrote (the package's decompressed weights, fp16
+  rounding) in ONNX Runtime. It reports itself as emulated; its timings are never reported.
+"""
+
+from __future__ import annotations
+
+import platform
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgeport.verify.runners import OrtRunner, host_description
+
+NOT_ON_THIS_HOST = (
+    "Core ML models run only on macOS (coremltools: 'Model prediction is only supported on macOS'); "
+    "this host is {system}: use `edgeport verify BUNDLE --runner ssh://user@mac` to run the package on a Mac"
+)
+
+
+class CoreMLUnavailable(RuntimeError):
+    """Core ML cannot run on this host."""
+
+
+class CoreMLRunner:
+    """A compiled Core ML model run through coremltools on macOS.
+
+    ``compute_units`` is a ``coremltools.ComputeUnit`` name (``CPU_AND_GPU``, ``CPU_AND_NE``,
+    ``ALL``, ``CPU_ONLY``); Core ML decides per op where it really runs within them.
+    """
+
+    kind = "coreml"
+
+    def __init__(
+        self,
+        path: str | Path,
+        threads: int = 1,
+        compute_units: str = "ALL",
+        input_names: list[str] | None = None,
+        output_names: list[str] | None = None,
+        **_: Any,
+    ) -> None:
+        from edgeport.converters.coreml_out import can_predict, import_coremltools
+
+        if not can_predict():
+            raise CoreMLUnavailable(NOT_ON_THIS_HOST.format(system=platform.system()))
+        ct = import_coremltools()
+        self.threads = threads  # Core ML schedules its own threads; kept for the report
+        self.compute_units = compute_units
+        start = time.perf_counter()
+        self.model = ct.models.MLModel(str(path), compute_units=getattr(ct.ComputeUnit, compute_units))
+        self.load_seconds = time.perf_counter() - start
+        spec = self.model.get_spec()
+        self._inputs = {}
+        for feature in spec.description.input:
+            array = feature.type.multiArrayType
+            kind = ct.proto.FeatureTypes_pb2.ArrayFeatureType.ArrayDataType.Name(array.dataType)
+            dtype = {"FLOAT16": "float16", "INT32": "int32", "DOUBLE": "float64"}.get(kind, "float32")
+            self._inputs[feature.name] = (list(array.shape), dtype)
+        self.input_names = input_names or list(self._inputs)
+        self.output_names = output_names or [o.name for o in spec.description.output]
+
+    def _fixed_batch(self) -> int | None:
+        shapes = [shape for shape, _ in self._inputs.values() if shape]
+        return int(shapes[0][0]) if shapes else None
+
+    def run(self, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
+        """Predict on ``feeds`` (by input name); a batch larger than the package's fixed batch runs
+        in chunks. Returns the outputs in ``output_names`` order."""
+        inputs = {n: np.ascontiguousarray(feeds[n], dtype=self._inputs[n][1]) for n in self.input_names}
+        total = len(next(iter(inputs.values())))
+        step = self._fixed_batch() or total
+        parts: list[list[np.ndarray]] = []
+        for start in range(0, total, step):
+            chunk = {k: v[start : start + step] for k, v in inputs.items()}
+            result = self.model.predict(chunk)
+            parts.append([np.asarray(result[name], dtype=np.float32) for name in self.output_names])
+        return [np.concatenate([p[i] for p in parts]) for i in range(len(self.output_names))]
+
+    def describe(self) -> dict[str, Any]:
+        """Runtime, coremltools version, compute units and host (for the report)."""
+        from edgeport.converters.coreml_out import coreml_version
+
+        return {
+            "runtime": "coreml",
+            "version": coreml_version(),
+            "compute_units": self.compute_units,
+            "threads": self.threads,
+            "host": host_description(),
+        }
+
+
+class EmulatedCoreMLRunner(OrtRunner):
+    """The emulation ONNX model of a Core ML package, in ONNX Runtime (see coreml_emulate)."""
+
+    kind = "coreml-emulated"
+
+    def __init__(self, path: str | Path, threads: int = 1, package: str = "", how: str = "", **_: Any) -> None:
+        super().__init__(path, threads)
+        self.package = package
+        self.how = how
+
+    def describe(self) -> dict[str, Any]:
+        """Says that this is an emulation, and how it was made."""
+        described = super().describe()
+        described.update({"runtime": "coreml (emulated in onnxruntime)", "emulated": self.how, "package": self.package})
+        return described
