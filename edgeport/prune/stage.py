@@ -679,7 +679,7 @@ def _what_it_buys(spec: PruneSpec, original: dict, after: dict) -> str:
             f"{zeros:.0%} of the weights are zero; gzip size {original['gzip_bytes']:,} -> "
             f"{after['gzip_bytes']:,} bytes "
             f"({original['gzip_bytes'] / max(after['gzip_bytes'], 1):.2f}x smaller); no speed: dense CPU kernels "
-            f"(ONNX Runtime, LiteRT) multiply the zeros too (measured {speed:.2f}x); the file itself stays "
+            f"(ONNX Runtime, LiteRT) multiply the zeros too (ONNX Runtime measured {speed:.2f}x); the file stays "
             f"{after['bytes']:,} bytes"
         )
     macs = None
