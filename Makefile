@@ -64,6 +64,8 @@ bench: $(BENCH_STAMP)
 	$(PY) bench/bench_minilm_peers.py
 	$(PY) bench/bench_efficientnet_peers.py
 	$(PY) bench/bench_tflite.py
+	$(PY) bench/bench_efficientnet_tflite.py
+	$(PY) bench/bench_coreml.py
 	$(PY) bench/bench_pruning.py
 
 constraints: setup
