@@ -25,7 +25,8 @@ def convert(
     folder or a ``module:factory`` reference. Keyword options are the CLI flags (snake_case):
     calibration_data, eval_data, output_dir, dynamic_batch, model_class, allow_pickle,
     max_accuracy_drop, preprocess, threads, task and sequence_length (Hugging Face),
-    prune and finetune_steps (pruning), ...
+    prune and finetune_steps (pruning), max_memory (``"4GB"``: refuse a model or input that
+    would need more, before loading it), ...
     Returns ``edgeport.pipeline.Result`` (``bundle_dir``, ``report``, ``passed``).
     Raises InputError (bad input), ConversionError (conversion failed) or GateFailed (the
     accuracy gate failed; the bundle is still written and marked failed).

@@ -3,9 +3,13 @@ that no reader ever sees a half-written bundle, and a manifest with every file's
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
+import signal
 import tempfile
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -44,7 +48,8 @@ class BundleWriter:
 
     def __exit__(self, *exc_info) -> None:
         if not self.committed:
-            shutil.rmtree(self.tmp, ignore_errors=True)
+            with signals_deferred():  # a second Ctrl-C must not stop the cleanup half-way
+                shutil.rmtree(self.tmp, ignore_errors=True)
 
     def path(self, name: str) -> Path:
         """Return where to write the bundle file ``name`` (inside the temporary folder)."""
@@ -80,14 +85,30 @@ class BundleWriter:
             manifest["directories"] = directories
         (self.tmp / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
         old = None
-        if self.final_dir.exists():
-            old = self.final_dir.with_name(f".{self.final_dir.name}.old-{self.tmp.name.rsplit('-', 1)[-1]}")
-            self.final_dir.rename(old)
-        self.tmp.rename(self.final_dir)
-        self.committed = True
+        with signals_deferred():  # the renames run to the end: never a bundle moved away and none in place
+            if self.final_dir.exists():
+                old = self.final_dir.with_name(f".{self.final_dir.name}.old-{self.tmp.name.rsplit('-', 1)[-1]}")
+                self.final_dir.rename(old)
+            self.tmp.rename(self.final_dir)
+            self.committed = True
         if old is not None:
             shutil.rmtree(old, ignore_errors=True)
         return self.final_dir
+
+
+@contextlib.contextmanager
+def signals_deferred() -> Iterator[None]:
+    """Hold SIGINT and SIGTERM back (delivered when the block ends) in the main thread, so that
+    a cleanup or a rename sequence is never cut in half by an interrupt."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    held = {signal.SIGINT, signal.SIGTERM}
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, held)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
 
 
 def path_bytes(path: Path | str) -> int:

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
+import signal
 import sys
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
 from functools import wraps
 from pathlib import Path
 from typing import Any
@@ -13,29 +16,61 @@ import click
 from edgeport.errors import EdgeportError, GateFailed, describe_exception
 from edgeport.recipe import QUANTIZATIONS
 
-EXIT_INTERRUPTED = 130
+EXIT_INTERRUPTED = 130  # 128 + SIGINT; SIGTERM exits 143
 
 
 def _print_error(message: str) -> None:
     click.echo(f"edgeport: error: {message}", err=True)
 
 
+def _terminate(signum: int, frame: Any) -> None:
+    """SIGTERM handler: raise KeyboardInterrupt like Ctrl-C, so that every ``finally`` and
+    ``with`` block runs (the bundle's temporary folder is removed, converter children killed)."""
+    raise KeyboardInterrupt(signal.Signals(signum).name)
+
+
+@contextlib.contextmanager
+def _sigterm_as_interrupt() -> Iterator[None]:
+    """Within the block, SIGTERM raises KeyboardInterrupt (then the previous handler is back).
+
+    Handlers can only be set from the main thread; a process that handles SIGTERM itself
+    (an embedding application) keeps its handler.
+    """
+    if threading.current_thread() is not threading.main_thread() or signal.getsignal(signal.SIGTERM) not in (
+        signal.SIG_DFL,
+        None,
+    ):
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, _terminate)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def handle_errors(func: Callable) -> Callable:
-    """Turn EdgeportError into one line on stderr and its exit code (a traceback only with --debug)."""
+    """Turn EdgeportError into one line on stderr and its exit code (a traceback only with --debug).
+
+    Ctrl-C (SIGINT) and SIGTERM end the command with one line and exit code 128 + the signal
+    number (130, 143), after the cleanup of anything half-written.
+    """
 
     @wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         debug = kwargs.get("debug", False)
         try:
-            return func(*args, **kwargs)
+            with _sigterm_as_interrupt():
+                return func(*args, **kwargs)
         except EdgeportError as exc:
             if debug:
                 raise
             _print_error(exc.one_line())
             sys.exit(exc.exit_code)
-        except KeyboardInterrupt:
-            _print_error("interrupted; nothing was written")
-            sys.exit(EXIT_INTERRUPTED)
+        except KeyboardInterrupt as exc:
+            name = "SIGTERM" if str(exc) == "SIGTERM" else "SIGINT"
+            _print_error(f"interrupted ({name}); nothing was written")
+            sys.exit(128 + signal.Signals[name].value)
         except Exception as exc:  # a bug in edgeport or a library: still one line by default
             if debug:
                 raise
@@ -152,7 +187,19 @@ def convert_options(func: Callable) -> Callable:
             help="Recover a channel-pruned model by distilling the original on the calibration inputs "
             "(no labels) for N steps; 0 = one-shot.",
         ),
+        click.option(
+            "--max_memory",
+            default=None,
+            help="Memory budget (4GB, 512MB): a model or input that would need more is refused before it is "
+            "loaded [default: 80% of the available RAM].",
+        ),
         click.option("--preprocess", default=None, help="scale=1/255;mean=...;std=...;resize=H,W;layout=NCHW"),
+        click.option(
+            "--coreml_image_input",
+            is_flag=True,
+            help="Core ML: give image-like inputs (4-D, 1 or 3 channels) as Core ML images (8-bit GRAYSCALE/RGB "
+            "pixels) that apply the --preprocess scale/mean/std (one std for all channels).",
+        ),
         click.option("--calibration_samples", type=int, default=256, show_default=True),
         click.option(
             "--eval_samples", type=int, default=None, help="Use at most this many eval samples [default: all]."

@@ -1,6 +1,7 @@
 """The Core ML format backend (registered in :mod:`edgeport.backends`).
 
-It converts from the PyTorch source (coremltools has no ONNX frontend), compresses weights as
+It converts from the PyTorch or TensorFlow/Keras source (coremltools has no ONNX frontend),
+optionally with image-typed inputs (``--coreml_image_input``), compresses weights as
 the plan says, reads the package back to record what it holds, and says how to run it: the
 real Core ML runner on macOS, and on other hosts an *emulation* runner for fidelity with
 latency, load time and memory "not run" (see :mod:`edgeport.quantize.coreml_emulate`).
@@ -15,8 +16,8 @@ import numpy as np
 import onnx
 
 from edgeport.backends import Artifact
-from edgeport.converters.coreml_out import can_predict, check_source, coreml_target, export_coreml
-from edgeport.data import Dataset
+from edgeport.converters.coreml_out import can_predict, check_source, coreml_target, export_coreml, image_inputs
+from edgeport.data import Dataset, parse_preprocess
 from edgeport.errors import InputError
 from edgeport.model_bundle import ModelBundle
 from edgeport.profiles.schema import DeviceProfile
@@ -58,7 +59,13 @@ class CoreMLBackend:
         self.float_precision = "fp16" if "fp16" in self.target.float_compute else "fp32"
         self._converted: dict = {}
         self._onnx: dict[str, onnx.ModelProto] = {}
-        check_source(bundle.source)  # before any work: Core ML converts from the PyTorch source
+        check_source(bundle.source)  # before any work: Core ML converts from the framework source
+        # Image-typed inputs: their scale/bias come from the same --preprocess the data path applies.
+        self.images = (
+            image_inputs(bundle.inputs, parse_preprocess(recipe.preprocess), self.batch)
+            if recipe.coreml_image_input
+            else {}
+        )
 
     def _model(self, baseline: Path) -> onnx.ModelProto:
         key = str(baseline)
@@ -97,6 +104,7 @@ class CoreMLBackend:
             self.batch,
             self._converted,
             self._samples(calibration),
+            self.images,
         )
         facts = export.facts()
         notes = [f"Core ML conversion route: {export.route}", *export.notes]
@@ -110,7 +118,13 @@ class CoreMLBackend:
             }
             path = work / f"{out.name.removesuffix('.mlpackage')}.emulated.onnx"
             emulated = build_emulation(
-                baseline, out, facts["weights"], export.compute_precision == "fp16", fp32_nodes, path
+                baseline,
+                out,
+                facts["weights"],
+                export.compute_precision == "fp16",
+                fp32_nodes,
+                path,
+                {name: image.facts() for name, image in self.images.items()},
             )
             facts["emulation"] = {k: v for k, v in emulated.items() if k != "how"}
             emulation = RunnerSpec(
@@ -130,7 +144,7 @@ class CoreMLBackend:
         path = out_dir / f"baseline_{precision}.mlpackage"
         export = export_coreml(
             self.bundle.source, self._model(baseline), plan, self.profile, path, self.output_names, self.batch,
-            self._converted,
+            self._converted, images=self.images,
         )  # fmt: skip
         return RunnerSpec("coreml", str(path), export.runner_kwargs()), path
 

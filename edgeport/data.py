@@ -9,6 +9,7 @@ unpickles: object arrays are refused.
 
 from __future__ import annotations
 
+import math
 import re
 import zipfile
 from collections.abc import Callable, Iterator
@@ -18,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from edgeport.errors import InputError
+from edgeport.limits import check_zip_archive
 from edgeport.model_bundle import TensorSpec
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")
@@ -89,8 +91,12 @@ def parse_preprocess(spec: str | None) -> Preprocess:
     return result
 
 
-def _read_npy_rows(stream, max_rows: int | None, label: str) -> np.ndarray:
-    """Read at most ``max_rows`` rows of a .npy stream without reading the rest."""
+def _read_npy_rows(stream, max_rows: int | None, label: str, available: int) -> np.ndarray:
+    """Read at most ``max_rows`` rows of a .npy stream without reading the rest.
+
+    ``available`` is the size of the stream in bytes: a header declaring more data than that is
+    refused before a buffer of the declared size is allocated.
+    """
     version = np.lib.format.read_magic(stream)
     if version == (1, 0):
         shape, fortran, dtype = np.lib.format.read_array_header_1_0(stream)
@@ -103,8 +109,10 @@ def _read_npy_rows(stream, max_rows: int | None, label: str) -> np.ndarray:
     rows = shape[0] if shape else 1
     if max_rows is not None:
         rows = min(rows, max_rows)
-    row_items = int(np.prod(shape[1:])) if len(shape) > 1 else 1
+    row_items = math.prod(shape[1:])  # Python ints: a crafted header must not overflow int64
     count = rows * row_items
+    if count * dtype.itemsize > available:
+        raise InputError(f"{label} is truncated: its header declares shape {list(shape)}, more than the file holds")
     buffer = stream.read(count * dtype.itemsize)
     if len(buffer) != count * dtype.itemsize:
         raise InputError(f"{label} is truncated")
@@ -115,21 +123,23 @@ def _read_arrays(path: Path, max_rows: int | None) -> dict[str, np.ndarray]:
     if path.suffix == ".npy":
         try:
             with open(path, "rb") as f:
-                return {"x": _read_npy_rows(f, max_rows, str(path))}
+                return {"x": _read_npy_rows(f, max_rows, str(path), path.stat().st_size)}
         except ValueError as exc:
             raise InputError(f"{path} is not a valid .npy file: {exc}") from exc
+    check_zip_archive(path, None)  # members are read partially: only bombs are refused here
     try:
         archive = zipfile.ZipFile(path)
     except (zipfile.BadZipFile, OSError) as exc:
         raise InputError(f"{path} is not a valid .npz file: {exc}") from exc
     arrays = {}
     with archive:
-        for member in archive.namelist():
+        for info in archive.infolist():
+            member = info.filename
             if not member.endswith(".npy"):
                 continue
             try:
-                with archive.open(member) as f:
-                    arrays[member[:-4]] = _read_npy_rows(f, max_rows, f"{path}:{member}")
+                with archive.open(info) as f:
+                    arrays[member[:-4]] = _read_npy_rows(f, max_rows, f"{path}:{member}", info.file_size)
             except (ValueError, zipfile.BadZipFile, EOFError) as exc:
                 raise InputError(f"{path}: member {member} is not a valid array: {exc}") from exc
     if not arrays:
@@ -317,7 +327,12 @@ def _image_loader(files: list[Path], spec: TensorSpec, preprocess: Preprocess):
 def synthetic_dataset(specs: list[TensorSpec], count: int, seed: int, batch: int) -> Dataset:
     """Random inputs (standard normal floats, small non-negative ints) for when no data is given."""
     rng = np.random.default_rng(seed)
-    shapes = {s.name: s.concrete_shape(batch) for s in specs}
+    try:
+        shapes = {s.name: s.concrete_shape(batch) for s in specs}
+    except ValueError as exc:  # a symbolic dim other than the batch: its size is unknown
+        raise InputError(
+            f"cannot make inputs for the model: {exc}", hint="give its size with --input_shape name:1,3,224,224"
+        ) from exc
     arrays = {}
     for spec in specs:
         shape = [count, *shapes[spec.name][1:]]
@@ -425,6 +440,10 @@ def load_dataset(
     count = counts.pop()
     if count == 0:
         raise InputError(f"{source} holds no samples")
+    for name, array in inputs.items():  # the rows are in memory already: check them all now
+        if array.dtype.kind in "fc" and not np.isfinite(array).all():
+            row = int(np.argwhere(~np.isfinite(array.reshape(len(array), -1)))[0][0])
+            raise InputError(f"{source}: sample {row} of input {name!r} contains NaN or infinite values")
     if labels is not None:
         if len(labels) < count:
             raise InputError(f"{source}: {len(labels)} labels for {count} samples")

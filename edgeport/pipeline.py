@@ -6,6 +6,8 @@ one bundle that appears atomically (or not at all).
 
 from __future__ import annotations
 
+import errno
+import os
 import tempfile
 import time
 from dataclasses import dataclass
@@ -18,12 +20,13 @@ import numpy as np
 import onnx
 
 import edgeport
+from edgeport import limits
 from edgeport.backends import Artifact, backend_for
 from edgeport.bundle import BundleWriter, copy_path, path_bytes
 from edgeport.converters import ingest
 from edgeport.converters.normalize import normalize
 from edgeport.data import Dataset, load_dataset, parse_preprocess
-from edgeport.errors import GateFailed, InputError
+from edgeport.errors import ConversionError, GateFailed, InputError
 from edgeport.model_bundle import SourceModel
 from edgeport.profiles import resolve_profile, resolve_scheme
 from edgeport.profiles.schema import DeviceProfile
@@ -158,12 +161,37 @@ def _save_reference(
     np.savez_compressed(path, **arrays)
 
 
+# Write failures that mean "the disk (or the file size limit) is full", not a bug.
+_DISK_FULL = (errno.ENOSPC, errno.EFBIG, errno.EDQUOT)
+
+
 def run(recipe: Recipe, progress: Progress | None = None) -> Result:
     """Convert, quantize, verify and report one model as ``recipe`` says; return the Result.
 
     Raises InputError (exit 2), ConversionError (exit 4) or, after writing the bundle,
-    GateFailed (exit 3).
+    GateFailed (exit 3). A full disk is an InputError and running out of memory a
+    ConversionError; either way no bundle is left behind.
     """
+    try:
+        return _run(recipe, progress)
+    except OSError as exc:
+        if exc.errno not in _DISK_FULL:
+            raise
+        what = exc.filename or "the bundle or its work files"
+        raise InputError(
+            f"cannot write {what}: {exc.strerror or os.strerror(exc.errno)}; nothing was written",
+            hint="free disk space (the bundle and a work folder in the temp directory need room), "
+            "or choose another --output_dir / TMPDIR",
+        ) from exc
+    except MemoryError as exc:
+        raise ConversionError(
+            "ran out of memory during the conversion; nothing was written",
+            hint="pass a smaller --max_memory to be refused earlier, or use a machine with more memory",
+        ) from exc
+
+
+def _run(recipe: Recipe, progress: Progress | None = None) -> Result:
+    """The body of :func:`run`."""
     progress = progress or Progress()
     started = time.perf_counter()
     decisions: list[dict[str, str]] = []
@@ -174,11 +202,14 @@ def run(recipe: Recipe, progress: Progress | None = None) -> Result:
         decisions.append(resolution.decision)
     scheme = resolution.scheme
     output_dir = Path(recipe.output_dir) if recipe.output_dir else default_output_dir(recipe, profile)
+    memory_limit = limits.memory_limit(recipe.max_memory)
+    limits.check_input_model(recipe.input_model, memory_limit)  # before anything is loaded
 
     with BundleWriter(output_dir) as writer, tempfile.TemporaryDirectory(prefix="edgeport-") as work_name:
         work = Path(work_name)
         with progress.step("load model"):
             source, onnx_source = ingest(recipe)
+        limits.check_inputs(source.inputs, EVAL_BATCH, memory_limit)  # before data is made for them
         data = _open_data(recipe, scheme, source, decisions)
         reference_count = min(len(data.eval_data), REFERENCE_SAMPLES if data.dynamic else data.static_batch)
         reference_feeds = data.eval_data.batch(0, reference_count)
@@ -204,7 +235,7 @@ def run(recipe: Recipe, progress: Progress | None = None) -> Result:
         gate_budget = recipe.max_accuracy_drop
         search_section = None
         if recipe.precision_plan:
-            plan = load_plan(Path(recipe.precision_plan), model.onnx_model)
+            plan = load_plan(Path(recipe.precision_plan), model.onnx_model, recipe.output_format)
             decisions.append(
                 {
                     "asked": f"--precision_plan {recipe.precision_plan}",

@@ -62,6 +62,12 @@ class Recipe:
     # recovery by distillation from the original model for this many steps (channels only).
     prune: str | None = None
     finetune_steps: int = 0
+    # Core ML: image-like inputs (4-D float, 1 or 3 channels) become Core ML image types (8-bit
+    # pixels) with the scale/bias of --preprocess (edgeport.converters.coreml_out.image_inputs).
+    coreml_image_input: bool = False
+    # Memory budget of the conversion ("4GB", "512MB" or bytes); None: 80% of the available RAM
+    # (edgeport.limits). A model or input that would need more is refused before it is loaded.
+    max_memory: str | None = None
 
     def __post_init__(self) -> None:
         self.output_format = self.output_format.lower()
@@ -98,6 +104,12 @@ class Recipe:
             from edgeport.prune.spec import parse_prune
 
             parse_prune(self.prune)  # fail fast (exit 2) on a malformed --prune
+        if self.max_memory not in (None, ""):
+            from edgeport.limits import parse_memory
+
+            parse_memory(self.max_memory)  # fail fast (exit 2) on a malformed --max_memory
+        if self.coreml_image_input and self.output_format != "coreml":
+            raise InputError("--coreml_image_input applies to --output_format coreml only")
         if self.finetune_steps < 0:
             raise InputError("--finetune_steps must be >= 0")
         if self.finetune_steps and not self.prune:

@@ -32,6 +32,10 @@ plan precision               Core ML
 ``int8-dynamic``             not expressible (Core ML has no dynamic quantization): int8 weights
 ===========================  =====================================================================
 
+TensorFlow/Keras sources convert through coremltools' TF2 frontend (a concrete ``tf.function`` of
+the model with static shapes); ``--coreml_image_input`` makes image-like inputs Core ML image
+types whose scale and bias come from ``--preprocess`` (:func:`image_inputs`).
+
 After saving, :func:`inspect_package` reads the package back (the spec and the weight blobs'
 types, never the in-memory program) and the per-layer ``applied`` precisions come from it.
 """
@@ -39,6 +43,7 @@ types, never the in-memory program) and the per-layer ``applied`` precisions com
 from __future__ import annotations
 
 import contextlib
+import importlib
 import io
 import logging
 import math
@@ -55,6 +60,7 @@ import numpy as np
 import onnx
 from onnx import numpy_helper
 
+from edgeport.data import Preprocess
 from edgeport.errors import ConversionError, InputError, describe_exception
 from edgeport.hashing import sha256_path
 from edgeport.model_bundle import SourceModel, TensorSpec
@@ -79,6 +85,9 @@ ONNX_WEIGHT_INPUT = {"Conv": 1, "ConvTranspose": 1, "Gemm": 1}
 # rounds to ~5e-4 relative per value; BatchNorm folding in two libraries differs far less.
 MATCH_TOLERANCE = 2e-3
 ROUTES = ("torch.export", "torch.export + core ATen decompositions", "torch.jit.trace")
+TF_ROUTE = "coremltools TensorFlow 2 frontend (concrete tf.function)"
+# The 8-bit pixel scaling the data path applies to uint8 samples when --preprocess has no scale.
+DEFAULT_PIXEL_SCALE = 1.0 / 255.0
 _DTYPE_BITS = {
     "FLOAT32": 32,
     "FLOAT16": 16,
@@ -111,10 +120,11 @@ _TARGETS = {
 def import_coremltools():
     """Import coremltools quietly and return the module.
 
-    coremltools imports TensorFlow when it is installed, only to enable its TF frontend (which
-    edgeport does not use: Core ML converts from PyTorch). Hiding TF during that import saves
-    about a second and TF's log lines; TF stays importable afterwards. Its "version not tested"
-    warnings go to the debug log.
+    coremltools imports TensorFlow when it is installed, only to enable its TF frontend (needed
+    only for TensorFlow sources, which have imported TF by then). Hiding TF during that import
+    saves about a second and TF's log lines; TF stays importable afterwards, and
+    :func:`enable_tf_frontend` turns the frontend on later if a TF source needs it. Its
+    "version not tested" warnings go to the debug log.
     """
     if "coremltools" in sys.modules:
         return sys.modules["coremltools"]
@@ -135,6 +145,31 @@ def import_coremltools():
         if hide_tf:
             sys.modules.pop("tensorflow", None)
     return coremltools
+
+
+def enable_tf_frontend(ct) -> str:
+    """Make coremltools' TensorFlow 2 frontend usable in this process; return the TF version.
+
+    When coremltools was imported with TensorFlow hidden (:func:`import_coremltools`), it
+    registered no TF ops and its converter entry point believes TF is absent: both are
+    switched on here, once (the same imports coremltools runs at start-up when TF is present).
+    """
+    import coremltools._deps as deps
+    import tensorflow as tf
+
+    if not deps._HAS_TF_2:
+        deps._HAS_TF = deps._HAS_TF_2 = True
+        with quiet():
+            from coremltools.converters import _converters_entry as entry
+            from coremltools.converters.mil.frontend import tensorflow as tf_frontend
+            from coremltools.converters.mil.frontend import tensorflow2 as tf2_frontend
+
+            importlib.reload(tf_frontend)  # registers the TF ops
+            importlib.reload(tf2_frontend)  # registers the TF2-only ops
+            from coremltools.converters.mil.frontend.tensorflow2.load import TF2Loader
+
+        entry._HAS_TF_2, entry.tf, entry.TF2Loader = True, tf, TF2Loader
+    return tf.__version__
 
 
 @contextlib.contextmanager
@@ -159,6 +194,95 @@ class WeightMatch:
 
 
 @dataclass
+class ImageInput:
+    """A model input given to Core ML as an 8-bit image: ``input = scale * pixel + bias[channel]``."""
+
+    name: str
+    color_layout: str  # "GRAYSCALE" or "RGB" (coremltools' ColorLayout names)
+    scale: float
+    bias: list[float]
+    channel_first: bool  # NCHW (PyTorch) or NHWC (TensorFlow)
+    preprocess: str  # the --preprocess spec it was derived from
+
+    def to_coreml(self, ct, shape: list[int]):
+        """The coremltools ImageType for this input."""
+        return ct.ImageType(
+            name=self.name,
+            shape=shape,
+            scale=self.scale,
+            bias=self.bias if self.color_layout == "RGB" else self.bias[0],
+            color_layout=getattr(ct.colorlayout, self.color_layout),
+            channel_first=self.channel_first,
+        )
+
+    def facts(self) -> dict[str, Any]:
+        """JSON-ready description for the manifest, the report and the runners."""
+        return asdict(self)
+
+
+def image_inputs(specs: list[TensorSpec], preprocess: Preprocess, batch: int) -> dict[str, ImageInput]:
+    """The inputs that become Core ML image types under ``--coreml_image_input``, by name.
+
+    An input qualifies when it is a float 4-D tensor with 1 (GRAYSCALE) or 3 (RGB) channels in
+    its layout (``--preprocess layout=``, the source's, else NCHW when dim 1 is 1 or 3). The
+    data path turns pixels into model inputs as ``(pixel * scale - mean) / std`` (scale default
+    1/255 for 8-bit pixels); a Core ML image type applies one scale and a per-channel bias, so
+    ``scale / std`` and ``-mean / std`` express it exactly when std is the same for every
+    channel. Raises InputError when no input qualifies, the batch is not 1 (an image type holds
+    one image), or the per-channel stds differ (no exact image-type equivalent).
+    """
+    found: dict[str, ImageInput] = {}
+    rejected: list[str] = []
+    described = preprocess.describe()
+    if preprocess.scale is None:
+        rest = "" if described == "(none)" else f";{described}"
+        described = f"scale=1/255 (the default for 8-bit pixels){rest}"
+    for spec in specs:
+        shape = spec.shape
+        layout = preprocess.layout or spec.layout
+        if layout is None and len(shape) == 4:
+            layout = "NCHW" if shape[1] in (1, 3) else "NHWC" if shape[3] in (1, 3) else None
+        channels = (shape[1] if layout == "NCHW" else shape[3]) if len(shape) == 4 and layout else None
+        if not spec.dtype.startswith("float") or channels not in (1, 3):
+            rejected.append(f"{spec.name} {spec.dtype} {shape}")
+            continue
+        if batch != 1:
+            raise InputError(
+                f"--coreml_image_input: input {spec.name!r} has a fixed batch of {batch}; a Core ML image input "
+                "holds one image",
+                hint="export the model with batch 1 or a dynamic batch (--dynamic_batch)",
+            )
+        for key, values in (("mean", preprocess.mean), ("std", preprocess.std)):
+            if len(values) not in (0, 1, channels):
+                raise InputError(f"--preprocess {key} has {len(values)} values; input {spec.name!r} has {channels}")
+        if len(set(preprocess.std)) > 1:
+            raise InputError(
+                f"--coreml_image_input: --preprocess std={','.join(f'{v:g}' for v in preprocess.std)} differs per "
+                "channel, and a Core ML image input applies one scale to every channel (y = scale * pixel + bias)",
+                hint="drop --coreml_image_input (the input stays a float tensor, preprocessed by the caller), "
+                "or fold the per-channel std into the model's first layer and pass one std",
+            )
+        std = preprocess.std[0] if preprocess.std else 1.0
+        mean = list(preprocess.mean or [0.0]) * (channels if len(preprocess.mean) <= 1 else 1)
+        scale = preprocess.scale if preprocess.scale is not None else DEFAULT_PIXEL_SCALE
+        found[spec.name] = ImageInput(
+            spec.name,
+            "GRAYSCALE" if channels == 1 else "RGB",
+            scale / std,
+            [0.0 - m / std for m in mean],  # 0.0 - ...: no "-0.0" in the report
+            layout == "NCHW",
+            described,
+        )
+    if not found:
+        raise InputError(
+            "--coreml_image_input: no input is an image (a float 4-D tensor with 1 or 3 channels): "
+            + "; ".join(rejected),
+            hint="drop --coreml_image_input, or state the layout with --preprocess layout=NCHW|NHWC",
+        )
+    return found
+
+
+@dataclass
 class CoreMLExport:
     """What one Core ML export wrote and what the package really holds."""
 
@@ -174,14 +298,19 @@ class CoreMLExport:
     matches: list[WeightMatch] = field(default_factory=list)
     structure: dict[str, Any] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    image_inputs: dict[str, ImageInput] = field(default_factory=dict)
 
     def runner_kwargs(self) -> dict[str, Any]:
-        """Keyword arguments for the Core ML runner (and the device harness): names and compute units."""
-        return {
+        """Keyword arguments for the Core ML runner (and the device harness): names, compute units
+        and the image inputs' scale/bias (the runner turns model inputs back into pixels)."""
+        kwargs: dict[str, Any] = {
             "compute_units": self.compute_units,
             "input_names": self.input_names,
             "output_names": self.output_names,
         }
+        if self.image_inputs:
+            kwargs["image_inputs"] = {name: image.facts() for name, image in self.image_inputs.items()}
+        return kwargs
 
     def facts(self) -> dict[str, Any]:
         """JSON-ready facts for the manifest and the report."""
@@ -194,6 +323,7 @@ class CoreMLExport:
             "not_expressible": self.not_expressible,
             "weights": {m.onnx_node: asdict(m) for m in self.matches},
             "structure": self.structure,
+            "image_inputs": {name: image.facts() for name, image in self.image_inputs.items()},
             "package_sha256": sha256_path(self.path),
         }
 
@@ -202,19 +332,15 @@ class CoreMLExport:
 
 
 def check_source(source: SourceModel) -> None:
-    """Raise InputError naming the supported route unless ``source`` is a live PyTorch model."""
-    if source.framework == "pytorch" and source.live_model is not None:
+    """Raise InputError naming the supported routes unless ``source`` is a live PyTorch or
+    TensorFlow/Keras model (the two frontends coremltools has)."""
+    if source.framework in ("pytorch", "tensorflow") and source.live_model is not None:
         return
-    if source.framework in ("tensorflow", "keras"):
-        raise InputError(
-            "Core ML export from a TensorFlow/Keras model is not supported by this edgeport",
-            hint="export the model from PyTorch (Core ML converts from the PyTorch source), "
-            "or convert to --output_format tflite/onnx",
-        )
     raise InputError(
-        f"Core ML export converts from the PyTorch source, and this model is {source.framework} "
+        f"Core ML export converts from the PyTorch or TensorFlow/Keras source, and this model is {source.framework} "
         f"({source.form}): coremltools has no ONNX frontend (removed in coremltools 6)",
-        hint="pass the PyTorch model (.pt2, TorchScript, state_dict + --model_class, or module:factory)",
+        hint="pass the PyTorch model (.pt2, TorchScript, state_dict + --model_class, or module:factory) "
+        "or the TensorFlow/Keras model (SavedModel, .keras, .h5)",
     )
 
 
@@ -245,10 +371,14 @@ def _example_inputs(specs: list[TensorSpec], batch: int) -> tuple:
     return tuple(tensors)
 
 
-def _tensor_types(ct, specs: list[TensorSpec], batch: int) -> list:
-    """Core ML input types named like the source; Core ML has no int64 inputs (int32 instead)."""
+def _tensor_types(ct, specs: list[TensorSpec], batch: int, images: dict[str, ImageInput] | None = None) -> list:
+    """Core ML input types named like the source: image types for ``images``, else tensors (Core
+    ML has no int64 inputs: int32 instead)."""
     types = []
     for spec in specs:
+        if images and spec.name in images:
+            types.append(images[spec.name].to_coreml(ct, spec.concrete_shape(batch)))
+            continue
         dtype = np.dtype(spec.dtype)
         if dtype.kind in "iu":
             dtype = np.dtype(np.int32)
@@ -281,6 +411,7 @@ class RouteFailure:
 _OP_PATTERNS = (
     re.compile(r"Unsupported fx node (?P<node>[\w.]+), kind (?P<op>[\w.]+)"),
     re.compile(r"convert function for op '(?P<op>[^']+)' not implemented"),
+    re.compile(r"Conversion for TF op '(?P<op>[^']+)' not implemented"),
     re.compile(r"node (?P<node>[\w.]+) \((?P<op>[\w.]+)\)"),
     re.compile(r"lowering for Torch `(?P<op>[\w.]+)` op"),
     re.compile(r"[Oo]p '?(?P<op>aten::\w+|[\w.]+)'? is not supported"),
@@ -333,16 +464,18 @@ def convert_source(
     target: FormatTarget,
     fp16: bool,
     keep_fp32=None,
+    images: dict[str, ImageInput] | None = None,
 ):
-    """Convert the PyTorch source to an (uncompressed) ML Program MLModel, trying the routes in order.
+    """Convert the source to an (uncompressed) ML Program MLModel: a PyTorch model through the
+    routes in order, a TensorFlow/Keras model through coremltools' TF2 frontend.
 
     ``fp16``: compute precision FLOAT16, except ops for which ``keep_fp32(op)`` is true (they stay
-    fp32). Returns ``(mlmodel, route, notes)``. Raises InputError when the source is not PyTorch and
-    ConversionError naming the op, the module and what to try when every route fails.
+    fp32). ``images``: inputs given as Core ML image types. Returns ``(mlmodel, route, notes)``.
+    Raises InputError when the source is neither and ConversionError naming the op, the module
+    and what to try when every route fails.
     """
     check_source(source)
     ct = import_coremltools()
-    import torch
 
     precision = (
         ct.transform.FP16ComputePrecision(op_selector=(lambda op: not keep_fp32(op)) if keep_fp32 else None)
@@ -356,11 +489,17 @@ def convert_source(
         compute_units=getattr(ct.ComputeUnit, target.compute_units or "ALL"),
         skip_model_load=True,  # loading compiles with Core ML: macOS only
     )
+    if source.framework == "tensorflow":
+        return _convert_tf(ct, source, output_names, batch, common, images)
+    import torch
+
     outputs = [ct.TensorType(name=name) for name in output_names]
     specs = source.inputs
     model = source.live_model
     failures: list[RouteFailure] = []
     notes: list[str] = []
+    # torch.export programs carry their own input specs; image inputs must be declared anyway.
+    export_inputs = {"inputs": _tensor_types(ct, specs, batch, images)} if images else {}
 
     if isinstance(model, torch.jit.ScriptModule):
         routes = ["TorchScript"]
@@ -373,16 +512,20 @@ def convert_source(
         try:
             with quiet(), torch.no_grad():
                 if route == "TorchScript":
-                    converted = ct.convert(model, inputs=_tensor_types(ct, specs, batch), outputs=outputs, **common)
+                    converted = ct.convert(
+                        model, inputs=_tensor_types(ct, specs, batch, images), outputs=outputs, **common
+                    )
                 elif route.startswith("torch.export"):
                     program = torch.export.export(module, args)
                     decomposed = (
                         program.run_decompositions() if "core ATen" in route else program.run_decompositions({})
                     )
-                    converted = ct.convert(decomposed, outputs=outputs, **common)
+                    converted = ct.convert(decomposed, outputs=outputs, **export_inputs, **common)
                 else:
                     traced = torch.jit.trace(module, args, check_trace=False)
-                    converted = ct.convert(traced, inputs=_tensor_types(ct, specs, batch), outputs=outputs, **common)
+                    converted = ct.convert(
+                        traced, inputs=_tensor_types(ct, specs, batch, images), outputs=outputs, **common
+                    )
         except Exception as exc:  # coremltools raises many types; each becomes one line
             message = describe_exception(exc)
             op, node = _failed_op(str(exc))
@@ -393,6 +536,73 @@ def convert_source(
             notes.append(f"Core ML route {failure.route} failed ({failure.message}); {route} worked")
         return converted, route, notes
     raise _conversion_error(failures)
+
+
+def _convert_tf(ct, source: SourceModel, output_names: list[str], batch: int, common: dict, images):
+    """TensorFlow/Keras -> ML Program through coremltools' TF2 frontend; returns (mlmodel, route, notes).
+
+    The frontend takes a Keras model or a list of concrete functions. edgeport gives it one
+    concrete ``tf.function`` around the same callable the ONNX export traced (the Keras model, or
+    a SavedModel's serving signature), with the batch fixed. Its graph outputs are TF's
+    ``Identity`` ops (a Keras model converted directly came out as ``Identity_1, Identity``, in
+    another order), so the program is converted to MIL first, its outputs renamed like the
+    source's, and then converted to the ML Program.
+    """
+    from coremltools._deps import _TF_2_MAX_VERSION
+
+    from edgeport.converters import tf_in
+
+    tf_version = enable_tf_frontend(ct)
+    import tensorflow as tf
+
+    # The live model wrapped as load_tf_model wraps it (not reloaded: no second load, and no
+    # second code check for a model the user allowed with --allow-pickle). Its call() is traceable.
+    model = source.live_model
+    if source.form in ("saved_model", "tf_keras_saved_model") and getattr(model, "signatures", None):
+        tf_model = tf_in._signature_model(model, Path(source.path), source.form)
+    else:
+        tf_model = tf_in._keras_model(model, source.form)
+    signature = [
+        tf.TensorSpec(spec.concrete_shape(batch), tf.as_dtype(spec.dtype), name=spec.name) for spec in source.inputs
+    ]
+
+    def call(*args):
+        result = tf_model.call(list(args))
+        return [result[name] for name in tf_model.output_names]  # the order of output_names (tf_in keeps it)
+
+    notes = [f"coremltools {coreml_version()} was tested with TensorFlow <= {_TF_2_MAX_VERSION}; this is {tf_version}"]
+    # The concrete function fixes the shapes; only image inputs need declaring.
+    inputs = {"inputs": _tensor_types(ct, source.inputs, batch, images)} if images else {}
+    try:
+        with quiet():
+            concrete = tf.function(call, input_signature=signature).get_concrete_function()
+            graph_outputs = [t.name.split(":")[0] for t in concrete.outputs]
+            program = ct.convert(
+                [concrete],
+                source="tensorflow",
+                convert_to="milinternal",
+                outputs=[ct.TensorType(name=name) for name in graph_outputs],
+                minimum_deployment_target=common["minimum_deployment_target"],
+                compute_precision=ct.precision.FLOAT32,  # the second conversion applies the real one
+                **inputs,
+            )
+            for var, name in zip(program.functions["main"].outputs, output_names, strict=True):
+                var.set_name(name)
+            mlmodel = ct.convert(program, **common)
+    except Exception as exc:  # coremltools raises many types; each becomes one line
+        message = describe_exception(exc)
+        op, _ = _failed_op(str(exc))
+        raise ConversionError(
+            f"Core ML cannot convert the TensorFlow model ({TF_ROUTE}"
+            + (f", op {op!r}" if op else "")
+            + f"): {message[:300]}",
+            hint="replace that layer with standard ops, convert from a PyTorch version of the model, "
+            "or use --output_format tflite/onnx",
+        ) from exc
+    got = [o.name for o in mlmodel.get_spec().description.output]
+    if got != list(output_names):
+        raise ConversionError(f"the Core ML package's outputs are {got}, the model's are {list(output_names)}")
+    return mlmodel, TF_ROUTE, notes
 
 
 def _conversion_error(failures: list[RouteFailure]) -> ConversionError:
@@ -715,6 +925,36 @@ def _storage(producer) -> dict[str, Any]:
     return {"storage": producer.type, "precision": "unknown", "bytes": total}
 
 
+def _immediate(op) -> list[float] | None:
+    """The float values of a small ``const`` op stored in the spec itself (not in weight.bin)."""
+    if op is None or op.type != "const":
+        return None
+    tensor = op.attributes["val"].immediateValue.tensor
+    for kind in ("floats", "doubles"):
+        if tensor.HasField(kind):
+            return [float(v) for v in getattr(tensor, kind).values]
+    if tensor.HasField("bytes"):  # fp16 values are stored as raw bytes
+        return np.frombuffer(tensor.bytes.values, np.float16).astype(float).tolist()
+    return None
+
+
+def _image_preprocessing(name: str, producers: dict[str, Any]) -> dict[str, Any]:
+    """The scale and bias an image input's preprocessing ops apply, read from the program:
+    coremltools inserts ``<input>__scaled__`` (mul) and ``<input>__biased__`` (add) after it."""
+
+    def operand(op_name: str) -> list[float] | None:
+        op = producers.get(op_name)
+        if op is None:
+            return None
+        argument = op.inputs.get("y")
+        const = producers.get(argument.arguments[0].name) if argument is not None and argument.arguments else None
+        return _immediate(const)
+
+    scale = operand(f"{name}__scaled__")
+    bias = operand(f"{name}__biased__")
+    return {"scale": scale[0] if scale else 1.0, "bias": bias if bias else [0.0]}
+
+
 def _package_bytes(path: Path) -> int:
     return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
 
@@ -772,6 +1012,11 @@ def inspect_package(path: Path) -> dict[str, Any]:
             array = description.type.multiArrayType
             entry["shape"] = list(array.shape)
             entry["dtype"] = ct.proto.FeatureTypes_pb2.ArrayFeatureType.ArrayDataType.Name(array.dataType)
+        elif kind == "imageType":
+            image = description.type.imageType
+            color = ct.proto.FeatureTypes_pb2.ImageFeatureType.ColorSpace.Name(image.colorSpace)
+            entry.update({"color_layout": color, "height": int(image.height), "width": int(image.width)})
+            entry.update(_image_preprocessing(description.name, producers))
         return entry
 
     return {
@@ -831,6 +1076,9 @@ def _expected(precision: str, target: FormatTarget, on_mac: bool) -> tuple[str, 
             return "fp32", None
         return "fp16", f"{target.runtime} computes in fp16 only (formats.coreml.float_compute)"
     if precision == "int8":
+        if "int8" not in target.schemes:  # a re-applied plan made for another profile
+            why = target.why_not.get("int8") or "the profile's Core ML schemes do not include int8 activations"
+            return "int8-weight", f"int8 activations: {why.strip()}; the weights are int8, the activations fp16"
         if on_mac:
             return "int8", None
         return "int8-weight", (
@@ -854,13 +1102,15 @@ def export_coreml(
     batch: int,
     converted: dict | None = None,
     calibration_samples: list[dict[str, np.ndarray]] | None = None,
+    images: dict[str, ImageInput] | None = None,
 ) -> CoreMLExport:
     """Convert ``source`` to an ``.mlpackage`` at ``out`` following ``plan``; check what was written.
 
     ``model`` is the fp32 ONNX model the plan names (its weights identify the layers);
     ``converted`` is a cache of uncompressed conversions keyed by (fp16, fp32 layers), reused
-    across the plans of a search. Returns the CoreMLExport with the per-layer ``applied``
-    precisions read back from the saved package. Raises ConversionError (exit 4) when no
+    across the plans of a search (with the same ``images``: inputs given as Core ML image types).
+    Returns the CoreMLExport with the per-layer ``applied`` precisions read back from the saved
+    package. Raises ConversionError (exit 4) when no
     conversion route works or the package cannot be read back.
     """
     import_coremltools()
@@ -883,7 +1133,7 @@ def export_coreml(
     cache = converted if converted is not None else {}
     if key not in cache:
         keep = fp32_selector(model, plan, fp32_layers) if fp16 and fp32_layers else None
-        cache[key] = convert_source(source, output_names, batch, target, fp16, keep)
+        cache[key] = convert_source(source, output_names, batch, target, fp16, keep, images)
     mlmodel, route, notes = cache[key]
     notes = list(notes)
     matches, missing = match_layers(mlmodel, model, plan)
@@ -927,6 +1177,14 @@ def export_coreml(
             not_expressible.setdefault(name, "its weight was not found in the saved package")
         elif got != want and name not in not_expressible:
             not_expressible[name] = f"the package holds {got}, the plan asked for {want} (coremltools did not apply it)"
+    for image in (images or {}).values():
+        held = next((i for i in structure["inputs"] if i["name"] == image.name), {})
+        if held.get("type") != "imageType" or held.get("color_layout") != image.color_layout:
+            raise ConversionError(f"the package's input {image.name!r} is not the {image.color_layout} image asked for")
+        notes.append(
+            f"Core ML image input {image.name!r}: 8-bit {image.color_layout} pixels, input = "
+            f"{image.scale:.6g} x pixel + {[round(b, 6) for b in image.bias]} (from --preprocess {image.preprocess})"
+        )
     spec_inputs = [i["name"] for i in structure["inputs"]]
     spec_outputs = [o["name"] for o in structure["outputs"]]
     return CoreMLExport(
@@ -942,6 +1200,7 @@ def export_coreml(
         matches,
         structure,
         notes,
+        dict(images or {}),
     )
 
 

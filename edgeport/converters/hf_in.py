@@ -93,6 +93,26 @@ def read_config(folder: Path) -> dict[str, Any]:
     return config
 
 
+def refuse_remote_code(folder: Path, config: dict[str, Any]) -> None:
+    """Refuse a folder whose model or tokenizer needs its own Python code (``auto_map`` in
+    config.json or tokenizer_config.json): edgeport never runs code shipped in a model folder
+    (every transformers load also passes ``trust_remote_code=False``)."""
+    tokenizer_config: Any = {}
+    path = folder / "tokenizer_config.json"
+    if path.is_file():
+        try:
+            tokenizer_config = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+            tokenizer_config = {}  # a broken tokenizer only costs text data (see load_hf_source)
+    for name, data in (("config.json", config), ("tokenizer_config.json", tokenizer_config)):
+        if isinstance(data, dict) and data.get("auto_map"):
+            raise InputError(
+                f"{folder / name} maps to custom Python code in the folder (auto_map); edgeport never runs code "
+                "from a model folder (no trust_remote_code)",
+                hint="convert a model whose architecture transformers ships, or export it to .onnx yourself",
+            )
+
+
 def check_folder(folder: Path) -> dict[str, Any]:
     """Check that ``folder`` is a complete Hugging Face model folder; return its config.
 
@@ -102,6 +122,7 @@ def check_folder(folder: Path) -> dict[str, Any]:
     if not (folder / "config.json").is_file():
         raise InputError(f"{folder} is not a complete Hugging Face model folder: config.json is missing")
     config = read_config(folder)
+    refuse_remote_code(folder, config)
     if any((folder / name).is_file() and (folder / name).stat().st_size > 0 for name in WEIGHT_FILES):
         return config
     for index_name in WEIGHT_INDEXES:
@@ -251,8 +272,10 @@ def load_sentence_encoder(folder: str | Path, input_names: Sequence[str] = ("inp
 
     folder = Path(folder)
     pooling = read_sentence_transformers(folder) or Pooling("mean", True)
-    tokenizer = AutoTokenizer.from_pretrained(str(folder), local_files_only=True)
-    model = AutoModel.from_pretrained(str(folder), local_files_only=True, attn_implementation="eager")
+    tokenizer = AutoTokenizer.from_pretrained(str(folder), local_files_only=True, trust_remote_code=False)
+    model = AutoModel.from_pretrained(
+        str(folder), local_files_only=True, trust_remote_code=False, attn_implementation="eager"
+    )
     return tokenizer, _module_class()(model.eval(), input_names, [], pooling).eval()
 
 
@@ -515,7 +538,9 @@ def load_hf_source(folder: Path, recipe: Recipe) -> SourceModel:
         )
     try:
         model_class = TasksManager.get_model_class_for_task(task, framework="pt", library="transformers")
-        model = model_class.from_pretrained(str(folder), local_files_only=True, attn_implementation="eager")
+        model = model_class.from_pretrained(
+            str(folder), local_files_only=True, trust_remote_code=False, attn_implementation="eager"
+        )
     except Exception as exc:  # transformers raises OSError/ValueError/KeyError... for a bad folder
         raise InputError(f"{folder} does not load with transformers: {describe_exception(exc)}") from exc
     model.eval()
@@ -542,7 +567,7 @@ def load_hf_source(folder: Path, recipe: Recipe) -> SourceModel:
         from transformers import AutoTokenizer
 
         try:
-            tokenizer = AutoTokenizer.from_pretrained(str(folder), local_files_only=True)
+            tokenizer = AutoTokenizer.from_pretrained(str(folder), local_files_only=True, trust_remote_code=False)
             tokenize = make_tokenize(tokenizer, specs, shapes.sequence_length)
         except Exception as exc:  # a broken tokenizer only costs text data, not the conversion
             notes.append(f"the folder's tokenizer did not load ({describe_exception(exc)}): no text data")

@@ -162,6 +162,24 @@ def compare_outputs(
     return {"ok": all(r["ok"] for r in results.values()), "worst": worst, "outputs": results}
 
 
+def run_onnx(model: onnx.ModelProto, feeds: dict[str, np.ndarray], what: str) -> list[np.ndarray]:
+    """Run ``model`` once on ``feeds`` with ONNX Runtime and return its outputs.
+
+    Raises ConversionError (one line) when ONNX Runtime refuses the model or fails running it:
+    a model that passes onnx.checker can still be unrunnable (bad attribute values, shapes that
+    only clash at run time).
+    """
+    try:
+        return OrtRunner(model.SerializeToString(), threads=1).run(feeds)
+    except MemoryError as exc:
+        raise ConversionError(f"{what} ran out of memory in ONNX Runtime", hint="see --max_memory") from exc
+    except Exception as exc:  # onnxruntime raises its own Fail/InvalidGraph/RuntimeException types
+        raise ConversionError(
+            f"ONNX Runtime cannot run {what}: {describe_exception(exc, with_type=False)}",
+            hint="check the model with onnx.checker.check_model(full_check=True) and onnxruntime",
+        ) from exc
+
+
 def parity_check(
     model: onnx.ModelProto, reference_outputs: list[np.ndarray], feeds: dict[str, np.ndarray], rtol: float, atol: float
 ) -> dict[str, Any]:
@@ -169,8 +187,7 @@ def parity_check(
 
     Returns the comparison; raises ConversionError naming the worst output when over tolerance.
     """
-    runner = OrtRunner(model.SerializeToString(), threads=1)
-    actual = runner.run(feeds)
+    actual = run_onnx(model, feeds, "the normalized ONNX model")
     names = [o.name for o in model.graph.output]
     result = compare_outputs(reference_outputs, actual, names, rtol, atol)
     if not result["ok"]:
@@ -205,7 +222,7 @@ def normalize(
         reference_outputs = source.run(feeds)
     else:
         model, exporter = onnx_model, "none (ONNX source)"
-        reference_outputs = OrtRunner(model.SerializeToString(), threads=1).run(feeds)
+        reference_outputs = run_onnx(model, feeds, "the ONNX model")
     model, check_notes = check_and_simplify(model)
     notes += check_notes
     parity = parity_check(model, reference_outputs, feeds, recipe.parity_rtol, recipe.parity_atol)

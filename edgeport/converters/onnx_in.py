@@ -7,7 +7,8 @@ from pathlib import Path
 import onnx
 from google.protobuf.message import DecodeError
 
-from edgeport.errors import InputError, describe_exception
+from edgeport import limits
+from edgeport.errors import ConversionError, InputError, describe_exception
 from edgeport.hashing import sha256_file
 from edgeport.model_bundle import Dim, SourceModel, TensorSpec
 from edgeport.recipe import Recipe
@@ -47,18 +48,140 @@ def graph_output_specs(model: onnx.ModelProto) -> list[TensorSpec]:
     return [value_info_spec(v) for v in model.graph.output]
 
 
-def read_onnx(path: Path) -> onnx.ModelProto:
-    """Load an ONNX file with its external data; raise InputError when it is not valid ONNX."""
+# Op domains ONNX Runtime implements; any other domain is a custom op no runtime here can run.
+KNOWN_DOMAINS = ("", "ai.onnx", "ai.onnx.ml", "com.microsoft", "ai.onnx.preview.training")
+_CHECKER_INLINE_LIMIT = 1_800_000_000
+_ITEMSIZE = {
+    onnx.TensorProto.DOUBLE: 8,
+    onnx.TensorProto.INT64: 8,
+    onnx.TensorProto.UINT64: 8,
+    onnx.TensorProto.COMPLEX64: 8,
+    onnx.TensorProto.COMPLEX128: 16,
+    onnx.TensorProto.FLOAT16: 2,
+    onnx.TensorProto.BFLOAT16: 2,
+    onnx.TensorProto.INT16: 2,
+    onnx.TensorProto.UINT16: 2,
+    onnx.TensorProto.INT8: 1,
+    onnx.TensorProto.UINT8: 1,
+    onnx.TensorProto.BOOL: 1,
+}
+
+
+def tensor_itemsize(elem_type: int) -> int:
+    """Bytes per element of an ONNX tensor type (4 for float32 and unknown types)."""
+    return _ITEMSIZE.get(elem_type, 4)
+
+
+def _external_location(tensor: onnx.TensorProto) -> dict[str, str]:
+    return {entry.key: entry.value for entry in tensor.external_data}
+
+
+def check_external_data(model: onnx.ModelProto, path: Path) -> int:
+    """Check every external-data reference of ``model`` (loaded from ``path`` without its data)
+    before anything is read: the file must be a regular file inside the model's folder (no
+    absolute path, no ``..``, no symlink out of it) and the offset/length must lie within it.
+
+    Returns the external bytes the model will read; raises InputError naming the tensor.
+    """
+    from onnx.external_data_helper import _get_all_tensors, uses_external_data
+
+    folder = path.parent.resolve()  # where onnx looks for the data (a symlinked model file is not followed)
+    total = 0
+    for tensor in _get_all_tensors(model):
+        if not uses_external_data(tensor):
+            continue
+        info = _external_location(tensor)
+        location = info.get("location", "")
+        where = f"{path}: tensor {tensor.name!r} has external data at {location!r}"
+        target = Path(location)
+        if not location or target.is_absolute() or location.startswith(("/", "\\")) or ":" in target.parts[0]:
+            raise InputError(f"{where}: an absolute or empty location", hint="external data must sit beside the model")
+        resolved = (folder / target).resolve()
+        if not resolved.is_relative_to(folder) or ".." in target.parts:
+            raise InputError(
+                f"{where}, outside the model's folder (path traversal); refused",
+                hint="external data files must sit in the model's folder or below it",
+            )
+        if (folder / target).is_symlink() or not resolved.is_file():
+            raise InputError(f"{where}: no such regular file beside the model (symlinks are not followed)")
+        size = resolved.stat().st_size
+        try:
+            offset = int(info.get("offset", 0) or 0)
+            length = int(info["length"]) if info.get("length") else size - offset
+        except ValueError as exc:
+            raise InputError(f"{where}: bad offset/length ({exc})") from exc
+        if offset < 0 or length < 0 or offset + length > size:
+            raise InputError(f"{where}: offset {offset} + length {length} is beyond the file's {size} bytes")
+        total += length
+    return total
+
+
+def check_declared_sizes(model: onnx.ModelProto, path: Path, limit: int) -> None:
+    """Refuse initializers and graph inputs/outputs whose declared dims would not fit ``limit``
+    (a file can declare a 10^9 x 10^9 tensor in a few bytes)."""
+    for tensor in model.graph.initializer:
+        needed = limits.tensor_bytes(list(tensor.dims), tensor_itemsize(tensor.data_type))
+        limits.refuse_over_budget(f"{path}: initializer {tensor.name!r} of shape {list(tensor.dims)}", needed, limit)
+    for value in list(model.graph.input) + list(model.graph.output):
+        tensor_type = value.type.tensor_type
+        dims = [d.dim_value for d in tensor_type.shape.dim if d.HasField("dim_value")]
+        if any(d < 0 for d in dims):
+            raise InputError(f"{path}: {value.name!r} declares a negative dimension {dims}")
+        needed = limits.tensor_bytes(dims, tensor_itemsize(tensor_type.elem_type))
+        limits.refuse_over_budget(f"{path}: tensor {value.name!r} of declared shape {dims}", needed, limit)
+
+
+def check_ops(model: onnx.ModelProto, path: Path) -> None:
+    """Refuse nodes of op domains no runtime here implements (custom ops), naming op and node."""
+    local = {(f.domain, f.name) for f in model.functions}
+    for node in model.graph.node:
+        if node.domain not in KNOWN_DOMAINS and (node.domain, node.op_type) not in local:
+            label = node.name or (node.output[0] if node.output else "(unnamed)")
+            raise ConversionError(
+                f"{path}: node {label!r} is the custom op "
+                f"{node.op_type!r} of domain {node.domain!r}, which ONNX Runtime does not implement",
+                hint="replace it with standard ONNX ops (or a model-local function) before converting",
+            )
+
+
+def read_onnx(path: Path, limit: int | None = None) -> onnx.ModelProto:
+    """Load an ONNX file with its external data; raise InputError when it is not valid ONNX.
+
+    Before anything large is read: the file and its external data must fit ``limit`` bytes
+    (default: :func:`edgeport.limits.default_memory_limit`), and external data must stay inside
+    the model's folder. After loading: onnx.checker (a cyclic or malformed graph is refused)
+    and no custom-domain ops (ConversionError).
+    """
+    limit = limits.default_memory_limit() if limit is None else limit
+    size = path.stat().st_size
+    if size == 0:
+        raise InputError(f"{path} is empty (0 bytes)")
+    limits.check_model_bytes(str(path), size, limit)
     try:
-        model = onnx.load(str(path), load_external_data=True)
+        model = onnx.load(str(path), load_external_data=False)
     except (DecodeError, RuntimeWarning) as exc:
         raise InputError(f"{path} is not a valid ONNX file (it does not parse): {exc}") from exc
-    except FileNotFoundError as exc:
-        raise InputError(f"{path}: external data file missing: {exc.filename or exc}") from exc
     except Exception as exc:
         raise InputError(f"{path} could not be loaded as ONNX: {describe_exception(exc)}") from exc
+    external = check_external_data(model, path)
+    limits.check_model_bytes(str(path), size + external, limit)
+    check_declared_sizes(model, path, limit)
+    if external:
+        try:
+            onnx.load_external_data_for_model(model, str(path.parent))
+        except FileNotFoundError as exc:
+            raise InputError(f"{path}: external data file missing: {exc.filename or exc}") from exc
+        except Exception as exc:
+            raise InputError(f"{path}: its external data could not be read: {describe_exception(exc)}") from exc
     if not model.graph.node:
         raise InputError(f"{path} is not a usable ONNX model: its graph has no nodes")
+    try:
+        # Above protobuf's 2 GB limit only the file-based checker works (it reads the data itself).
+        onnx.checker.check_model(model if model.ByteSize() < _CHECKER_INLINE_LIMIT else str(path))
+    except Exception as exc:  # ValidationError, and protobuf errors on a damaged model
+        reason = " ".join(str(exc).split())  # the checker's message spans lines: one line, bounded
+        raise InputError(f"{path} is not a valid ONNX model: {reason[:300]}") from exc
+    check_ops(model, path)
     return model
 
 
@@ -67,7 +190,7 @@ def load_onnx_file(path: Path, recipe: Recipe) -> tuple[SourceModel, onnx.ModelP
 
     ``--input_shape`` fixes symbolic dimensions; ``--dynamic_batch`` keeps/makes axis 0 symbolic.
     """
-    model = read_onnx(path)
+    model = read_onnx(path, limits.memory_limit(recipe.max_memory))
     specs = graph_input_specs(model)
     by_name = {s.name: s for s in specs}
     for shape in recipe.input_shape:

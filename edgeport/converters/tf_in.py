@@ -140,33 +140,143 @@ def _signature_model(loaded: Any, path: Path, form: str) -> TFModel:
     return TFModel(loaded, form, names, shapes, dtypes, output_names, call, signature=key, keras_layers=layers)
 
 
-def load_tf_model(path: Path) -> TFModel:
-    """Load a SavedModel folder, a ``.keras`` file or an ``.h5`` file; raise InputError when it does not load."""
+_CODE_REFUSED_HINT = "if you trust the file pass --allow-pickle, or replace the Lambda layer with a registered layer"
+
+
+def _python_lambdas(config: Any) -> list[str]:
+    """Names of the Lambda layers in a Keras config whose function is serialized Python bytecode."""
+    found = []
+    if isinstance(config, dict):
+        inner = config.get("config")
+        if config.get("class_name") == "Lambda" and isinstance(inner, dict):
+            function = inner.get("function")
+            if inner.get("function_type") == "lambda" or isinstance(function, list | tuple):
+                found.append(str(inner.get("name", "lambda")))
+        for value in config.values():
+            found += _python_lambdas(value)
+    elif isinstance(config, list):
+        for value in config:
+            found += _python_lambdas(value)
+    return found
+
+
+def refuse_legacy_lambdas(path: Path) -> None:
+    """Refuse an ``.h5`` file or legacy Keras SavedModel holding a Lambda layer of Python bytecode.
+
+    tf_keras rebuilds such a layer by unmarshalling its bytecode and calls it while loading (Keras
+    3's safe mode covers only ``.keras`` files): it would run code from the file. The config is
+    read without loading the model: the HDF5 ``model_config`` attribute, or the layer metadata
+    in ``keras_metadata.pb``.
+    """
+    names: list[str] = []
+    if path.is_dir():
+        metadata = path / "keras_metadata.pb"
+        text = metadata.read_bytes() if metadata.is_file() else b""
+        if b'"class_name": "Lambda"' in text and b'"function_type": "lambda"' in text:
+            names = ["lambda"]
+    else:
+        import json
+
+        import h5py
+
+        try:
+            with h5py.File(path, "r") as handle:
+                raw = handle.attrs.get("model_config")
+        except OSError as exc:
+            raise InputError(f"{path} is not a readable HDF5 file: {exc}") from exc
+        if raw is not None:
+            try:
+                names = _python_lambdas(json.loads(raw.decode() if isinstance(raw, bytes) else str(raw)))
+            except ValueError as exc:
+                raise InputError(f"{path}: its model_config is not valid JSON ({exc})") from exc
+    if names:
+        raise InputError(
+            f"{path} has a Lambda layer ({names[0]}) stored as Python bytecode; loading it would run code from "
+            "the file, refused",
+            hint=_CODE_REFUSED_HINT,
+        )
+
+
+# TensorFlow ops that act on the machine when the graph runs (edgeport runs the serving
+# signature for the reference outputs): file writes and deletions, and Python callbacks.
+SIDE_EFFECT_OPS = frozenset({"WriteFile", "DeleteFile", "PyFunc", "PyFuncStateless", "EagerPyFunc", "DebugIdentityV3"})
+
+
+def refuse_side_effect_ops(path: Path) -> None:
+    """Refuse a SavedModel whose graph holds ops in SIDE_EFFECT_OPS (read from saved_model.pb,
+    before TensorFlow loads or runs anything). A SavedModel is a program: running its serving
+    signature runs every op in it."""
+    from tensorflow.core.protobuf import saved_model_pb2
+
+    pb = path / "saved_model.pb"
+    if not pb.is_file():
+        return  # saved_model.pbtxt: left to TensorFlow
+    saved = saved_model_pb2.SavedModel()
+    try:
+        saved.ParseFromString(pb.read_bytes())
+    except Exception as exc:  # protobuf's DecodeError
+        raise InputError(f"{pb} does not parse as a SavedModel: {describe_exception(exc)}") from exc
+    for meta_graph in saved.meta_graphs:
+        graph = meta_graph.graph_def
+        nodes = [*graph.node, *(node for function in graph.library.function for node in function.node_def)]
+        found = sorted({node.op for node in nodes if node.op in SIDE_EFFECT_OPS})
+        if found:
+            raise InputError(
+                f"{path}: the SavedModel's graph holds op(s) {', '.join(found)}, which act on this machine "
+                "(files, Python) when the model runs; refused",
+                hint="if you trust the model pass --allow-pickle; otherwise re-export it without those ops",
+            )
+
+
+def load_tf_model(path: Path, allow_code: bool = False) -> TFModel:
+    """Load a SavedModel folder, a ``.keras`` file or an ``.h5`` file; raise InputError when it does not load.
+
+    Without ``allow_code`` (``--allow-pickle``) nothing from the file runs as Python: ``.keras``
+    files load in Keras safe mode, ``.h5`` files or legacy Keras SavedModels with Python Lambda
+    layers are refused before tf_keras reads them, and SavedModels whose graph writes files or
+    calls Python are refused before TensorFlow loads them. A ``.keras`` archive that would
+    expand like a zip bomb is refused before it is opened.
+    """
     tf = import_tensorflow()
     if path.is_dir():
         legacy_keras = (path / "keras_metadata.pb").is_file()
         form = "tf_keras_saved_model" if legacy_keras else "saved_model"
+        if not allow_code:
+            refuse_side_effect_ops(path)
         try:
             loaded = tf.saved_model.load(str(path))
         except Exception as exc:
             raise InputError(f"{path} is not a loadable SavedModel: {describe_exception(exc)}") from exc
         if not getattr(loaded, "signatures", None) and legacy_keras:
             # A tf_keras SavedModel saved without a serving signature: its Keras config still loads.
+            if not allow_code:
+                refuse_legacy_lambdas(path)
             return _keras_model(_load_tf_keras(path), form)
         return _signature_model(loaded, path, form)
     suffix = path.suffix.lower()
     if suffix in KERAS_SUFFIXES:
         import keras
 
+        from edgeport.limits import check_zip_archive
+
+        check_zip_archive(path, None)  # a .keras file is a zip: refuse a bomb before Keras extracts it
         try:
-            # safe_mode (the default) refuses to deserialize Python lambdas: no code runs from the file.
-            model = keras.saving.load_model(str(path), compile=False)
+            # safe_mode refuses to deserialize Python lambdas: no code runs from the file.
+            model = keras.saving.load_model(str(path), compile=False, safe_mode=not allow_code)
         except Exception as exc:
+            if "arbitrary code execution" in str(exc):
+                raise InputError(
+                    f"{path} has a Lambda layer stored as Python bytecode; loading it would run code from the "
+                    "file, refused (Keras safe mode)",
+                    hint=_CODE_REFUSED_HINT,
+                ) from exc
             raise InputError(
                 f"{path} is not a loadable Keras 3 model: {describe_exception(exc)}",
                 hint="custom layers must be importable and registered (keras.saving.register_keras_serializable)",
             ) from exc
         return _keras_model(model, "keras")
+    if not allow_code:
+        refuse_legacy_lambdas(path)
     return _keras_model(_load_tf_keras(path), "h5")
 
 
@@ -351,7 +461,7 @@ def load_tf_source(path: Path, recipe: Recipe) -> SourceModel:
     """
     if path.is_file() and path.stat().st_size == 0:
         raise InputError(f"{path} is empty (0 bytes)")
-    tf_model = load_tf_model(path)
+    tf_model = load_tf_model(path, allow_code=recipe.allow_pickle)
     specs = _input_specs(tf_model, recipe)
     kind = {
         "saved_model": "TensorFlow SavedModel",

@@ -3,8 +3,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import pickle
+import warnings
 import zipfile
 from collections.abc import Mapping
 from pathlib import Path
@@ -45,6 +47,31 @@ def _archive_kind(path: Path) -> str:
     if any("/code/" in n for n in names) and any(n.endswith("constants.pkl") for n in names):
         return "torchscript"
     return "pickle"
+
+
+@contextlib.contextmanager
+def _weights_only_unpickling():
+    """Make torch.export.load unpickle nothing but tensors while it runs.
+
+    torch.export.load falls back to ``torch.load(weights_only=False)`` for sample inputs and
+    pickled weights/constants, and ``pickle.loads`` for opaque constants: a crafted ``.pt2``
+    would run code through them. Inside this block ``torch.load`` is always weights-only and
+    ``pickle.loads`` refuses (the process is single-threaded while a model loads).
+    """
+    original_load, original_loads = torch.load, pickle.loads
+
+    def load(*args: Any, **kwargs: Any) -> Any:
+        kwargs["weights_only"] = True
+        return original_load(*args, **kwargs)
+
+    def loads(*args: Any, **kwargs: Any) -> Any:
+        raise pickle.UnpicklingError("edgeport: unpickling Python objects is refused without --allow-pickle")
+
+    torch.load, pickle.loads = load, loads
+    try:
+        yield
+    finally:
+        torch.load, pickle.loads = original_load, original_loads
 
 
 def _flatten_outputs(value: Any) -> list[np.ndarray]:
@@ -127,7 +154,9 @@ def specs_from_flags(arg_names: list[str], recipe: Recipe, form: str) -> list[Te
 def _load_pickled_file(path: Path, recipe: Recipe) -> tuple[Any, str]:
     """Load a torch.save file: a state_dict (safe) or, only with --allow-pickle, a whole module."""
     try:
-        loaded = torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # torch warns about pickle protocols on stderr: not the user's concern
+            warnings.simplefilter("ignore")
+            loaded = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
         if not recipe.allow_pickle:
             raise InputError(
@@ -178,10 +207,17 @@ def load_torch_file(path: Path, recipe: Recipe) -> SourceModel:
     kind = _archive_kind(path)
     notes: list[str] = []
     if kind == "exported_program":
+        guard = contextlib.nullcontext() if recipe.allow_pickle else _weights_only_unpickling()
         try:
-            program = torch.export.load(path)
+            with guard:
+                program = torch.export.load(path)
+        except pickle.UnpicklingError as exc:
+            raise InputError(
+                f"{path} holds pickled Python objects besides the program; loading them could run arbitrary code",
+                hint="if you trust the file pass --allow-pickle, or re-save it with torch.export.save",
+            ) from exc
         except Exception as exc:
-            raise InputError(f"{path} is not a loadable torch.export program: {type(exc).__name__}: {exc}") from exc
+            raise InputError(f"{path} is not a loadable torch.export program: {describe_exception(exc)}") from exc
         specs = _specs_from_exported_program(program)
         if recipe.input_shape:
             notes.append("--input_shape ignored: the ExportedProgram declares its input shapes")

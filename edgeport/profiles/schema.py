@@ -377,7 +377,7 @@ def _op_classes(path: Path | str, data: Any) -> dict[str, dict[str, float]]:
         if not costs:
             raise _fail(path, f"op_classes.{op_class}", f"must give a cost for at least one of {', '.join(PRECISIONS)}")
         for precision, cost in costs.items():
-            if isinstance(cost, bool) or not isinstance(cost, int | float) or cost <= 0:
+            if isinstance(cost, bool) or not isinstance(cost, int | float) or not 0 < cost < float("inf"):
                 raise _fail(path, f"op_classes.{op_class}.{precision}", f"{cost!r} must be a positive number")
         table[op_class] = {p: float(costs[p]) for p in PRECISIONS if p in costs}
     return table
@@ -466,11 +466,15 @@ def load_profile_file(path: Path | str) -> DeviceProfile:
     """
     path = Path(path)
     try:
-        text = path.read_text()
+        text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise InputError(f"cannot read profile {path}: {exc.strerror}") from exc
+    except UnicodeDecodeError as exc:
+        raise InputError(f"profile {path} is not UTF-8 text: {exc.reason} at byte {exc.start}") from exc
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         raise InputError(f"profile {path} is not valid YAML: {describe_exception(exc, with_type=False)}") from exc
+    except RecursionError as exc:  # pathologically nested YAML
+        raise InputError(f"profile {path} is nested too deeply to be a profile") from exc
     return parse_profile(data, path)

@@ -10,7 +10,10 @@ already folded into the convs as in the package) runs in ONNX Runtime with
   compressed values Core ML will use, not a second compression made the same way;
 - when the package computes in fp16: every other float constant rounded to fp16 (Core ML stores
   it so), and every float tensor between ops rounded to fp16 by a Cast pair, except the outputs
-  of the layers the package keeps in fp32.
+  of the layers the package keeps in fp32;
+- for inputs the package takes as Core ML images: the model input turned back into 8-bit pixels
+  (``round((x - bias) / scale)`` clipped to 0..255) and through the image's ``scale * pixel +
+  bias`` again, so data that are not whole pixels lose what an image input would lose.
 
 What it does not emulate: the order and precision of accumulation inside Core ML's kernels
 (GPU/Neural Engine), and fused activations. The figures are labelled "emulated" in the report.
@@ -31,6 +34,7 @@ EMULATION_HOW = (
     "device's result (edgeport verify BUNDLE --runner ssh://user@mac runs the real package)"
 )
 FP16_TEXT = " with every activation and constant rounded to fp16 (the package's fp16 compute)"
+IMAGE_TEXT = ", the image inputs rounded to 8-bit pixels (the package's image inputs)"
 
 
 def decompressed_weights(package: Path) -> dict[str, np.ndarray]:
@@ -64,6 +68,47 @@ def decompressed_weights(package: Path) -> dict[str, np.ndarray]:
                 if value is not None and np.ndim(value) >= 2:
                     weights[var.name] = np.asarray(value, dtype=np.float32)
     return weights
+
+
+def _as_image_pixels(model: onnx.ModelProto, images: dict[str, dict[str, Any]]) -> None:
+    """Route each image input through 8-bit pixels and back (``scale * pixel + bias``), as a
+    Core ML image input holds it. ``images``: ``{input: ImageInput facts}``."""
+    graph = model.graph
+    nodes: list[onnx.NodeProto] = []
+    renamed: dict[str, str] = {}
+    for value in graph.input:
+        image = images.get(value.name)
+        if image is None:
+            continue
+        view = [1, -1, 1, 1] if image["channel_first"] else [1, 1, 1, -1]
+        name = value.name
+        scale, bias = f"{name}__image_scale", f"{name}__image_bias"
+        graph.initializer.extend(
+            [
+                numpy_helper.from_array(np.asarray(image["scale"], np.float32), scale),
+                numpy_helper.from_array(np.asarray(image["bias"], np.float32).reshape(view), bias),
+                numpy_helper.from_array(np.asarray(0.0, np.float32), f"{name}__pixel_min"),
+                numpy_helper.from_array(np.asarray(255.0, np.float32), f"{name}__pixel_max"),
+            ]
+        )
+        steps = [
+            ("Sub", [name, bias]),
+            ("Div", [f"{name}__image_0", scale]),
+            ("Round", [f"{name}__image_1"]),
+            ("Clip", [f"{name}__image_2", f"{name}__pixel_min", f"{name}__pixel_max"]),
+            ("Mul", [f"{name}__image_3", scale]),
+            ("Add", [f"{name}__image_4", bias]),
+        ]
+        for i, (op, inputs) in enumerate(steps):
+            nodes.append(helper.make_node(op, inputs, [f"{name}__image_{i}"], name=f"{name}__image_op_{i}"))
+        renamed[name] = f"{name}__image_{len(steps) - 1}"
+    for node in graph.node:
+        for i, input_name in enumerate(node.input):
+            if input_name in renamed:
+                node.input[i] = renamed[input_name]
+    original = list(graph.node)  # the pixel ops go first (ONNX wants a topological order)
+    del graph.node[:]
+    graph.node.extend(nodes + original)
 
 
 def _float_value_names(model: onnx.ModelProto) -> set[str]:
@@ -121,10 +166,12 @@ def build_emulation(
     fp16: bool,
     fp32_nodes: set[str],
     out: Path,
+    images: dict[str, dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """Write the emulation ONNX model of ``package`` to ``out`` (see the module docstring).
 
-    ``weights_facts`` is the export's ``{onnx node: {initializer, const, transposed, ...}}``.
+    ``weights_facts`` is the export's ``{onnx node: {initializer, const, transposed, ...}}``;
+    ``images`` the ImageInput facts of inputs the package takes as images.
     Returns ``{"replaced": n weights, "rounded_tensors": n, "how": text}``. Raises ValueError when
     a matched weight is missing from the package (the emulation would not be the package).
     """
@@ -148,6 +195,8 @@ def build_emulation(
         original = numpy_helper.to_array(target)
         target.CopyFrom(numpy_helper.from_array(value.reshape(original.shape).astype(original.dtype), target.name))
         replaced.add(target.name)
+    if images:
+        _as_image_pixels(model, images)
     rounded = 0
     if fp16:
         for init in model.graph.initializer:
@@ -159,5 +208,5 @@ def build_emulation(
     return {
         "replaced": len(replaced),
         "rounded_tensors": rounded,
-        "how": EMULATION_HOW.format(fp16=FP16_TEXT if fp16 else ""),
+        "how": EMULATION_HOW.format(fp16=(FP16_TEXT if fp16 else "") + (IMAGE_TEXT if images else "")),
     }

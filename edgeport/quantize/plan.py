@@ -131,14 +131,51 @@ PLAN_SCHEMES = SCHEMES
 # Schemes with static activation ranges, which need calibration data.
 CALIBRATED_SCHEMES = ("int8", "int16")
 LAYER_PRECISIONS = PRECISIONS
+# Precisions only some output formats can express (the others express every precision, or map
+# it and say so): palettization is a Core ML storage format (constexpr_lut_to_dense); neither
+# ONNX nor TFLite has a look-up-table weight type.
+FORMAT_ONLY_PRECISIONS = {"palettize-8": ("coreml",), "palettize-6": ("coreml",), "palettize-4": ("coreml",)}
 
 
-def load_plan(path: Path, model: onnx.ModelProto) -> PrecisionPlan:
+def check_plan_format(plan: PrecisionPlan, output_format: str, where: str = "the precision plan") -> None:
+    """Raise InputError (one line) when ``plan`` asks ``output_format`` for a precision it cannot
+    express, naming the layers and the formats that can; return None when the format fits."""
+    from edgeport.errors import InputError
+
+    def fits(precision: str) -> bool:
+        return output_format in FORMAT_ONLY_PRECISIONS.get(precision, (output_format,))
+
+    offending: dict[str, list[str]] = {}
+    for name, layer in plan.layers.items():
+        if not fits(layer.precision):
+            offending.setdefault(layer.precision, []).append(name)
+    if not fits(plan.scheme):  # the scheme picks the quantizer even when no layer uses it
+        offending.setdefault(plan.scheme, [])
+    if not offending:
+        return
+    parts = []
+    for precision, layers in sorted(offending.items()):
+        shown = ", ".join(layers[:5]) + (f" and {len(layers) - 5} more" if len(layers) > 5 else "")
+        formats = " or ".join(FORMAT_ONLY_PRECISIONS[precision])
+        holders = f"layers {shown}" if layers else "the plan's scheme"
+        parts.append(f"{precision} ({holders}) is expressible only in --output_format {formats}")
+    supported = sorted({f for p in offending for f in FORMAT_ONLY_PRECISIONS[p]})
+    raise InputError(
+        f"{where}: --output_format {output_format} cannot express " + "; ".join(parts),
+        hint=f"use --output_format {' or '.join(supported)}, or give those layers a precision "
+        f"{output_format} runs (e.g. int8-weight or fp16) in the plan",
+    )
+
+
+def load_plan(path: Path, model: onnx.ModelProto, output_format: str | None = None) -> PrecisionPlan:
     """Read a ``precision_plan.json`` and match it to ``model``'s layers.
 
     The layer -> precision choices and scheme details come from the file; the ONNX node
     names are re-derived from ``model`` so the plan follows the model, not stale node ids.
-    Raises InputError when the file is invalid or names layers the model does not have.
+    With ``output_format``, the plan is also checked against what that format can express
+    (:func:`check_plan_format`: palettization is Core ML only). Returns the plan. Raises
+    InputError when the file is invalid, names layers the model does not have, or asks the
+    format for a precision it cannot express.
     """
     from edgeport.errors import InputError
 
@@ -176,4 +213,6 @@ def load_plan(path: Path, model: onnx.ModelProto) -> PrecisionPlan:
                 f"{path}: layers.{name}.precision: {precision!r} is not one of {', '.join(LAYER_PRECISIONS)}"
             )
         layer.precision = precision
+    if output_format is not None:
+        check_plan_format(template, output_format, where=str(path))
     return template

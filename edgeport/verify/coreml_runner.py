@@ -3,7 +3,8 @@
 - ``CoreMLRunner`` (kind ``coreml``) loads an ``.mlpackage`` with coremltools on the compute
   units the profile names and predicts sample by sample when the package has a fixed batch.
   Core ML predictions exist only on macOS; elsewhere opening it raises a one-line error that
-  says how to run it on a Mac.
+  says how to run it on a Mac. Inputs the package takes as images (``image_inputs``) are fed as
+  8-bit PIL images made from the model inputs with the image's scale and bias.
 - ``EmulatedCoreMLRunner`` (kind ``coreml-emulated``) runs the emulation ONNX model that
   :mod:`edgeport.quantize.coreml_emulate` wrote (the package's decompressed weights, fp16
   rounding) in ONNX Runtime. It reports itself as emulated; its timings are never reported.
@@ -46,6 +47,7 @@ class CoreMLRunner:
         compute_units: str = "ALL",
         input_names: list[str] | None = None,
         output_names: list[str] | None = None,
+        image_inputs: dict[str, dict[str, Any]] | None = None,
         **_: Any,
     ) -> None:
         from edgeport.converters.coreml_out import can_predict, import_coremltools
@@ -59,8 +61,12 @@ class CoreMLRunner:
         self.model = ct.models.MLModel(str(path), compute_units=getattr(ct.ComputeUnit, compute_units))
         self.load_seconds = time.perf_counter() - start
         spec = self.model.get_spec()
+        self.images = image_inputs or {}
         self._inputs = {}
         for feature in spec.description.input:
+            if feature.type.WhichOneof("Type") == "imageType":
+                self._inputs[feature.name] = ([1], "float32")  # one image per prediction
+                continue
             array = feature.type.multiArrayType
             kind = ct.proto.FeatureTypes_pb2.ArrayFeatureType.ArrayDataType.Name(array.dataType)
             dtype = {"FLOAT16": "float16", "INT32": "int32", "DOUBLE": "float64"}.get(kind, "float32")
@@ -80,7 +86,9 @@ class CoreMLRunner:
         step = self._fixed_batch() or total
         parts: list[list[np.ndarray]] = []
         for start in range(0, total, step):
-            chunk = {k: v[start : start + step] for k, v in inputs.items()}
+            chunk: dict[str, Any] = {k: v[start : start + step] for k, v in inputs.items()}
+            for name, image in self.images.items():
+                chunk[name] = to_pixels(chunk[name][0], image)
             result = self.model.predict(chunk)
             parts.append([np.asarray(result[name], dtype=np.float32) for name in self.output_names])
         return [np.concatenate([p[i] for p in parts]) for i in range(len(self.output_names))]
@@ -96,6 +104,21 @@ class CoreMLRunner:
             "threads": self.threads,
             "host": host_description(),
         }
+
+
+def to_pixels(tensor: np.ndarray, image: dict[str, Any]):
+    """One model input (CHW or HWC floats) as the 8-bit PIL image whose Core ML preprocessing
+    (``scale * pixel + bias``) gives it back; ``image`` holds the ImageInput facts."""
+    from PIL import Image
+
+    channels_first = image["channel_first"]
+    bias = np.asarray(image["bias"], np.float32).reshape((-1, 1, 1) if channels_first else (1, 1, -1))
+    pixels = np.clip(np.rint((tensor - bias) / image["scale"]), 0, 255).astype(np.uint8)
+    if channels_first:
+        pixels = pixels.transpose(1, 2, 0)
+    if image["color_layout"] == "GRAYSCALE":
+        return Image.fromarray(pixels[..., 0], mode="L")
+    return Image.fromarray(pixels, mode="RGB")
 
 
 class EmulatedCoreMLRunner(OrtRunner):
