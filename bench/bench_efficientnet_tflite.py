@@ -1,7 +1,7 @@
 """Benchmark: EfficientNet-Lite0 (ImageNet weights) as TFLite in LiteRT (XNNPACK), fp32 vs
 onnx2tf's own full-integer int8, edgeport's int8 and edgeport's mixed plan, side by side.
 
-    .venv/bin/python bench/bench_efficientnet_tflite.py [--runs 300] [--budget 0.5] [--no-peer]
+    .venv/bin/python bench/bench_efficientnet_tflite.py [--runs 300] [--budget 0.15] [--no-peer]
 
 Accuracy: top-1/top-5 agreement with the fp32 ONNX model on 108 crops of bundled photos
 (bench/models_efficientnet.py), never seen by calibration or by the search. Calibration and
@@ -90,7 +90,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=300)
     parser.add_argument("--warmup", type=int, default=30)
-    parser.add_argument("--budget", type=float, default=0.5, help="auto: max drop of 100 x (1 - mean cosine)")
+    parser.add_argument("--budget", type=float, default=0.15, help="auto: max drop of 100 x (1 - mean cosine)")
     parser.add_argument("--no-peer", action="store_true", help="skip onnx2tf -oiqt (slow: it also calibrates int16)")
     parser.add_argument("--out", type=Path, default=RESULTS, help="where to save the results")
     args = parser.parse_args()

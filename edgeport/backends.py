@@ -92,7 +92,7 @@ class TFLiteBackend:
                 {"name": s.name, "shape": [d if isinstance(d, int) else None for d in s.shape], "dtype": s.dtype}
                 for s in bundle.inputs
             ]
-            self.tf_source = tf_source_request(bundle.source.path, bundle.source.form, inputs)
+            self.tf_source = tf_source_request(bundle.source.path, bundle.source.form, inputs, recipe.allow_pickle)
 
     def build(
         self,
@@ -109,10 +109,11 @@ class TFLiteBackend:
         from edgeport.quantize.rewrites import apply_rewrites
 
         notes: list[str] = []
-        source = apply_rewrites(baseline, plan, work, calibration, notes)
+        # Bias correction is measured on the int8 TFLite model itself (converters/tflite_bias.py).
+        source = apply_rewrites(baseline, plan, work, calibration, notes, bias_correction=False)
         tf_source = self.tf_source
         if tf_source is not None and source != baseline:
-            # Smoothing / bias correction rewrite the ONNX graph, not the TF model: onnx2tf then.
+            # Smoothing rewrites the ONNX graph, not the TF model: onnx2tf then.
             notes.append("the plan's graph rewrites apply to the ONNX model: converted through onnx2tf")
             tf_source = None
         export = export_tflite(source, plan, out, work, calibration, io_dtype=self.io_dtype, tf_source=tf_source)

@@ -74,3 +74,12 @@ def example_int8(tmp_path_factory):
         output_dir=str(out),
         latency_runs=50,
     )
+
+
+@pytest.fixture(scope="session")
+def tf_digits(tmp_path_factory) -> dict[str, Path | float]:
+    """The Keras digits CNN (tests/models_keras.py), trained once per run and saved in the four
+    TF forms, plus its data (shared by the TF ingestion and Core ML tests)."""
+    from tests.models_keras import train_digits
+
+    return train_digits(tmp_path_factory.mktemp("tf_digits"))

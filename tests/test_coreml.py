@@ -19,7 +19,6 @@ from edgeport.converters.coreml_out import import_coremltools, inspect_package
 from edgeport.errors import ConversionError, InputError
 from edgeport.verify.bundle_check import check_files, load_manifest, verify_bundle
 from tests.conftest import EXAMPLES, REPO
-from tests.test_tf_ingestion import tf_digits  # noqa: F401  (the trained Keras digits model, a fixture)
 
 DATA = dict(
     calibration_data=str(EXAMPLES / "fashion_mnist_calib.npz"), eval_data=str(EXAMPLES / "fashion_mnist_test_1k.npz")

@@ -35,8 +35,18 @@ def _start(args: list[str], folder: Path, env: dict[str, str] | None = None, pre
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
-        preexec_fn=preexec_fn,
+        preexec_fn=lambda: _default_sigint(preexec_fn),
     )
+
+
+def _default_sigint(then=None) -> None:
+    """In the child before exec: SIGINT back to its default. A process started with SIGINT
+    ignored keeps it ignored (Python then installs no KeyboardInterrupt handler, as under
+    nohup), and some library in the pytest process ignores it by the time these tests run."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT, signal.SIGTERM})
+    if then is not None:
+        then()
 
 
 def _converter_children(folder: Path) -> list[psutil.Process]:

@@ -7,6 +7,7 @@ The bundled Fashion-MNIST CNN is converted once per precision (module fixture); 
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -204,6 +205,76 @@ def test_percentile_ranges_narrow_the_calibrated_ranges(fashion, exports):
     labels = fashion["labels"]
     top1 = np.mean(_run(export, fashion["feeds"]).argmax(1) == labels)
     assert top1 >= np.mean(fashion["reference"].argmax(1) == labels) - 0.01
+
+
+def test_bias_correction_is_measured_on_the_int8_kernels(fashion, exports):
+    """The plan's bias correction, applied to the int8 TFLite model itself: every int8 layer's
+    output mean is matched to the float model's on the calibration samples, so the logits'
+    per-class mean error on held-out images shrinks, and accuracy holds."""
+    plan = uniform_plan(fashion["model"], "int8", fashion["profile"])
+    plan.details["bias_correction"] = True
+    work = fashion["root"] / "work-bias"
+    shutil.copytree(fashion["root"] / "work" / "calibrated-tflite", work / "calibrated-tflite")  # int8's calibration
+    export = export_tflite(fashion["onnx"], plan, fashion["root"] / "corrected.tflite", work, fashion["calibration"])
+    note = next(n for n in export.notes if n.startswith("bias correction measured on the int8 TFLite kernels"))
+    assert int(note.split(": ")[1].split(" layer")[0]) >= 3  # conv, conv, linear...
+    assert any("re-used the calibrated model" in n for n in export.notes)
+
+    # The logits' per-class mean error, measured: 0.025 -> 0.003 on the calibration samples
+    # and on held-out images alike.
+    calibration_feeds = fashion["calibration"].batch(0, 64)
+    session = ort.InferenceSession(str(fashion["onnx"]), providers=["CPUExecutionProvider"])
+    calibration_reference = session.run(None, calibration_feeds)[0]
+    for feeds, reference, factor in (
+        (calibration_feeds, calibration_reference, 0.3),
+        (fashion["feeds"], fashion["reference"], 0.3),
+    ):
+        plain_bias = np.abs((_run(exports["int8"], feeds) - reference).mean(0)).mean()
+        corrected_bias = np.abs((_run(export, feeds) - reference).mean(0)).mean()
+        assert corrected_bias < factor * plain_bias, (plain_bias, corrected_bias)
+    reference, corrected = fashion["reference"], _run(export, fashion["feeds"])
+    labels = fashion["labels"]
+    assert np.mean(corrected.argmax(1) == labels) >= np.mean(reference.argmax(1) == labels) - 0.01
+
+
+def test_gptq_rounding_stays_on_the_grid_and_lowers_the_error(fashion, exports):
+    """GPTQ re-rounds the conv weights on the quantizer's own int8 grid (same scales, same
+    ops), and the held-out logits get closer to fp32 than round-to-nearest's."""
+    plan = uniform_plan(fashion["model"], "int8", fashion["profile"])
+    plan.details.update({"bias_correction": True, "weight_rounding": "gptq"})
+    work = fashion["root"] / "work-gptq"
+    shutil.copytree(fashion["root"] / "work" / "calibrated-tflite", work / "calibrated-tflite")
+    export = export_tflite(fashion["onnx"], plan, fashion["root"] / "gptq.tflite", work, fashion["calibration"])
+    note = next(n for n in export.notes if n.startswith("GPTQ weight rounding on the int8 TFLite model"))
+    assert note.endswith("4 conv(s)")
+
+    def conv_weights(path: Path) -> dict[str, tuple]:
+        from ai_edge_litert.interpreter import Interpreter
+
+        interp = Interpreter(model_path=str(path))
+        tensors = {t["index"]: t for t in interp.get_tensor_details()}
+        found = {}
+        for op in interp._get_ops_details():
+            if op["op_name"] in ("CONV_2D", "DEPTHWISE_CONV_2D"):
+                weight = tensors[op["inputs"][1]]
+                scales = weight["quantization_parameters"]["scales"]
+                found[weight["name"]] = (weight["dtype"], scales, interp.get_tensor(weight["index"]))
+        return found
+
+    plain, rounded = conv_weights(exports["int8"].path), conv_weights(export.path)
+    assert plain.keys() == rounded.keys() and len(plain) == 4
+    changed = 0
+    for name, (dtype, scales, values) in rounded.items():
+        assert dtype == np.int8 and np.array_equal(scales, plain[name][1])
+        changed += int(np.count_nonzero(values != plain[name][2]))
+    assert changed > 0
+    reference = fashion["reference"]
+    error = {
+        k: float(np.mean((_run(e, fashion["feeds"]) - reference) ** 2))
+        for k, e in (("plain", exports["int8"]), ("gptq", export))
+    }
+    print("gptq", error, changed)
+    assert error["gptq"] < error["plain"], error
 
 
 def test_layout_and_io_description(exports):

@@ -211,7 +211,7 @@ def _convert(request: dict[str, Any], state: dict[str, Any]) -> bytes:
 
 def _quantize_int8(request: dict[str, Any], state: dict[str, Any], calibrated: bytes) -> bytes:
     """Quantize a calibrated model to full integer, keeping the plan's float layers float
-    (with percentile ranges when the request asks for them)."""
+    (with percentile ranges and empirical bias correction when the request asks for them)."""
     import tensorflow as tf
 
     percentile = request.get("percentile")
@@ -244,13 +244,28 @@ def _quantize_int8(request: dict[str, Any], state: dict[str, Any], calibrated: b
     from tensorflow.lite.python import convert as tfl_convert
 
     io = {"float32": tf.float32, "int8": tf.int8, "uint8": tf.uint8}[request.get("io_dtype", "float32")]
-    return tfl_convert.mlir_quantize(
+    quantized = tfl_convert.mlir_quantize(
         calibrated,
         disable_per_channel=bool(request.get("per_tensor", False)),
         input_data_type=io,
         output_data_type=io,
         denylisted_nodes=denylisted or None,
     )
+    if request.get("bias_correction"):
+        from edgeport.converters.tflite_bias import correct_biases
+
+        state["stage"] = "bias correction"
+        gen, _ = _representative(request["calibration"], request["input_order"], state["tf_inputs"])
+        # The calibrated model still computes in float: the reference the int8 model should match.
+        gptq = request.get("weight_rounding") == "gptq"
+        quantized, info = correct_biases(quantized, calibrated, gen(), round_weights=gptq)
+        if gptq:
+            state["notes"].append(f"GPTQ weight rounding on the int8 TFLite model: {info['rounded']} conv(s)")
+        state["notes"].append(
+            f"bias correction measured on the int8 TFLite kernels: {info['layers']} layer(s), "
+            f"{info['samples']} calibration samples, largest mean shift removed {info['max_shift']:.3g}"
+        )
+    return quantized
 
 
 def main(argv: list[str]) -> int:

@@ -15,10 +15,11 @@ from pathlib import Path
 from typing import Any
 
 
-def tf_source_request(path: str, form: str, inputs: list[dict[str, Any]]) -> dict[str, Any]:
-    """The ``tf_source`` entry of a TFLite child request: the source path, its form, and its
-    input specs (``name``, ``shape`` with None for dynamic dims, ``dtype``) in ONNX input order."""
-    return {"path": str(Path(path).resolve()), "form": form, "inputs": inputs}  # the child runs elsewhere
+def tf_source_request(path: str, form: str, inputs: list[dict[str, Any]], allow_code: bool = False) -> dict[str, Any]:
+    """The ``tf_source`` entry of a TFLite child request: the source path, its form, its input
+    specs (``name``, ``shape`` with None for dynamic dims, ``dtype``) in ONNX input order, and
+    whether the user trusts code in the model (``--allow-pickle``: Lambda layers, file ops)."""
+    return {"path": str(Path(path).resolve()), "form": form, "inputs": inputs, "allow_code": allow_code}
 
 
 def tf_converter_factory(source: dict[str, Any], batch_size: int | None):
@@ -32,7 +33,7 @@ def tf_converter_factory(source: dict[str, Any], batch_size: int | None):
 
     from edgeport.converters.tf_in import load_tf_model
 
-    tf_model = load_tf_model(Path(source["path"]))
+    tf_model = load_tf_model(Path(source["path"]), allow_code=bool(source.get("allow_code")))
     signature = []
     for spec in source["inputs"]:
         shape = [None if not isinstance(d, int) else d for d in spec["shape"]]

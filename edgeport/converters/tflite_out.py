@@ -237,8 +237,27 @@ def _calibration_cache(work: Path, onnx_copy: Path, calibration_files: dict[str,
     return work / "calibrated-tflite" / f"{digest.hexdigest()[:32]}.tflite"
 
 
+def converter_timeout(default_s: float) -> float:
+    """Return the converter child's timeout: ``EDGEPORT_CONVERTER_TIMEOUT`` (seconds) when set, else ``default_s``."""
+    value = os.environ.get("EDGEPORT_CONVERTER_TIMEOUT", "").strip()
+    if not value:
+        return default_s
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = -1.0
+    if not seconds > 0:
+        raise InputError(f"EDGEPORT_CONVERTER_TIMEOUT={value!r} must be a positive number of seconds")
+    return seconds
+
+
 def _run_child(request: dict[str, Any], folder: Path, timeout_s: float) -> dict[str, Any]:
-    """Run the onnx2tf child on ``request``; return its result or raise ConversionError."""
+    """Run the onnx2tf child on ``request``; return its result or raise ConversionError.
+
+    The child is killed after ``timeout_s`` seconds, or after ``EDGEPORT_CONVERTER_TIMEOUT``
+    seconds when that environment variable is set (CI jobs and tests bound it that way).
+    """
+    timeout_s = converter_timeout(timeout_s)
     request_path = folder / "request.json"
     request_path.write_text(json.dumps(request, indent=1))
     env = dict(os.environ)
@@ -261,12 +280,16 @@ def _run_child(request: dict[str, Any], folder: Path, timeout_s: float) -> dict[
         )
         try:
             code = proc.wait(timeout=timeout_s)
-        except subprocess.TimeoutExpired:
+        except BaseException as exc:  # the timeout, or Ctrl-C/SIGTERM in the parent
+            # The child runs in its own session (no terminal signals reach it): kill its group,
+            # so that neither a hung converter nor an interrupted one outlives edgeport.
             try:
                 os.killpg(proc.pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
             proc.wait()
+            if not isinstance(exc, subprocess.TimeoutExpired):
+                raise
             stage = _read_result(request["result"]).get("stage", "start")
             raise ConversionError(
                 f"TFLite conversion (onnx2tf child, stage {stage}) timed out after {timeout_s:g} s",
@@ -462,6 +485,12 @@ def export_tflite(
             request["calibrated_cache"] = str(cached.with_name("tf-" + cached.name) if tf_source else cached)
             if plan.details.get("calibration") == "percentile":
                 request["percentile"] = float(plan.details.get("percentile", 99.99))
+            # Measured on the int8 TFLite model itself (converters/tflite_bias.py), which also
+            # sees activation rounding, rather than predicted from the weights on the ONNX graph.
+            request["bias_correction"] = bool(plan.details.get("bias_correction"))
+            request["weight_rounding"] = plan.details.get("weight_rounding")
+            if request["weight_rounding"] and not request["bias_correction"]:
+                notes.append("weight rounding (GPTQ) runs with bias correction only: not applied")
         if calibration.synthetic:
             notes.append("int8 calibrated on synthetic inputs: ranges may not match real data")
         if float_layers:

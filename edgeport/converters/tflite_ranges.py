@@ -5,8 +5,8 @@ range and costs every other value resolution. ONNX Runtime offers percentile cal
 TFLite converter does not. This module gives TFLite the same: it runs the calibrated float
 model on the calibration samples, takes the given percentile of each calibrated tensor's
 values (both tails), and writes the narrowed ranges back into the flatbuffer's min/max fields,
-which ``mlir_quantize`` then turns into scales. EfficientNet-Lite0 int8 (bias-corrected):
-0.880 -> 0.917 top-1 agreement with fp32 on held-out photos at 99.99.
+which ``mlir_quantize`` then turns into scales. EfficientNet-Lite0 int8, top-1 agreement with
+fp32 on held-out photos at 99.99: 0.759 -> 0.806 (with bias correction: 0.889 -> 0.917).
 
 Runs in the converter's child process (it imports LiteRT and TensorFlow's flatbuffer schema).
 """
@@ -32,8 +32,25 @@ def _stat_tensors(model: Any) -> list[int]:
     return found
 
 
-def _feeder(interpreter: Any) -> Callable[[Any], None]:
-    """A function that sets one representative sample (list by position, or dict by name)."""
+def unpack_model(model_bytes: bytes) -> Any:
+    """Return the TFLite flatbuffer ``model_bytes`` as an editable ``schema.ModelT``."""
+    from ai_edge_litert import schema_py_generated as schema
+
+    return schema.ModelT.InitFromObj(schema.Model.GetRootAsModel(model_bytes, 0))
+
+
+def pack_model(model: Any) -> bytes:
+    """Return the bytes of the TFLite flatbuffer ``model`` (a ``schema.ModelT``)."""
+    import flatbuffers
+
+    builder = flatbuffers.Builder(1 << 20)
+    builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
+    return bytes(builder.Output())
+
+
+def sample_feeder(interpreter: Any) -> Callable[[Any], None]:
+    """Return a function that sets one representative sample (a list of inputs by position,
+    or a dict by name) as the interpreter's inputs."""
     details = interpreter.get_input_details()
     signatures = interpreter._get_full_signature_list()
     by_name = next(iter(signatures.values()), {}).get("inputs", {}) if signatures else {}
@@ -58,11 +75,9 @@ def clip_ranges(calibrated: bytes, samples: Iterable[Any], percentile: float) ->
 
     Returns ``(new model bytes, ranges narrowed, ranges seen)``.
     """
-    import flatbuffers
-    from ai_edge_litert import schema_py_generated as schema
     from ai_edge_litert.interpreter import Interpreter, OpResolverType
 
-    model = schema.ModelT.InitFromObj(schema.Model.GetRootAsModel(calibrated, 0))
+    model = unpack_model(calibrated)
     indices = _stat_tensors(model)
     interpreter = Interpreter(
         model_content=calibrated,
@@ -70,7 +85,7 @@ def clip_ranges(calibrated: bytes, samples: Iterable[Any], percentile: float) ->
         experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES,
     )
     interpreter.allocate_tensors()
-    feed = _feeder(interpreter)
+    feed = sample_feeder(interpreter)
     rng = np.random.default_rng(0)
     values: dict[int, list[np.ndarray]] = {i: [] for i in indices}
     for sample in samples:
@@ -97,6 +112,4 @@ def clip_ranges(calibrated: bytes, samples: Iterable[Any], percentile: float) ->
         if low > q.min[0] or high < q.max[0]:
             narrowed += 1
         q.min, q.max = [low], [high]
-    builder = flatbuffers.Builder(max(1024, len(calibrated)))
-    builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
-    return bytes(builder.Output()), narrowed, len(indices)
+    return pack_model(model), narrowed, len(indices)

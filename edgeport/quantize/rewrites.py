@@ -59,13 +59,19 @@ def _correct_biases(
 
 
 def apply_rewrites(
-    source: Path, plan: PrecisionPlan, work: Path, calibration: Dataset | None, notes: list[str]
+    source: Path,
+    plan: PrecisionPlan,
+    work: Path,
+    calibration: Dataset | None,
+    notes: list[str],
+    bias_correction: bool = True,
 ) -> Path:
     """Apply the rewrites ``plan.details`` asks for (smoothing, then bias correction of the int8
     convolutions) to ``source``; return the file to quantize (``source`` itself when none
-    applies). Notes say what was done or skipped."""
+    applies). ``bias_correction=False``: the backend corrects biases itself, on its own
+    quantized model. Notes say what was done or skipped."""
     if plan.details.get("smoothing"):
         source = _smooth(source, plan, work, calibration, notes)
-    if plan.details.get("bias_correction") and plan.scheme == "int8":
+    if bias_correction and plan.details.get("bias_correction") and plan.scheme == "int8":
         source = _correct_biases(source, plan, work, calibration, notes)
     return source
