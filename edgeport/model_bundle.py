@@ -74,6 +74,10 @@ class SourceModel:
     # Turns sentences into model inputs (a Hugging Face folder's tokenizer), so that text files
     # can be calibration/eval data; None for sources that take no text.
     tokenize: Callable[[list[str]], dict[str, np.ndarray]] | None = None
+    # "embedding" when the frontend knows the outputs are feature vectors (a Hugging Face
+    # feature-extraction export): ``--metric auto`` then compares them by cosine, since the
+    # argmax of an embedding is no class. None: judged from the output's shape.
+    output_kind: str | None = None
 
 
 @dataclass

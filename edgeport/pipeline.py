@@ -6,6 +6,7 @@ one bundle that appears atomically (or not at all).
 
 from __future__ import annotations
 
+import dataclasses
 import errno
 import os
 import tempfile
@@ -209,6 +210,16 @@ def _run(recipe: Recipe, progress: Progress | None = None) -> Result:
         work = Path(work_name)
         with progress.step("load model"):
             source, onnx_source = ingest(recipe)
+        if recipe.metric == "auto" and source.output_kind == "embedding":
+            recipe = dataclasses.replace(recipe, metric="cosine")
+            decisions.append(
+                {
+                    "asked": "--metric auto",
+                    "done": "cosine",
+                    "why": "the outputs are embeddings (feature extraction): their argmax is no class, "
+                    "so the gate compares them by cosine with fp32",
+                }
+            )
         limits.check_inputs(source.inputs, EVAL_BATCH, memory_limit)  # before data is made for them
         data = _open_data(recipe, scheme, source, decisions)
         reference_count = min(len(data.eval_data), REFERENCE_SAMPLES if data.dynamic else data.static_batch)

@@ -591,4 +591,5 @@ def load_hf_source(folder: Path, recipe: Recipe) -> SourceModel:
         notes=notes,
         to_onnx=_make_exporter(folder, task, pooling, specs),
         tokenize=tokenize,
+        output_kind="embedding" if task == "feature-extraction" else None,
     )
