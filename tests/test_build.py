@@ -16,14 +16,12 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from edgeport.backends import BACKENDS
 from edgeport.ci.cache import cache_key, key_inputs
 from edgeport.ci.config import load_config
 from edgeport.cli import main
 from edgeport.profiles import PROFILE_DIR
 from tests.conftest import EXAMPLES
 
-HAS_COREML = "coreml" in BACKENDS
 ONNX, TFLITE, COREML = "fashion_cnn/onnx-int8-x86", "fashion_cnn/tflite-int8-metal", "fashion_cnn/coreml-fp16-ane"
 
 CONFIG = """\
@@ -63,7 +61,7 @@ COREML_TARGET = """\
 def write_config(project: Path, name: str = "edgeport.yaml", onnx_size: float = 10.0) -> Path:
     """Write the test config (Core ML only when its backend is installed) into ``project``."""
     path = project / name
-    path.write_text(CONFIG.format(onnx_size=onnx_size, coreml=COREML_TARGET if HAS_COREML else ""))
+    path.write_text(CONFIG.format(onnx_size=onnx_size, coreml=COREML_TARGET))
     return path
 
 
@@ -120,7 +118,7 @@ def first(project) -> dict:
 
 def test_first_build_writes_every_bundle_summary_and_index(first):
     data, out = first["summary"], first["out"]
-    ids = {ONNX, TFLITE} | ({COREML} if HAS_COREML else set())
+    ids = {ONNX, TFLITE, COREML}
     assert {t["id"] for t in data["targets"]} == ids
     assert built(data) == ids and data["passed"] and data["counts"]["passed"] == len(ids)
     for record in data["targets"]:
@@ -133,8 +131,6 @@ def test_first_build_writes_every_bundle_summary_and_index(first):
 
 
 def test_coreml_target_is_part_of_the_build(first):
-    if not HAS_COREML:
-        pytest.skip("the Core ML backend is not in edgeport.backends.BACKENDS here")
     record = next(t for t in first["summary"]["targets"] if t["id"] == COREML)
     assert record["status"] == "passed" and record["metrics"]["latency_p50_ms"] is None  # not run off a Mac
 
@@ -313,15 +309,10 @@ def test_only_selects_targets_by_pattern(project, first, tmp_path):
 def test_example_ci_files_use_the_example_config():
     import yaml
 
-    from edgeport.errors import InputError
     from tests.conftest import REPO
 
     ci = REPO / "examples" / "ci"
-    if HAS_COREML:
-        assert {j.id for j in load_config(ci / "edgeport.yaml").jobs} == {ONNX, TFLITE, COREML}
-    else:
-        with pytest.raises(InputError, match="edgeport.yaml:.*format 'coreml' is not available"):
-            load_config(ci / "edgeport.yaml")
+    assert {j.id for j in load_config(ci / "edgeport.yaml").jobs} == {ONNX, TFLITE, COREML}
     github = yaml.safe_load((ci / "github-actions.yml").read_text())
     shards = github["jobs"]["build"]["strategy"]["matrix"]["shard"]
     assert shards == list(range(1, int(github["env"]["SHARDS"]) + 1))

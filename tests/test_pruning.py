@@ -13,7 +13,6 @@ import torch
 from onnx import numpy_helper
 
 from edgeport.api import convert
-from edgeport.backends import BACKENDS
 from edgeport.errors import InputError
 from edgeport.prune.budget import LayerCurve, allocate
 from edgeport.prune.magnitude import WeightEditor, prunable_weights
@@ -148,8 +147,6 @@ def test_budget_is_honoured(tmp_path):
 
 @pytest.mark.parametrize("output_format", ["onnx", "tflite", "coreml"])
 def test_structured_pruning_through_each_format(tmp_path, residual_data, output_format):
-    if output_format not in BACKENDS:
-        pytest.skip(f"{output_format} backend not available")
     quantization = {"onnx": "int8", "tflite": "int8", "coreml": "int8-weight"}[output_format]
     target = "metal" if output_format == "coreml" else "cpu"  # Core ML runs on Apple devices only
     result = _residual(tmp_path, residual_data, output_format, quantization, optimize_for=target)
@@ -177,8 +174,6 @@ def test_structured_pruning_through_each_format(tmp_path, residual_data, output_
 
 
 def test_magnitude_pruning_reaches_coreml_and_its_sparse_storage(tmp_path):
-    if "coreml" not in BACKENDS:
-        pytest.skip("coreml backend not available")
     result = convert(
         str(EXAMPLES / "fashion_cnn_state_dict.pt"),
         model_class=str(EXAMPLES / "fashion_cnn.py") + ":FashionCNN",

@@ -131,6 +131,8 @@ def _geometry(model: Any, op: Any) -> ConvGeometry | None:
 
 def _float_weights(reference: Any) -> dict[str, np.ndarray]:
     """The float weights of the reference model's convolutions, keyed by their output's name."""
+    from ai_edge_litert import schema_py_generated as schema
+
     graph = reference.subgraphs[0]
     found = {}
     for op in graph.operators:
@@ -138,7 +140,7 @@ def _float_weights(reference: Any) -> dict[str, np.ndarray]:
             continue
         tensor = graph.tensors[op.inputs[1]]
         data = reference.buffers[tensor.buffer].data
-        if data is None or tensor.type != 0:  # 0: FLOAT32
+        if data is None or tensor.type != schema.TensorType.FLOAT32:
             continue
         values = np.frombuffer(np.asarray(data, np.uint8).tobytes(), np.float32)
         if values.size == int(np.prod(tensor.shape)):
@@ -149,10 +151,12 @@ def _float_weights(reference: Any) -> dict[str, np.ndarray]:
 def _round_weights(model: Any, op: Any, current: bytes, samples: list[Any], float_weights: np.ndarray) -> bool:
     """GPTQ-round ``op``'s int8 weights in ``model`` from ``float_weights`` with the Hessian of
     its inputs in ``current`` (the model as corrected so far); return whether it was done."""
+    from ai_edge_litert import schema_py_generated as schema
+
     graph = model.subgraphs[0]
     geometry = _geometry(model, op)
     weight = graph.tensors[op.inputs[1]]
-    if geometry is None or weight.type != 9 or float_weights.shape != tuple(weight.shape):  # 9: INT8
+    if geometry is None or weight.type != schema.TensorType.INT8 or float_weights.shape != tuple(weight.shape):
         return False
     hessian: list[np.ndarray | None] = [None]
 
