@@ -14,7 +14,16 @@ class DatasetReader(CalibrationDataReader):
         self.dataset = dataset
         self.batch_size = batch_size
         self.progress = progress
-        self._iterator = dataset.batches(batch_size)
+        self._iterator = self._batches()
+
+    def _batches(self):
+        """Batches of one size: ORT's histogram calibrators (percentile, entropy) stack every
+        batch's activations into one array and fail on a smaller last batch, so the remainder
+        is left out when there is more than one batch."""
+        count = len(self.dataset)
+        usable = count - count % self.batch_size if count > self.batch_size else count
+        for start in range(0, usable, self.batch_size):
+            yield self.dataset.batch(start, min(start + self.batch_size, usable))
 
     def get_next(self):
         """Return the next batch of inputs by name, or None when done."""
@@ -25,4 +34,4 @@ class DatasetReader(CalibrationDataReader):
 
     def rewind(self) -> None:
         """Start again from the first batch."""
-        self._iterator = self.dataset.batches(self.batch_size)
+        self._iterator = self._batches()
