@@ -158,14 +158,15 @@ def convert_options(func: Callable) -> Callable:
             "--max_accuracy_drop",
             type=float,
             default=None,
-            help="Gate, in percentage points of top-1 (see README); exceeded -> exit 3.",
+            help="Gate, in points of each output's measure (top-1 %, 100 x (1 - cosine), ...; see README); "
+            "exceeded -> exit 3.",
         ),
         click.option(
             "--metric",
             default="auto",
             show_default=True,
-            type=click.Choice(["auto", "top1", "cosine"]),
-            help="What --max_accuracy_drop measures: auto (top-1 for class scores, else cosine), top1, cosine.",
+            help="What the gate measures: auto (chosen per output by evidence), top1, cosine, iou, rel_error, "
+            "token_top1, exact, none; output=measure items; or your evaluator as module:function / file.py:function.",
         ),
         click.option("--precision_plan", default=None, help="Re-apply a saved precision_plan.json (no search)."),
         click.option(

@@ -6,7 +6,6 @@ one bundle that appears atomically (or not at all).
 
 from __future__ import annotations
 
-import dataclasses
 import errno
 import os
 import tempfile
@@ -39,6 +38,7 @@ from edgeport.recipe import Recipe
 from edgeport.reports.html import write_html
 from edgeport.reports.json import make_report, write_report
 from edgeport.verify.evaluate import verify_artifact
+from edgeport.verify.gate import choose_gate
 from edgeport.verify.metrics import accuracy_drop
 from edgeport.verify.op_check import check_artifact
 from edgeport.verify.profiling import profile_section
@@ -138,6 +138,22 @@ def _open_data(recipe: Recipe, scheme: str, source: SourceModel, decisions: list
     return DataPlan(eval_data, calibration, dynamic, static_batch)
 
 
+def _auto_decision(auto: Any, budget: float, profile: DeviceProfile, float_precision: str) -> dict[str, str]:
+    """The report's decision line for ``--quantization auto``: what the search chose and why."""
+    asked = f"--quantization auto (budget {budget} points)"
+    if auto.fallback:
+        float_name = "fp32" if auto.plan.scheme == "none" else auto.plan.scheme
+        return {"asked": asked, "done": f"the float model ({float_name})", "why": auto.fallback_why}
+    kept = [name for name, layer in auto.plan.layers.items() if layer.precision == float_precision]
+    return {
+        "asked": asked,
+        "done": f"{auto.base_scheme} with {len(kept)} of {len(auto.plan.layers)} layers kept in "
+        f"{float_precision}" + (f": {', '.join(kept[:6])}" if kept else ""),
+        "why": f"the fastest plan {profile.name} runs, with the layers that hurt accuracy most per unit of "
+        f"cost kept in float until the budget held ({len(auto.search.points)} plans evaluated)",
+    }
+
+
 def _scheme_decision(scheme: str, plan: PrecisionPlan, profile: DeviceProfile) -> dict[str, str]:
     details = ", ".join(f"{k}={v}" for k, v in plan.details.items())
     return {
@@ -210,16 +226,6 @@ def _run(recipe: Recipe, progress: Progress | None = None) -> Result:
         work = Path(work_name)
         with progress.step("load model"):
             source, onnx_source = ingest(recipe)
-        if recipe.metric == "auto" and source.output_kind == "embedding":
-            recipe = dataclasses.replace(recipe, metric="cosine")
-            decisions.append(
-                {
-                    "asked": "--metric auto",
-                    "done": "cosine",
-                    "why": "the outputs are embeddings (feature extraction): their argmax is no class, "
-                    "so the gate compares them by cosine with fp32",
-                }
-            )
         limits.check_inputs(source.inputs, EVAL_BATCH, memory_limit)  # before data is made for them
         data = _open_data(recipe, scheme, source, decisions)
         reference_count = min(len(data.eval_data), REFERENCE_SAMPLES if data.dynamic else data.static_batch)
@@ -229,10 +235,21 @@ def _run(recipe: Recipe, progress: Progress | None = None) -> Result:
             bundle, reference_outputs = normalize(source, onnx_source, reference_feeds, recipe)
         notes = list(bundle.notes)
         ensure_node_names(bundle.onnx_model)  # plans and quantizers address nodes by name
+        output_names = [o.name for o in bundle.outputs]
+        gate = choose_gate(
+            bundle.onnx_model,
+            output_names,
+            reference_outputs,
+            metric=recipe.metric,
+            budget=recipe.max_accuracy_drop,
+            labels=data.eval_data.labels is not None,
+            output_kind=source.output_kind,
+        )
+        decisions += gate.decisions
         # --- prune (edgeport/prune): quantization and export start from `model` (the pruned
         # model); the fp32 reference for fidelity, latency and parity stays the original `bundle`.
         pruning = (
-            prune_stage(recipe, bundle, reference_feeds, data, profile, scheme, decisions, writer.tmp, progress)
+            prune_stage(recipe, bundle, reference_feeds, data, profile, scheme, decisions, writer.tmp, progress, gate)
             if recipe.prune
             else None
         )
@@ -273,27 +290,14 @@ def _run(recipe: Recipe, progress: Progress | None = None) -> Result:
                 search_budget=parse_search_budget(recipe.search_budget),
                 work=work,
                 progress=progress,
-                gate_metric=recipe.metric,
+                gate=gate,
             )
             copy_path(auto.artifact.path, artifact_path)
             artifact = auto.artifact
             artifact.path = artifact_path
             artifact.runner.path = str(artifact_path)
             plan, search_section = auto.plan, search_report(auto)
-            float_precision = getattr(backend, "float_precision", "fp32")  # Core ML keeps layers in fp16
-            kept = [name for name, layer in plan.layers.items() if layer.precision == float_precision]
-            decisions.append(
-                {
-                    "asked": f"--quantization auto (budget {gate_budget} points)",
-                    "done": f"{auto.base_scheme} with {len(kept)} of {len(plan.layers)} layers kept in "
-                    f"{float_precision}" + (f": {', '.join(kept[:6])}" if kept else ""),
-                    "why": f"the fastest plan {profile.name} runs, with the layers that hurt accuracy most per unit of "
-                    f"cost kept in float until the budget held ({len(auto.search.points)} plans evaluated)"
-                    if auto.search.met_budget
-                    else f"no plan tried met the budget ({auto.search.stopped_by}); "
-                    "this is the most accurate one found",
-                }
-            )
+            decisions.append(_auto_decision(auto, gate_budget, profile, getattr(backend, "float_precision", "fp32")))
         else:
             plan = uniform_plan(model.onnx_model, scheme, profile)
             if scheme != "none":
@@ -309,7 +313,6 @@ def _run(recipe: Recipe, progress: Progress | None = None) -> Result:
         with progress.step("fp32 reference for timing"):
             latency_reference, reference_file = backend.fp32_reference(baseline_path, writer.tmp, work)
 
-        output_names = [o.name for o in bundle.outputs]
         verified = verify_artifact(
             RunnerSpec("onnxruntime", str(baseline_path)),
             latency_reference,
@@ -326,6 +329,7 @@ def _run(recipe: Recipe, progress: Progress | None = None) -> Result:
             work=work,
             progress=progress,
             emulation=artifact.emulation,
+            gate=gate,
         )
         op_check = check_artifact(artifact.runner.kind, artifact_path, profile)
         profile_data = None
@@ -340,8 +344,19 @@ def _run(recipe: Recipe, progress: Progress | None = None) -> Result:
                 )
         for flag in op_check["flagged"]:
             notes.append(f"op check: {flag['count']} x {flag['op']}: {flag['why']}")
-        drop, drop_metric = accuracy_drop(verified["fidelity"], recipe.metric)
-        passed = gate_budget is None or drop <= gate_budget + 1e-9
+        drop, drop_metric = accuracy_drop(verified["fidelity"])
+        # With a budget the user set, returning the float model because no quantized plan met it
+        # fails the run (exit 3): they asked for a quantized artifact within that budget.
+        budget_unmet = bool(search_section and search_section["float_fallback"] == "budget")
+        passed = (gate_budget is None or drop <= gate_budget + 1e-9) and not (
+            budget_unmet and recipe.max_accuracy_drop is not None
+        )
+        speedup = verified["latency"].get("speedup")
+        if scheme not in ("none", "auto") and speedup is not None and speedup < 1.0:
+            notes.append(
+                f"the {scheme} artifact ran at {speedup:.2f}x the speed of fp32 in the same runtime: quantization does "
+                "not pay for this model here; --quantization auto returns the float model in such cases"
+            )
         _save_reference(
             writer.path("reference.npz"), reference_feeds, output_names, reference_outputs, data.eval_data.labels
         )
@@ -445,6 +460,12 @@ def _run(recipe: Recipe, progress: Progress | None = None) -> Result:
                     "latency_speedup": verified["latency"]["speedup"],
                 },
             }
+        )
+    if not passed and budget_unmet and drop <= gate_budget + 1e-9:
+        raise GateFailed(
+            f"no quantized plan met --max_accuracy_drop {gate_budget}; the bundle holds the float model",
+            hint=f"{search_section['float_fallback_why']}; the bundle is kept, marked failed, in {bundle_dir}",
+            bundle_dir=str(bundle_dir),
         )
     if not passed:
         raise GateFailed(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -51,7 +52,9 @@ class Recipe:
     parity_atol: float = 1e-4
     opset: int = 18
     seed: int = 0
-    metric: str = "auto"
+    # What the gate compares: auto (by evidence, per output), a measure for every output, output=measure
+    # items, or the user's evaluator (module:function, file.py:function, or a callable from the API).
+    metric: str | Callable[..., Any] = "auto"
     io_dtype: str = "float32"
     precision_plan: str | None = None
     search_budget: str | None = None
@@ -89,8 +92,9 @@ class Recipe:
             )
         if self.io_dtype not in ("float32", "int8", "uint8"):
             raise InputError(f"unknown --io_dtype {self.io_dtype!r}", hint="choose float32, int8 or uint8")
-        if self.metric not in ("auto", "top1", "cosine"):
-            raise InputError(f"unknown --metric {self.metric!r}", hint="choose auto, top1 or cosine")
+        from edgeport.verify.gate import validate_metric
+
+        validate_metric(self.metric)  # fail fast (exit 2); an evaluator is imported when the run starts
         if self.max_accuracy_drop is not None and self.max_accuracy_drop < 0:
             raise InputError("--max_accuracy_drop must be >= 0 (percentage points)")
         for name in ("calibration_samples", "latency_runs", "threads"):
@@ -125,6 +129,8 @@ class Recipe:
             (f"{s.name}:" if s.name else "") + ",".join(str(d) for d in s.dims) for s in self.input_shape
         ]
         data["input_dtype"] = {k or "*": v for k, v in self.input_dtype.items()}
+        if callable(self.metric):
+            data["metric"] = f"{getattr(self.metric, '__module__', '?')}:{getattr(self.metric, '__name__', '?')}"
         return data
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import onnx
 import pytest
 
 from edgeport.api import convert
@@ -67,9 +68,11 @@ def test_plan_for_another_model_is_refused(example_auto, tmp_path):
         convert(str(EXAMPLES / "fashion_cnn.pt2"), precision_plan=str(path), output_dir=str(tmp_path / "x"), **EXAMPLE)
 
 
-def test_impossible_budget_keeps_the_best_model_and_exits_3(tmp_path):
+def test_impossible_budget_returns_the_float_model_and_exits_3(tmp_path):
+    """No quantized plan meets a budget the user set: the bundle holds the float model itself (no
+    quantize/dequantize nodes), the report names the nearest quantized point, and the run exits 3."""
     out = tmp_path / "bundle"
-    with pytest.raises(GateFailed, match="over the budget") as info:
+    with pytest.raises(GateFailed, match="no quantized plan met") as info:
         convert(
             factory("make_feature_net"),
             quantization="auto",
@@ -85,9 +88,14 @@ def test_impossible_budget_keeps_the_best_model_and_exits_3(tmp_path):
     search = report["search"]
     assert not search["met_budget"] and "--search_budget" in search["stopped_by"]
     assert search["blocking_layers"]
-    # The best point tried is the one kept: the lowest drop among the points.
-    assert report["search"]["chosen"]["drop"] == min(p["drop"] for p in search["points"])
-    assert (out / "model.onnx").is_file() and report["status"] == "failed"
+    assert search["float_fallback"] == "budget" and "nearest" in search["float_fallback_why"]
+    quantized_drops = [p["drop"] for p in search["points"] if not p["metrics"].get("float_model")]
+    assert min(quantized_drops) > 0.0
+    assert search["chosen"]["metrics"]["float_model"] and search["chosen"]["drop"] <= 1e-6
+    artifact = onnx.load(str(out / "model.onnx"))
+    assert not [n for n in artifact.graph.node if n.op_type in ("QuantizeLinear", "DequantizeLinear")]
+    assert report["gate"]["drop"] <= 1e-6 and report["status"] == "failed"
+    assert any("float model" in d["done"] for d in report["decisions"])
 
 
 def test_search_promotes_the_harmful_layer_first():

@@ -153,9 +153,8 @@ def test_minilm_int8_is_verified_by_cosine(minilm_int8, reference_embeddings):
 def test_minilm_auto_meets_the_cosine_budget(minilm_auto, reference_embeddings):
     report = minilm_auto.report
     assert report["gate"]["passed"] and report["gate"]["metric"].startswith("100 x (1 - mean cosine)")
-    assert {"asked": "--metric auto", "done": "cosine"}.items() <= next(
-        d for d in report["decisions"] if d["asked"] == "--metric auto"
-    ).items()
+    decision = next(d for d in report["decisions"] if d["asked"].startswith("--metric auto"))
+    assert decision["done"].startswith("100 x (1 - mean cosine)") and "embeddings" in decision["why"]
     cosine = _cosines(minilm_auto.artifact, reference_embeddings)
     assert cosine.mean() >= 0.99 and cosine.min() >= 0.98, (cosine.mean(), cosine.min())
     assert report["latency"]["speedup"] > 1.2

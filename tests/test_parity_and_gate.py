@@ -55,7 +55,10 @@ def test_gate_failure_keeps_the_artifact_marked_failed(tmp_path):
     report = json.loads((out / "report.json").read_text())
     assert manifest["status"] == "failed" and report["status"] == "failed"
     assert report["gate"]["drop"] > 0 and not report["gate"]["passed"]
-    assert "cosine" in report["gate"]["metric"]
+    # 16 raw conv channels: a dense map by the evidence, weakly; the decision names the flag.
+    assert "IoU" in report["gate"]["metric"]
+    decision = next(d for d in report["decisions"] if d["asked"].startswith("--metric auto"))
+    assert "weak evidence" in decision["why"] and "=cosine" in decision["why"]
     assert (out / "model.onnx").is_file()
 
 

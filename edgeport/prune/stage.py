@@ -174,8 +174,9 @@ def _run_arrays(run, arrays: dict[str, np.ndarray], batch: int) -> list[np.ndarr
 class _Context:
     """What both pruning methods need: data, reference outputs, budget and where to report."""
 
-    def __init__(self, recipe, bundle, reference_feeds, data, profile, scheme, decisions, progress) -> None:
+    def __init__(self, recipe, bundle, reference_feeds, data, profile, scheme, decisions, progress, gate) -> None:
         self.recipe: Recipe = recipe
+        self.gate = gate  # edgeport.verify.gate.Gate: what the accuracy figures measure
         self.bundle: ModelBundle = bundle
         self.reference_feeds = reference_feeds
         self.data = data
@@ -191,7 +192,7 @@ class _Context:
         labels = data.eval_data.labels
         count = len(next(iter(self.eval_inputs.values())))
         self.labels = labels[:count] if labels is not None else None
-        from edgeport.quantize.auto import DEFAULT_BUDGET
+        from edgeport.verify.gate import DEFAULT_BUDGET
 
         self.total_budget = recipe.max_accuracy_drop
         if self.total_budget is None and scheme == "auto":
@@ -235,8 +236,8 @@ class _Context:
 
     def drop(self, outputs: list[np.ndarray]) -> tuple[float, str, dict[str, Any]]:
         """Accuracy drop (gate metric, points) of ``outputs`` on the eval data against the original."""
-        fidelity = compare(self.reference_eval, outputs, self.output_names, self.labels)
-        drop, metric = accuracy_drop(fidelity, self.recipe.metric)
+        fidelity = compare(self.reference_eval, outputs, self.output_names, self.labels, self.gate)
+        drop, metric = accuracy_drop(fidelity)
         return drop, metric, fidelity
 
     def fits(self, drop: float) -> bool:
@@ -581,6 +582,7 @@ def prune_stage(
     decisions: list[dict[str, str]],
     out_dir: Path,
     progress: Progress,
+    gate: Any = None,
 ) -> PruneResult:
     """Prune ``bundle``'s model as ``--prune`` says, within the part of the accuracy budget that
     quantization to ``scheme`` leaves (measured on the unpruned model, see RESERVE_MARGIN).
@@ -596,7 +598,7 @@ def prune_stage(
     from edgeport.quantize.plan import ensure_node_names
 
     spec = parse_prune(recipe.prune)
-    ctx = _Context(recipe, bundle, reference_feeds, data, profile, scheme, decisions, progress)
+    ctx = _Context(recipe, bundle, reference_feeds, data, profile, scheme, decisions, progress, gate)
     if spec.method == "channels":
         pruned, details = _prune_channels(ctx, spec)
     else:

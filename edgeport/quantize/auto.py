@@ -17,7 +17,7 @@ import onnx
 
 from edgeport.bundle import path_bytes
 from edgeport.data import Dataset
-from edgeport.errors import InputError
+from edgeport.errors import EdgeportError, InputError, describe_exception
 from edgeport.profiles import op_class
 from edgeport.profiles.schema import DeviceProfile
 from edgeport.progress import Progress
@@ -26,11 +26,14 @@ from edgeport.quantize.search import SearchPoint, SearchResult, search
 from edgeport.quantize.sensitivity import LayerSensitivity, layer_sensitivity
 from edgeport.quantize.smoothing import DEFAULT_ALPHA, smooth, smoothable_groups
 from edgeport.verify.evaluate import run_dataset
+from edgeport.verify.gate import DEFAULT_BUDGET, Gate
 from edgeport.verify.latency import measure_side_by_side
 from edgeport.verify.metrics import accuracy_drop, compare
 from edgeport.verify.runners import OrtRunner
 
-DEFAULT_BUDGET = 1.0  # points: 1 of top-1 with labels, else mean cosine >= 0.99
+# A quantized plan is chosen over the float model only when it measured at least this much
+# faster than fp32 in the same runtime: below it the difference is within run-to-run noise.
+MIN_SPEEDUP = 1.05
 SENSITIVITY_SAMPLES = 16
 # An untimed all-compressed start whose drop is within this many budgets is searched from (the
 # Fashion-MNIST CNN: 4-bit palettization 1.3 points -> 1.0 with one layer kept in fp16).
@@ -88,6 +91,10 @@ class AutoResult:
     base_points: dict[str, dict[str, Any]]
     sensitivity: dict[str, Any]
     notes: list[str] = field(default_factory=list)
+    # Set when the float model was returned: "budget" (no quantized plan met it) or "speed" (the
+    # best one that did was not faster than fp32), with the sentence for the report.
+    fallback: str | None = None
+    fallback_why: str = ""
 
 
 def layer_op_classes(model: onnx.ModelProto, plan: PrecisionPlan) -> dict[str, str]:
@@ -337,10 +344,15 @@ def auto_quantize(
     search_budget: SearchBudget,
     work: Path,
     progress: Progress,
-    gate_metric: str = "auto",
+    gate: Gate,
 ) -> AutoResult:
-    """Search the cheapest mixed-precision plan within ``budget`` (gate points); return it,
-    its artifact and every point tried. The best point is returned even if none fits."""
+    """Search the cheapest mixed-precision plan within ``budget`` (gate points, measured as
+    ``gate`` says); return it, its artifact and every point tried.
+
+    The float model is always one of the points: when no quantized plan meets the budget, or the
+    best that does is not measurably faster than fp32 in the same runtime, the float model is
+    returned (``AutoResult.fallback`` says why and which quantized point came nearest).
+    """
     reference_runner = OrtRunner(baseline, threads)
     output_names = [o.name for o in model.graph.output]
     with progress.step("fp32 reference outputs for the search"):
@@ -357,17 +369,31 @@ def auto_quantize(
     counter = [0]
 
     def evaluate(plan: PrecisionPlan) -> SearchPoint:
+        if plan.layers and all(layer.precision == float_precision for layer in plan.layers.values()):
+            # Every layer in float is the float model itself, without quantize/dequantize leftovers.
+            plan = uniform_plan(model, "none" if float_precision == "fp32" else float_precision, profile)
         key = plan.to_json()
         if key in cache:
             return cache[key]
         counter[0] += 1
         path = work / f"candidate_{counter[0]}{Path(backend.file_name).suffix}"
-        artifact = backend.build(baseline, plan, path, work, calibration, batch)
+        try:
+            artifact = backend.build(baseline, plan, path, work, calibration, batch)
+            # An artifact that cannot run here (Core ML off macOS) is evaluated through its emulation, untimed.
+            runner = (artifact.emulation or artifact.runner).open(threads)
+            outputs = run_dataset(runner, eval_data, batch, dynamic)
+        except (EdgeportError, RuntimeError, ValueError, OSError) as exc:
+            if plan.scheme in ("none", float_precision):
+                raise  # the float model is the search's floor: its failure is the run's
+            # One candidate that a converter or runtime cannot build or run ends that candidate,
+            # not the search: the other candidates, and the float model, remain.
+            failure = f"{plan.scheme} candidate failed: {describe_exception(exc)}"
+            point = SearchPoint([], float("inf"), False, None, None, None, {"failed": failure, "notes": [failure]})
+            cache[key] = point
+            return point
         notes = artifact.notes
-        # An artifact that cannot run here (Core ML off macOS) is evaluated through its emulation, untimed.
-        runner = (artifact.emulation or artifact.runner).open(threads)
-        fidelity = compare(reference_outputs, run_dataset(runner, eval_data, batch, dynamic), output_names, labels)
-        drop, metric = accuracy_drop(fidelity, gate_metric)
+        fidelity = compare(reference_outputs, outputs, output_names, labels, gate)
+        drop, metric = accuracy_drop(fidelity)
         speedup = None
         if timing_reference is not None and artifact.emulation is None:
             latency = measure_side_by_side(
@@ -381,6 +407,10 @@ def auto_quantize(
                 "cosine_mean": first["cosine_mean"],
                 "cosine_min": first["cosine_min"],
                 "metric": metric,
+                "outputs": {
+                    name: {k: v for k, v in entry.items() if k in ("measure", "value", "drop", "budget")}
+                    for name, entry in fidelity["measures"]["outputs"].items()
+                },
                 "scheme": plan.scheme,
                 "notes": notes,
             }
@@ -434,6 +464,13 @@ def auto_quantize(
                     best_base, best_rank = (scheme, plan, point), rank
     assert best_base is not None
     scheme, plan, base_point = best_base
+    if base_point.metrics.get("failed"):
+        # Every all-quantized start failed to build or run: nothing to search from.
+        result = SearchResult(base_point, [base_point], [], False, "every quantized candidate failed", budget)
+        return _with_float_fallback(
+            AutoResult(plan, None, result, variant_name(scheme, {}), base_points, {}, []),
+            result, model, profile, float_precision, evaluate, budget, progress,
+        )  # fmt: skip
     cache_file = sensitivity_cache_path(model, plan, backend.format, sensitivity_feeds)
     # Measuring only orders the layers to keep in float; when every layer quantized already
     # meets the budget none is kept, and one build per layer would be wasted (all-MiniLM-L6-v2:
@@ -482,7 +519,7 @@ def auto_quantize(
     for name in result.best.kept_float:
         best_plan.layers[name].precision = float_precision
     base_name = variant_name(scheme, {k: plan.details[k] for k in VARIANT_KEYS if k in plan.details})
-    return AutoResult(
+    auto = AutoResult(
         best_plan,
         result.best.artifact,
         result,
@@ -491,6 +528,73 @@ def auto_quantize(
         {k: v.as_dict() for k, v in sensitivity.items()},
         list(result.best.metrics.get("notes", [])),
     )
+    return _with_float_fallback(auto, result, model, profile, float_precision, evaluate, budget, progress)
+
+
+def _with_float_fallback(
+    auto: AutoResult,
+    result: SearchResult,
+    model: onnx.ModelProto,
+    profile: DeviceProfile,
+    float_precision: str,
+    evaluate: Callable[[PrecisionPlan], SearchPoint],
+    budget: float,
+    progress: Progress,
+) -> AutoResult:
+    """Replace the search's choice by the float model when :func:`float_fallback` says so (the
+    float point joins the search's points); return ``auto``."""
+    fallback = float_fallback(result)
+    if fallback is None:
+        return auto
+    with progress.step("float model (the search's floor)"):
+        float_plan = uniform_plan(model, "none" if float_precision == "fp32" else float_precision, profile)
+        float_point = evaluate(float_plan)
+    float_point.kept_float = list(float_plan.layers)
+    float_point.feasible = float_point.drop <= budget + 1e-9
+    float_point.metrics["float_model"] = True
+    result.points.append(float_point)
+    result.best = float_point
+    auto.plan, auto.artifact, auto.notes = float_plan, float_point.artifact, list(float_point.metrics["notes"])
+    auto.fallback, auto.fallback_why = fallback
+    return auto
+
+
+def float_fallback(result: SearchResult) -> tuple[str, str] | None:
+    """Whether the search must return the float model instead of its best quantized point, and
+    why: ``("budget", sentence)`` when no quantized plan met the budget, ``("speed", sentence)``
+    when the best that did measured no faster than fp32 (below MIN_SPEEDUP) in the same runtime.
+    The sentence names the quantized point that came nearest and what would unlock it. Returns
+    None when the quantized point stands (untimed candidates, Core ML off macOS, are judged by
+    the budget alone)."""
+    quantized = [p for p in result.points if len(p.kept_float) < len(result.order) or not result.order]
+
+    def described(point: SearchPoint) -> str:
+        if point.metrics.get("failed"):
+            return point.metrics["failed"]
+        speed = f"{point.speedup:.2f}x fp32" if point.speedup is not None else "speed not measured here"
+        return f"{len(point.kept_float)} layer(s) in float: drop {point.drop:.3f} points at {speed}"
+
+    if not result.met_budget:
+        nearest = min(quantized or result.points, key=lambda p: p.drop)
+        faster = [
+            p for p in quantized if math.isfinite(p.drop) and (p.speedup is None or p.speedup >= MIN_SPEEDUP)
+        ]
+        unlock = (
+            f"--max_accuracy_drop {math.ceil(min(p.drop for p in faster) * 100) / 100:g} would accept a faster plan"
+            if faster
+            else "no quantized plan tried was faster than fp32 either"
+        )
+        return "budget", (
+            f"no quantized plan met the budget of {result.budget} points; nearest: {described(nearest)}; {unlock}"
+        )
+    best = result.best
+    if best.speedup is not None and best.speedup < MIN_SPEEDUP:
+        return "speed", (
+            f"the best quantized plan within the budget ({described(best)}) is not faster than fp32 on this "
+            "runtime (int8 kernels do not pay for these layers here); a profile of a device with fast int8 "
+            "for these ops, or larger inputs, would change that"
+        )
+    return None
 
 
 def search_report(auto: AutoResult) -> dict[str, Any]:
@@ -506,6 +610,8 @@ def search_report(auto: AutoResult) -> dict[str, Any]:
         "blocking_layers": [] if result.met_budget else result.blocking_layers(),
         "points": [p.as_dict() for p in result.points],
         "chosen": result.best.as_dict(),
+        "float_fallback": auto.fallback,
+        "float_fallback_why": auto.fallback_why or None,
         "sensitivity": auto.sensitivity,
     }
 

@@ -60,9 +60,11 @@ class SearchResult:
     budget: float
 
     def blocking_layers(self) -> list[str]:
-        """Layers not kept in float by the best point that rank highest in harm: what blocks
-        the budget when it was not met."""
-        return [layer for layer in self.order if layer not in self.best.kept_float][:5]
+        """Layers not kept in float by the most accurate quantized point that rank highest in
+        harm: what blocks the budget when it was not met."""
+        quantized = [p for p in self.points if not p.metrics.get("float_model")] or [self.best]
+        nearest = min(quantized, key=lambda p: (p.drop, len(p.kept_float)))
+        return [layer for layer in self.order if layer not in nearest.kept_float][:5]
 
 
 CostFunction = Callable[[str, str], float]  # (layer, precision) -> relative cost per MAC

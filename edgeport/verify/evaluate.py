@@ -63,6 +63,7 @@ def verify_artifact(
     work: Path,
     progress: Progress,
     emulation: RunnerSpec | None = None,
+    gate: Any = None,
 ) -> dict[str, Any]:
     """Compare ``artifact`` with the fp32 model on ``eval_data``, and time it side by side with
     ``latency_reference`` (fp32 in the same runtime).
@@ -71,14 +72,15 @@ def verify_artifact(
     ``measured_label(artifact_runner)`` says whether the timing ran on the target's runtime.
     ``emulation``: when the artifact's runtime cannot run on this host, a stand-in that gives
     its outputs; fidelity is then labelled emulated and nothing is timed (see
-    :func:`verify_emulated`).
+    :func:`verify_emulated`). ``gate`` (edgeport.verify.gate.Gate) adds each output's figure on
+    the measure chosen for it.
     Returns the report sections: fidelity, latency, load_time_s, memory, runner.
     Raises ConversionError when the runtime cannot load the artifact.
     """
     if emulation is not None:
         return verify_emulated(
             fidelity_reference, latency_reference, emulation, eval_data, output_names, batch, dynamic,
-            latency_batch, threads, progress,
+            latency_batch, threads, progress, gate,
         )  # fmt: skip
     with progress.step("load runtimes"):
         try:
@@ -93,7 +95,7 @@ def verify_artifact(
         reference_all = run_dataset(reference_runner, eval_data, batch, dynamic, advance)
         artifact_all = run_dataset(artifact_runner, eval_data, batch, dynamic, advance)
     labels = eval_data.labels[: len(reference_all[0])] if eval_data.labels is not None else None
-    fidelity = compare(reference_all, artifact_all, output_names, labels)
+    fidelity = compare(reference_all, artifact_all, output_names, labels, gate)
 
     latency_feeds = eval_data.batch(0, latency_batch)
     with progress.step("measure latency side by side", total=latency_runs) as advance:
@@ -141,6 +143,7 @@ def verify_emulated(
     latency_batch: int,
     threads: int,
     progress: Progress,
+    gate: Any = None,
 ) -> dict[str, Any]:
     """Fidelity of an artifact that cannot run here, from its emulation; no timing at all.
 
@@ -161,7 +164,7 @@ def verify_emulated(
         reference_all = run_dataset(reference_runner, eval_data, batch, dynamic, advance)
         emulated_all = run_dataset(emulated, eval_data, batch, dynamic, advance)
     labels = eval_data.labels[: len(reference_all[0])] if eval_data.labels is not None else None
-    fidelity = compare(reference_all, emulated_all, output_names, labels)
+    fidelity = compare(reference_all, emulated_all, output_names, labels, gate)
     described = emulated.describe()
     fidelity["emulated"] = described.get("emulated") or "emulated"
     return {

@@ -38,12 +38,18 @@ def is_classifier_output(output: np.ndarray) -> bool:
 
 
 def compare(
-    reference: list[np.ndarray], candidate: list[np.ndarray], output_names: list[str], labels: np.ndarray | None = None
+    reference: list[np.ndarray],
+    candidate: list[np.ndarray],
+    output_names: list[str],
+    labels: np.ndarray | None = None,
+    gate: Any = None,
 ) -> dict[str, Any]:
     """Compare artifact outputs with fp32 reference outputs (both concatenated over samples).
 
     Returns per-output cosine (mean/min), SQNR, max abs error and, for classifier-like first
-    outputs, top-1 agreement and (with labels) both top-1 accuracies in percent.
+    outputs, top-1 agreement and (with labels) both top-1 accuracies in percent. With a
+    ``gate`` (:class:`edgeport.verify.gate.Gate`), also ``measures``: each output's figure on
+    the measure the gate chose for it, and the worst one relative to its budget.
     """
     per_output = {}
     for name, ref, cand in zip(output_names, reference, candidate, strict=False):
@@ -63,6 +69,11 @@ def compare(
             labels = labels.reshape(-1)[: len(ref_top1)]
             result["reference_top1"] = float(np.mean(ref_top1 == labels) * 100)
             result["artifact_top1"] = float(np.mean(cand_top1 == labels) * 100)
+    if gate is not None:
+        result["measures"] = gate.assess(reference, candidate, output_names, labels)
+        custom = result["measures"].get("custom")
+        if custom:
+            result["custom"] = custom
     return result
 
 
@@ -75,7 +86,11 @@ def accuracy_drop(metrics: dict[str, Any], metric: str = "auto") -> tuple[float,
     ``auto``: with labels, fp32 top-1 minus artifact top-1; without labels, for class
     scores, 100 - top-1 agreement; otherwise 100 * (1 - mean cosine) of the first output.
     ``cosine`` forces the cosine form (embeddings, features); ``top1`` needs class scores.
+    Fidelity measured with a gate (``measures``, see :func:`compare`) gives the gate's figure:
+    the worst output relative to its budget, in budget points.
     """
+    if "measures" in metrics:
+        return metrics["measures"]["drop"], metrics["measures"]["metric"]
     if metric == "cosine":
         first = next(iter(metrics["outputs"].values()))
         return 100.0 * (1.0 - first["cosine_mean"]), "100 x (1 - mean cosine) vs fp32"
