@@ -273,7 +273,8 @@ def print_summary(result, console) -> None:
             f"against {lat.get('reference_model', 'the fp32 model')}; {lat['measured']}"
         )
     for decision in r["decisions"]:
-        if decision["asked"].startswith("--quantization"):
+        # What auto chose, and metric choices resting on weak evidence (the user may need to settle them).
+        if decision["asked"].startswith("--quantization") or "weak evidence" in decision["why"]:
             console.print(f"[yellow]decision:[/] {decision['asked']} -> {decision['done']}: {decision['why']}")
     if r.get("pruning"):
         console.print(f"[yellow]pruning:[/] {r['pruning']['what_it_buys']}")

@@ -589,10 +589,15 @@ def float_fallback(result: SearchResult) -> tuple[str, str] | None:
         )
     best = result.best
     if best.speedup is not None and best.speedup < MIN_SPEEDUP:
+        within = [p for p in quantized if p.feasible and p.speedup is not None]
+        nearest = (
+            f"the fastest quantized plan within the budget ({described(max(within, key=lambda p: p.speedup))})"
+            if within
+            else "only plans with every layer in float met the budget"
+        )
         return "speed", (
-            f"the best quantized plan within the budget ({described(best)}) is not faster than fp32 on this "
-            "runtime (int8 kernels do not pay for these layers here); a profile of a device with fast int8 "
-            "for these ops, or larger inputs, would change that"
+            f"no quantized plan within the budget was faster than fp32 on this runtime: {nearest}; int8 kernels "
+            "do not pay for these layers here (a device with fast int8 for these ops, or larger inputs, would)"
         )
     return None
 
