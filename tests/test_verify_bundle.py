@@ -104,6 +104,10 @@ def _check_fidelity(section: dict, bundle: Path) -> None:
         assert new["cosine_min"] >= old["outputs"][name]["cosine_min"] - 1e-4
     for new in section["reference_fidelity"]["outputs"].values():  # fp32 on this runtime vs the source
         assert new["max_abs_error"] <= parity
+    # The same per-output measures as the conversion's gate, each figure recomputed here.
+    assert set(section["fidelity"]["measures"]["outputs"]) == set(old["measures"]["outputs"])
+    for name, entry in section["fidelity"]["measures"]["outputs"].items():
+        assert entry["measure"] == old["measures"]["outputs"][name]["measure"]
 
 
 @pytest.mark.parametrize("which", ["tiny_bundle", "tiny_tflite_bundle", "example_bundle"])

@@ -27,6 +27,7 @@ from edgeport.errors import ConversionError, InputError, describe_exception
 from edgeport.hashing import sha256_file, sha256_path
 from edgeport.reports.html import render_html
 from edgeport.reports.json import make_report, read_report
+from edgeport.verify.gate import gate_from_report
 from edgeport.verify.latency import measure_side_by_side
 from edgeport.verify.metrics import compare
 from edgeport.verify.runners import RunnerSpec, host_description
@@ -320,9 +321,10 @@ def verify_bundle(
             timeout=timeout or RUN_TIMEOUT_S,
         )
 
-    fidelity = compare(stored_outputs, [np.asarray(o) for o in ran["outputs"]], output_names, labels)
+    gate = gate_from_report(old_report)  # the same per-output measures as the conversion's report
+    fidelity = compare(stored_outputs, [np.asarray(o) for o in ran["outputs"]], output_names, labels, gate)
     reference_fidelity = (
-        compare(stored_outputs, [np.asarray(o) for o in ran["reference_outputs"]], output_names, labels)
+        compare(stored_outputs, [np.asarray(o) for o in ran["reference_outputs"]], output_names, labels, gate)
         if ran.get("reference_outputs") is not None
         else None
     )

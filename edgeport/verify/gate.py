@@ -449,4 +449,19 @@ def choose_gate(
     return Gate(measures, display_budget, None, decisions)
 
 
+def gate_from_report(report: dict[str, Any]) -> Gate | None:
+    """The per-output measures and budgets a bundle's report.json was gated with, to compare a
+    re-run of the bundle the same way (``edgeport verify``); None for reports without them
+    (older bundles, or a user's evaluator, which is not part of the bundle)."""
+    measured = ((report.get("fidelity") or {}).get("measures") or {}).get("outputs")
+    if not measured:
+        return None
+    measures = [
+        OutputMeasure(name, entry["measure"], float(entry.get("budget") or 0.0), entry.get("evidence", ""))
+        for name, entry in measured.items()
+    ]
+    budget = (report.get("gate") or {}).get("max_accuracy_drop")
+    return Gate(measures, DEFAULT_BUDGET if budget is None else float(budget))
+
+
 __all__ = ["Gate", "OutputMeasure", "choose_gate", "validate_metric", "DEFAULT_BUDGET", "MEASURES"]
