@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import logging
 import shutil
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 
 import onnx
@@ -22,8 +25,30 @@ def _quant_type(name: str):
     return {"uint8": QuantType.QUInt8, "int16": QuantType.QInt16}.get(name, QuantType.QInt8)
 
 
+@contextlib.contextmanager
+def in_work_folder(work: Path) -> Iterator[Path]:
+    """Run third-party ONNX tools with a fresh folder inside ``work`` as the working directory;
+    yields that folder (removed with ``work``).
+
+    Why: ONNX Runtime's symbolic shape inference (run by ``quant_pre_process``) saves
+    ``sym_shape_infer_temp.onnx`` plus a uuid-named ``.data`` file holding every weight into the
+    *current directory* whenever it cannot infer every shape, and never removes them
+    (onnxruntime/tools/symbolic_shape_infer.py, ``infer_shapes``). One ``auto`` run quantizes many
+    candidates, so a 90 MB model left ~50 such files in the user's folder. Callers pass absolute
+    paths. The working directory is process-wide: do not quantize from two threads at once.
+    """
+    folder = work.resolve() / "cwd"
+    folder.mkdir(parents=True, exist_ok=True)
+    with contextlib.chdir(folder):
+        yield folder
+
+
 def _preprocess(fp32_path: Path, work: Path, notes: list[str]) -> Path:
     """Run ORT's quant_pre_process shape inference when it can; else keep the input.
+
+    Returns the preprocessed file, made once per fp32 file and reused (``auto`` quantizes the
+    same baseline for every candidate). When symbolic shape inference cannot finish (shapes
+    that depend on data, e.g. an Expand to a computed shape) ONNX shape inference alone is tried.
 
     Its graph optimization is skipped: it fuses MatMul+Add into Gemm under new node names,
     which the plan cannot address, and ORT then refused partly quantized MiniLM models
@@ -31,13 +56,28 @@ def _preprocess(fp32_path: Path, work: Path, notes: list[str]) -> Path:
     """
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
-    out = work / "preprocessed.onnx"
-    try:
-        quant_pre_process(str(fp32_path), str(out), skip_optimization=True, skip_symbolic_shape=False)
+    stat = fp32_path.stat()
+    identity = f"{fp32_path.resolve()}:{stat.st_size}:{stat.st_mtime_ns}"
+    key = hashlib.sha256(identity.encode()).hexdigest()[:16]
+    out = work / f"preprocessed-{key}.onnx"
+    failed = work / f"preprocessed-{key}.failed"
+    if out.exists():
         return out
-    except Exception as exc:  # it fails on some graphs; quantization can still go on
-        notes.append(f"quant_pre_process skipped: {describe_exception(exc)}")
+    if failed.exists():
+        notes.append(failed.read_text())
         return fp32_path
+    errors = []
+    for symbolic in (True, False):
+        try:
+            quant_pre_process(str(fp32_path), str(out), skip_optimization=True, skip_symbolic_shape=not symbolic)
+            if errors:
+                notes.append(f"quant_pre_process without symbolic shape inference ({errors[0]})")
+            return out
+        except Exception as exc:  # it fails on some graphs; quantization can still go on
+            errors.append(describe_exception(exc))
+    failed.write_text(f"quant_pre_process skipped: {'; '.join(errors)}")
+    notes.append(failed.read_text())
+    return fp32_path
 
 
 def _to_fp16(fp32_path: Path, out: Path, notes: list[str]) -> None:
@@ -195,8 +235,24 @@ def apply_plan(
 ) -> list[str]:
     """Write ``fp32_path`` quantized as ``plan`` says to ``out``; return notes on what was done.
 
+    Everything the third-party quantizers write goes to ``work`` (see :func:`in_work_folder`).
     Raises ConversionError when the quantizer fails.
     """
+    fp32_path, out, work = fp32_path.resolve(), out.resolve(), work.resolve()
+    with in_work_folder(work):
+        return _apply_plan(fp32_path, plan, out, work, calibration, batch_size, progress)
+
+
+def _apply_plan(
+    fp32_path: Path,
+    plan: PrecisionPlan,
+    out: Path,
+    work: Path,
+    calibration: Dataset | None,
+    batch_size: int,
+    progress=None,
+) -> list[str]:
+    """The body of :func:`apply_plan` (absolute paths, run inside the work folder)."""
     notes: list[str] = []
     if plan.scheme == "none":
         shutil.copyfile(fp32_path, out)
