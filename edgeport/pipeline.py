@@ -228,6 +228,7 @@ def _run(recipe: Recipe, progress: Progress | None = None) -> Result:
         with progress.step("export to ONNX and check parity" if onnx_source is None else "check and simplify ONNX"):
             bundle, reference_outputs = normalize(source, onnx_source, reference_feeds, recipe)
         notes = list(bundle.notes)
+        decisions += bundle.decisions
         ensure_node_names(bundle.onnx_model)  # plans and quantizers address nodes by name
         # --- prune (edgeport/prune): quantization and export start from `model` (the pruned
         # model); the fp32 reference for fidelity, latency and parity stays the original `bundle`.

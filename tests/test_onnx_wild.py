@@ -16,7 +16,7 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from edgeport.api import convert
-from edgeport.errors import ConversionError, GateFailed
+from edgeport.errors import ConversionError
 from edgeport.verify.runners import OrtRunner
 from tests.conftest import REPO
 from tests.models_keras import TRAIN, digits_data
@@ -58,7 +58,9 @@ def _old_exporter_model() -> onnx.ModelProto:
         "fc/B:0": np.zeros(10),
     }
     nodes = [
-        helper.make_node("Conv", ["input:0", "conv/W:0", "conv/B:0"], ["conv/out:0"], pads=[1, 1, 1, 1], name="conv/Conv"),
+        helper.make_node(
+            "Conv", ["input:0", "conv/W:0", "conv/B:0"], ["conv/out:0"], pads=[1, 1, 1, 1], name="conv/Conv"
+        ),
         helper.make_node("Relu", ["conv/out:0"], ["relu:0"], name="relu/Relu"),
         helper.make_node("MaxPool", ["relu:0"], ["pool:0"], kernel_shape=[2, 2], strides=[2, 2], name="pool/MaxPool"),
         helper.make_node("GlobalAveragePool", ["pool:0"], ["gap:0"], name="gap"),
@@ -157,6 +159,11 @@ def _top1_agreement(artifact: Path, entry: dict) -> float:
     return float(np.mean(outputs.argmax(-1) == entry["fp32"].argmax(-1)))
 
 
+def _dequantize_axes(model: onnx.ModelProto) -> list[int]:
+    """The ``axis`` attributes of DequantizeLinear nodes: per-channel weights have one."""
+    return [a.i for n in model.graph.node if n.op_type == "DequantizeLinear" for a in n.attribute if a.name == "axis"]
+
+
 # --- nothing outside the bundle --------------------------------------------------------------
 
 
@@ -230,3 +237,132 @@ def test_failed_conversion_leaves_no_file_outside(wild_onnx, tmp_path, monkeypat
     assert _listing(cwd) == []
     assert _listing(tmpdir) == []
     assert not out.exists()
+
+
+# --- old opsets and foreign quirks -----------------------------------------------------------
+
+# Top-1 agreement with the fp32 file that int8 must reach: the tf2onnx CNN on 397 real digits,
+# the random-weight models on random inputs (their logits are close, so int8 flips a few).
+AGREEMENT = {"tf2onnx": 0.97, "old": 0.9}
+
+
+@pytest.fixture(scope="session")
+def wild_runs(wild_onnx, tmp_path_factory) -> dict[tuple[str, str], object]:
+    """Each foreign model converted once per scheme (the Results by (model, scheme))."""
+    root = tmp_path_factory.mktemp("wild_runs")
+    runs = {}
+    for name in AGREEMENT:
+        entry = wild_onnx[name]
+        for scheme in SCHEMES:
+            out = root / f"{name}-{scheme}"
+            runs[name, scheme] = convert(
+                str(entry["path"]), quantization=scheme, output_dir=str(out), **_data_options(entry), **FAST
+            )
+    return runs
+
+
+@pytest.mark.parametrize("name", list(AGREEMENT))
+@pytest.mark.parametrize("scheme", SCHEMES)
+def test_foreign_onnx_converts_and_agrees(wild_onnx, wild_runs, name, scheme):
+    """tf2onnx (opset 12, ':' and '/' names, 'unk__' batch) and an IR-3 opset-11 file with
+    initializers as inputs and a shapeless output: each scheme gives an artifact that ONNX
+    Runtime runs and that agrees with the original file."""
+    result = wild_runs[name, scheme]
+    agreement = _top1_agreement(result.artifact, wild_onnx[name])
+    assert agreement >= AGREEMENT[name], f"{name} {scheme}: top-1 agreement {agreement:.3f}"
+    decisions = [d["done"] for d in result.report["decisions"]]
+    opset = 12 if name == "tf2onnx" else 11
+    upgrade = [d for d in decisions if d.startswith(f"upgraded opset {opset} -> 18, parity max abs err")]
+    assert upgrade, decisions
+    assert float(upgrade[0].rpartition("err ")[2]) <= 1e-4
+    artifact = onnx.load(str(result.artifact))
+    assert [o.version for o in artifact.opset_import if o.domain in ("", "ai.onnx")] == [18]
+    if scheme == "int8":  # per-channel weights, which opset 12 could not express
+        axes = [
+            a for n in artifact.graph.node if n.op_type == "DequantizeLinear" for a in n.attribute if a.name == "axis"
+        ]
+        assert axes
+    if name == "old":
+        notes = " ".join(result.report["notes"])
+        assert "4 initializer(s) were also listed as graph inputs" in notes
+        assert "IR version 3 raised to" in notes
+        assert "logits:0" in notes  # its shape was inferred
+
+
+def test_failed_opset_upgrade_falls_back_to_per_tensor(wild_onnx, tmp_path, monkeypatch):
+    """When the ONNX version converter fails, int8 keeps the opset, quantizes weights per
+    tensor (which opset 10+ supports) and says so, instead of exiting 4."""
+    from onnx import version_converter
+
+    def broken(model, target):
+        raise RuntimeError("converter failure")
+
+    monkeypatch.setattr(version_converter, "convert_version", broken)
+    entry = wild_onnx["tf2onnx"]
+    result = convert(
+        str(entry["path"]), quantization="int8", output_dir=str(tmp_path / "b"), **_data_options(entry), **FAST
+    )
+    assert any(
+        d["done"].startswith("kept opset 12: int8 weights quantized per tensor") for d in result.report["decisions"]
+    )
+    assert any("per-tensor weights instead of per-channel" in n for n in result.report["notes"])
+    artifact = onnx.load(str(result.artifact))
+    assert [o.version for o in artifact.opset_import if o.domain in ("", "ai.onnx")] == [12]
+    assert not [
+        n for n in artifact.graph.node for a in n.attribute if n.op_type == "DequantizeLinear" and a.name == "axis"
+    ]
+    assert _top1_agreement(result.artifact, entry) >= AGREEMENT["tf2onnx"]
+
+
+# --- never worse than ONNX Runtime's own quantizer ---------------------------------------------
+
+
+class _Reader:
+    """The CalibrationDataReader a user writes by hand for quantize_static."""
+
+    def __init__(self, feeds: dict[str, np.ndarray]) -> None:
+        self.batches = iter([{k: v[i : i + 1] for k, v in feeds.items()} for i in range(32)])
+
+    def get_next(self):
+        return next(self.batches, None)
+
+
+@pytest.mark.parametrize("name", list(AGREEMENT))
+def test_ort_defaults_work_so_edgeport_works(wild_onnx, wild_runs, tmp_path, name):
+    """ORT's quantize_dynamic(in, out) and quantize_static(in, out, reader) with their defaults
+    give runnable models on the foreign files; edgeport's int8 and int8-dynamic then succeed
+    too, and agree with fp32 at least as well as ORT's defaults less one point."""
+    from onnxruntime.quantization import quantize_dynamic, quantize_static
+
+    entry = wild_onnx[name]
+    peers = {"int8-dynamic": tmp_path / "dynamic.onnx", "int8": tmp_path / "static.onnx"}
+    quantize_dynamic(str(entry["path"]), str(peers["int8-dynamic"]))
+    quantize_static(str(entry["path"]), str(peers["int8"]), _Reader(entry["feeds"]))
+    for scheme, peer in peers.items():
+        peer_agreement = _top1_agreement(peer, entry)  # ORT's default runs
+        ours = _top1_agreement(wild_runs[name, scheme].artifact, entry)
+        assert ours >= peer_agreement - 0.01, f"{name} {scheme}: edgeport {ours:.3f} < ORT default {peer_agreement:.3f}"
+
+
+def test_quantizer_failure_falls_back_to_ort_defaults(wild_onnx, tmp_path, monkeypatch):
+    """When the plan's configuration fails in ORT's quantizer, edgeport retries per tensor and
+    then with ORT's defaults, and says which one it used, instead of exiting 4."""
+    from edgeport.quantize import onnx_apply
+
+    real = onnx_apply._quantize
+
+    def plan_settings_fail(*args, **kwargs):
+        if not args[-1]:  # defaults=False: the plan's own settings
+            raise RuntimeError("simulated failure of the plan's settings")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(onnx_apply, "_quantize", plan_settings_fail)
+    entry = wild_onnx["tf2onnx"]
+    result = convert(
+        str(entry["path"]), quantization="int8", output_dir=str(tmp_path / "b"), **_data_options(entry), **FAST
+    )
+    assert any(
+        n.startswith("int8 with ONNX Runtime's default settings, because the plan's scheme: simulated failure")
+        for n in result.report["notes"]
+    ), result.report["notes"]
+    assert _top1_agreement(result.artifact, entry) >= AGREEMENT["tf2onnx"]

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import onnx
 
+from edgeport.converters.onnx_in import PER_CHANNEL_QDQ_OPSET, opset_of
 from edgeport.data import Dataset
 from edgeport.errors import ConversionError, describe_exception
 from edgeport.quantize.calibrate import DatasetReader
@@ -263,9 +264,6 @@ def _apply_plan(
     if plan.scheme in WEIGHT_ONLY_BITS:
         _weight_only(fp32_path, plan, out, notes)
         return notes
-    from onnxruntime.quantization import QuantFormat, quantize_dynamic, quantize_static
-
-    details = plan.details
     source = apply_rewrites(_preprocess(fp32_path, work, notes), plan, work, calibration, notes)
     # Weighted layers planned in another precision are excluded; everything else the quantizer
     # can handle (Relu, MaxPool, Add...) is quantized too, so int8 tensors flow between layers
@@ -285,55 +283,106 @@ def _apply_plan(
         notes.append("no weighted layer to quantize: the artifact equals the fp32 model")
         shutil.copyfile(fp32_path, out)
         return notes
+    per_channel = bool(plan.details.get("per_channel"))
+    opset = opset_of(graph)
+    if per_channel and plan.scheme in CALIBRATED_SCHEMES and opset < PER_CHANNEL_QDQ_OPSET:
+        per_channel = False
+        notes.append(
+            f"per-tensor weights instead of per-channel: the model is at opset {opset} and per-channel "
+            f"Q/DQ needs opset {PER_CHANNEL_QDQ_OPSET} (its upgrade did not pass)"
+        )
     # ORT's quantizer logs every node at INFO and warns about things edgeport reports itself.
     logging.getLogger().setLevel(logging.WARNING)
+    attempts = [("the plan's scheme", source, per_channel, False)]
+    if per_channel:
+        attempts.append(("per-tensor weights", source, False, False))
+    # ONNX Runtime's own defaults on the unprocessed model: edgeport never does worse than the
+    # quantizer it wraps called by hand (the plan's float layers stay excluded).
+    attempts.append(("ONNX Runtime's default settings", fp32_path, False, True))
+    errors: list[str] = []
+    for what, model_path, channel, defaults in attempts:
+        try:
+            _quantize(model_path, out, plan, excluded, calibration, batch_size, progress, channel, defaults)
+            _check_quantized(out)
+        except Exception as exc:  # ORT raises many types; the checker ValidationError; ORT's Fail
+            errors.append(f"{what}: {describe_exception(exc, with_type=False)}")
+            continue
+        if errors:
+            notes.append(f"{plan.scheme} with {what}, because {'; '.join(errors)}")
+        return notes
+    raise ConversionError(
+        f"onnxruntime quantization ({plan.scheme}) failed: {errors[0]}",
+        hint="try --quantization int8-dynamic or fp16; every fallback failed too: " + "; ".join(errors[1:]),
+    )
+
+
+def _quantize(
+    source: Path,
+    out: Path,
+    plan: PrecisionPlan,
+    excluded: list[str],
+    calibration: Dataset | None,
+    batch_size: int,
+    progress,
+    per_channel: bool,
+    defaults: bool,
+) -> None:
+    """Run ORT's quantize_static (QDQ) or quantize_dynamic once; ``defaults``: ORT's own
+    settings (only the excluded nodes kept), else the plan's details. Raises what ORT raises."""
+    from onnxruntime.quantization import QuantFormat, quantize_dynamic, quantize_static
+
+    details = plan.details
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        if plan.scheme in CALIBRATED_SCHEMES:
+            assert calibration is not None
+            reader = DatasetReader(calibration, batch_size, progress)
+            if defaults:
+                quantize_static(str(source), str(out), reader, nodes_to_exclude=excluded)
+                return
+            quantize_static(
+                str(source),
+                str(out),
+                reader,
+                quant_format=QuantFormat.QDQ,
+                activation_type=_quant_type(details["activation_type"]),
+                weight_type=_quant_type(details["weight_type"]),
+                per_channel=per_channel,
+                reduce_range=details.get("reduce_range", False),
+                nodes_to_exclude=excluded,
+                calibrate_method=_calibration_method(details),
+                extra_options={
+                    "CalibPercentile": float(details.get("percentile", 99.999)),
+                    # Keep ReLU/Clip nodes when some layers stay float: ORT's optimizer
+                    # mis-ran a float conv fed by a quantized conv whose Clip the quantizer
+                    # had removed (EfficientNet-Lite0: 0.92 -> 0.62 top-1 agreement).
+                    "QDQKeepRemovableActivations": bool(excluded),
+                    "WeightSymmetric": details.get("weight_symmetric", True),
+                    "ActivationSymmetric": details.get("activation_symmetric", False),
+                    # 16-bit Q/DQ is standard only from opset 21; the com.microsoft
+                    # Q/DQ ops carry it at any opset on ORT.
+                    "UseQDQContribOps": details.get("activation_type") == "int16",
+                },
+            )
+        elif defaults:
+            quantize_dynamic(str(source), str(out), nodes_to_exclude=excluded)
+        else:
+            quantize_dynamic(
+                str(source),
+                str(out),
+                weight_type=_quant_type(details["weight_type"]),
+                per_channel=per_channel,
+                reduce_range=details["reduce_range"],
+                nodes_to_exclude=excluded,
+            )
+
+
+def _check_quantized(path: Path) -> None:
+    """The quantized file must pass onnx.checker and load in ONNX Runtime (raises otherwise)."""
+    from edgeport.verify.runners import OrtRunner
+
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            if plan.scheme in CALIBRATED_SCHEMES:
-                assert calibration is not None
-                quantize_static(
-                    str(source),
-                    str(out),
-                    DatasetReader(calibration, batch_size, progress),
-                    quant_format=QuantFormat.QDQ,
-                    activation_type=_quant_type(details["activation_type"]),
-                    weight_type=_quant_type(details["weight_type"]),
-                    per_channel=details["per_channel"],
-                    reduce_range=details.get("reduce_range", False),
-                    nodes_to_exclude=excluded,
-                    calibrate_method=_calibration_method(details),
-                    extra_options={
-                        "CalibPercentile": float(details.get("percentile", 99.999)),
-                        # Keep ReLU/Clip nodes when some layers stay float: ORT's optimizer
-                        # mis-ran a float conv fed by a quantized conv whose Clip the quantizer
-                        # had removed (EfficientNet-Lite0: 0.92 -> 0.62 top-1 agreement).
-                        "QDQKeepRemovableActivations": bool(excluded),
-                        "WeightSymmetric": details.get("weight_symmetric", True),
-                        "ActivationSymmetric": details.get("activation_symmetric", False),
-                        # 16-bit Q/DQ is standard only from opset 21; the com.microsoft
-                        # Q/DQ ops carry it at any opset on ORT.
-                        "UseQDQContribOps": details.get("activation_type") == "int16",
-                    },
-                )
-            else:
-                quantize_dynamic(
-                    str(source),
-                    str(out),
-                    weight_type=_quant_type(details["weight_type"]),
-                    per_channel=details["per_channel"],
-                    reduce_range=details["reduce_range"],
-                    nodes_to_exclude=excluded,
-                )
-    except Exception as exc:
-        raise ConversionError(
-            f"onnxruntime quantization ({plan.scheme}) failed: {describe_exception(exc)}",
-            hint="try --quantization int8-dynamic or fp16",
-        ) from exc
-    try:
-        onnx.checker.check_model(str(out))
+        onnx.checker.check_model(str(path))
     except onnx.checker.ValidationError as exc:
-        raise ConversionError(
-            f"the quantized model fails onnx.checker: {describe_exception(exc, with_type=False)}"
-        ) from exc
-    return notes
+        raise ValueError(f"the quantized model fails onnx.checker: {describe_exception(exc, with_type=False)}") from exc
+    OrtRunner(path)
