@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 import logging
 import shutil
 import warnings
@@ -44,6 +45,12 @@ def in_work_folder(work: Path) -> Iterator[Path]:
         yield folder
 
 
+def _file_key(path: Path) -> str:
+    """A short key naming one version of a file (path, size, modification time)."""
+    stat = path.stat()
+    return hashlib.sha256(f"{path.resolve()}:{stat.st_size}:{stat.st_mtime_ns}".encode()).hexdigest()[:16]
+
+
 def _preprocess(fp32_path: Path, work: Path, notes: list[str]) -> Path:
     """Run ORT's quant_pre_process shape inference when it can; else keep the input.
 
@@ -57,9 +64,7 @@ def _preprocess(fp32_path: Path, work: Path, notes: list[str]) -> Path:
     """
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
-    stat = fp32_path.stat()
-    identity = f"{fp32_path.resolve()}:{stat.st_size}:{stat.st_mtime_ns}"
-    key = hashlib.sha256(identity.encode()).hexdigest()[:16]
+    key = _file_key(fp32_path)
     out = work / f"preprocessed-{key}.onnx"
     failed = work / f"preprocessed-{key}.failed"
     if out.exists():
@@ -299,8 +304,12 @@ def _apply_plan(
     # ONNX Runtime's own defaults on the unprocessed model: edgeport never does worse than the
     # quantizer it wraps called by hand (the plan's float layers stay excluded).
     attempts.append(("ONNX Runtime's default settings", fp32_path, False, True))
-    errors: list[str] = []
-    for what, model_path, channel, defaults in attempts:
+    # ``auto`` quantizes the same baseline for every candidate: once a fallback was needed, later
+    # candidates start from it instead of failing (and calibrating) again.
+    memo = work / f"quantizer-{_file_key(fp32_path)}-{plan.scheme}.json"
+    worked, errors = json.loads(memo.read_text()) if memo.exists() else (None, [])
+    start = next((i for i, attempt in enumerate(attempts) if attempt[0] == worked), 0)
+    for what, model_path, channel, defaults in attempts[start:]:
         try:
             _quantize(model_path, out, plan, excluded, calibration, batch_size, progress, channel, defaults)
             _check_quantized(out)
@@ -309,6 +318,7 @@ def _apply_plan(
             continue
         if errors:
             notes.append(f"{plan.scheme} with {what}, because {'; '.join(errors)}")
+            memo.write_text(json.dumps([what, errors]))
         return notes
     raise ConversionError(
         f"onnxruntime quantization ({plan.scheme}) failed: {errors[0]}",
