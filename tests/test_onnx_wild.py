@@ -377,3 +377,20 @@ def test_quantizer_failure_falls_back_to_ort_defaults(wild_onnx, tmp_path, monke
     if scheme == "auto":  # several int8 candidates were built, from the remembered fallback
         assert built.count("int8") > 1, built
     assert _top1_agreement(result.artifact, entry) >= AGREEMENT["tf2onnx"]
+
+
+def test_upgrade_only_for_quantized_onnx_artifacts(wild_onnx):
+    """The opset upgrade is for ONNX Q/DQ: an fp32 ONNX run or a TFLite target keeps opset 11."""
+    from edgeport.converters.normalize import upgrade_opset
+    from edgeport.converters.onnx_in import opset_of, read_onnx
+    from edgeport.recipe import Recipe
+
+    entry = wild_onnx["old"]
+    model = read_onnx(entry["path"])
+    feeds = {"input:0": entry["feeds"]["input:0"][:4]}
+    reference = [entry["fp32"][:4]]
+    for output_format, quantization, upgraded in (("onnx", "int8", 18), ("onnx", "none", 11), ("tflite", "int8", 11)):
+        recipe = Recipe(str(entry["path"]), output_format=output_format, quantization=quantization)
+        result, decisions = upgrade_opset(model, feeds, reference, recipe)
+        assert opset_of(result) == upgraded
+        assert len(decisions) == (upgraded == 18)

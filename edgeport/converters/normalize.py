@@ -207,7 +207,7 @@ def parity_check(
 def upgrade_opset(
     model: onnx.ModelProto, feeds: dict[str, np.ndarray], reference_outputs: list[np.ndarray], recipe: Recipe
 ) -> tuple[onnx.ModelProto, list[dict[str, str]]]:
-    """Upgrade an ONNX source below the opset quantization needs (per-channel Q/DQ: 13) with
+    """Upgrade an ONNX source quantized to ONNX below the opset per-channel Q/DQ needs (13) with
     the ONNX version converter, to ``recipe.opset`` or else to 13, and keep the upgrade only when
     ONNX Runtime gives the original's outputs on ``feeds`` (parity tolerances of the recipe).
 
@@ -216,7 +216,8 @@ def upgrade_opset(
     which Q/DQ supports from opset 10.
     """
     opset = opset_of(model)
-    if recipe.quantization == "none" or not 0 < opset < PER_CHANNEL_QDQ_OPSET:
+    # Only ONNX artifacts carry Q/DQ nodes; onnx2tf and Core ML read old opsets as they are.
+    if recipe.output_format != "onnx" or recipe.quantization == "none" or not 0 < opset < PER_CHANNEL_QDQ_OPSET:
         return model, []
     from onnx import version_converter
 
