@@ -91,3 +91,5 @@ class ModelBundle:
     exporter: str
     notes: list[str] = field(default_factory=list)
     parity: dict[str, Any] = field(default_factory=dict)
+    # Choices normalization made that the report's decisions section shows (an opset upgrade).
+    decisions: list[dict[str, str]] = field(default_factory=list)

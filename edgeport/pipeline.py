@@ -234,6 +234,7 @@ def _run(recipe: Recipe, progress: Progress | None = None) -> Result:
         with progress.step("export to ONNX and check parity" if onnx_source is None else "check and simplify ONNX"):
             bundle, reference_outputs = normalize(source, onnx_source, reference_feeds, recipe)
         notes = list(bundle.notes)
+        decisions += bundle.decisions
         ensure_node_names(bundle.onnx_model)  # plans and quantizers address nodes by name
         output_names = [o.name for o in bundle.outputs]
         gate = choose_gate(

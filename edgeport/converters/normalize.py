@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 import onnx
 
-from edgeport.converters.onnx_in import graph_input_specs, graph_output_specs
+from edgeport.converters.onnx_in import PER_CHANNEL_QDQ_OPSET, graph_input_specs, graph_output_specs, opset_of
 from edgeport.errors import ConversionError, describe_exception
 from edgeport.layers import record_layer_names, restore_layer_names
 from edgeport.model_bundle import ModelBundle, SourceModel, TensorSpec
@@ -204,6 +204,60 @@ def parity_check(
     return result
 
 
+def upgrade_opset(
+    model: onnx.ModelProto, feeds: dict[str, np.ndarray], reference_outputs: list[np.ndarray], recipe: Recipe
+) -> tuple[onnx.ModelProto, list[dict[str, str]]]:
+    """Upgrade an ONNX source quantized to ONNX below the opset per-channel Q/DQ needs (13) with
+    the ONNX version converter, to ``recipe.opset`` or else to 13, and keep the upgrade only when
+    ONNX Runtime gives the original's outputs on ``feeds`` (parity tolerances of the recipe).
+
+    Returns the model (the original when no upgrade was needed or none passed) and the report
+    decisions. Never raises for a failed upgrade: the quantizer then uses per-tensor weights,
+    which Q/DQ supports from opset 10.
+    """
+    opset = opset_of(model)
+    # Only ONNX artifacts carry Q/DQ nodes; onnx2tf and Core ML read old opsets as they are.
+    if recipe.output_format != "onnx" or recipe.quantization == "none" or not 0 < opset < PER_CHANNEL_QDQ_OPSET:
+        return model, []
+    from onnx import version_converter
+
+    asked = f"ONNX source at opset {opset}, --quantization {recipe.quantization}"
+    names = [o.name for o in model.graph.output]
+    errors = []
+    for target in dict.fromkeys((max(recipe.opset, PER_CHANNEL_QDQ_OPSET), PER_CHANNEL_QDQ_OPSET)):
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                upgraded = version_converter.convert_version(model, target)
+            onnx.checker.check_model(upgraded)
+            comparison = compare_outputs(
+                reference_outputs,
+                run_onnx(upgraded, feeds, f"the model upgraded to opset {target}"),
+                names,
+                recipe.parity_rtol,
+                recipe.parity_atol,
+            )
+        except Exception as exc:  # the converter raises RuntimeError/ValidationError/ConversionError
+            errors.append(f"to {target}: {describe_exception(exc)}")
+            continue
+        if not comparison["ok"]:
+            worst = comparison["outputs"].get(comparison["worst"], {})
+            errors.append(f"to {target}: parity failed ({worst.get('error') or worst.get('max_abs_error')})")
+            continue
+        worst_error = max((o.get("max_abs_error", 0.0) for o in comparison["outputs"].values()), default=0.0)
+        done = f"upgraded opset {opset} -> {target}, parity max abs err {worst_error:.3g}"
+        if errors:
+            done += f" (the upgrade {'; '.join(errors)})"
+        why = (
+            f"per-channel int8 weights (Q/DQ with an axis) need opset >= {PER_CHANNEL_QDQ_OPSET}; the upgraded "
+            "model gives the original's outputs on the reference inputs in ONNX Runtime"
+        )
+        return upgraded, [{"asked": asked, "done": done, "why": why}]
+    done = f"kept opset {opset}: int8 weights quantized per tensor, not per channel"
+    why = f"the ONNX version converter could not upgrade it ({'; '.join(errors)})"
+    return model, [{"asked": asked, "done": done, "why": why}]
+
+
 def normalize(
     source: SourceModel, onnx_model: onnx.ModelProto | None, feeds: dict[str, np.ndarray], recipe: Recipe
 ) -> tuple[ModelBundle, list[np.ndarray]]:
@@ -212,6 +266,7 @@ def normalize(
     ``feeds`` are the reference inputs. Returns the bundle and the source's outputs on them.
     """
     notes: list[str] = list(source.notes)
+    decisions: list[dict[str, str]] = []
     if onnx_model is None:
         if source.to_onnx is not None:  # TensorFlow (tf2onnx), Hugging Face (optimum)
             model, exporter, export_notes = source.to_onnx(feeds, recipe)
@@ -223,6 +278,7 @@ def normalize(
     else:
         model, exporter = onnx_model, "none (ONNX source)"
         reference_outputs = run_onnx(model, feeds, "the ONNX model")
+        model, decisions = upgrade_opset(model, feeds, reference_outputs, recipe)
     model, check_notes = check_and_simplify(model)
     notes += check_notes
     parity = parity_check(model, reference_outputs, feeds, recipe.parity_rtol, recipe.parity_atol)
@@ -233,5 +289,5 @@ def normalize(
         if spec.name in declared and len(declared[spec.name].shape) == len(spec.shape):
             spec.shape = [d if isinstance(d, int) else declared[spec.name].shape[i] for i, d in enumerate(spec.shape)]
             spec.layout = declared[spec.name].layout
-    bundle = ModelBundle(model, inputs, graph_output_specs(model), source, exporter, notes, parity)
+    bundle = ModelBundle(model, inputs, graph_output_specs(model), source, exporter, notes, parity, decisions)
     return bundle, reference_outputs

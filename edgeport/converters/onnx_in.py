@@ -48,6 +48,66 @@ def graph_output_specs(model: onnx.ModelProto) -> list[TensorSpec]:
     return [value_info_spec(v) for v in model.graph.output]
 
 
+def opset_of(model: onnx.ModelProto) -> int:
+    """Return the model's default-domain (ai.onnx) opset version (0 when it imports none)."""
+    return next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 0)
+
+
+# QuantizeLinear/DequantizeLinear take the per-channel ``axis`` attribute from opset 13 on;
+# ORT's QDQ quantizer writes it at any opset, and the result then fails onnx.checker.
+PER_CHANNEL_QDQ_OPSET = 13
+
+
+def repair_foreign_quirks(model: onnx.ModelProto) -> list[str]:
+    """Fix, in place, what older and non-torch exporters (tf2onnx, paddle2onnx, IR < 4 tools)
+    leave that ONNX Runtime runs but onnx.checker or the quantizers refuse; return notes.
+
+    - Initializers also listed as graph inputs (the IR < 4 convention): dropped from the inputs.
+      They are constants to every runtime; as inputs ORT's quantizers keep a stale input for a
+      weight they replace, and the result fails the checker ("X in initializer but not in graph
+      input"), and ONNX Runtime cannot constant-fold them.
+    - An IR version below what the model's opsets need: raised to that minimum.
+    - Graph inputs/outputs without a shape (the checker requires the field): shapes from ONNX
+      shape inference.
+    """
+    notes = []
+    initializers = {init.name for init in model.graph.initializer}
+    listed = [v for v in model.graph.input if v.name in initializers]
+    if listed:
+        kept = [v for v in model.graph.input if v.name not in initializers]
+        del model.graph.input[:]
+        model.graph.input.extend(kept)
+        notes.append(
+            f"{len(listed)} initializer(s) were also listed as graph inputs (IR < 4 style): "
+            "treated as constants, removed from the inputs"
+        )
+    try:
+        needed = onnx.helper.find_min_ir_version_for(list(model.opset_import), ignore_unknown=True)
+    except Exception:  # an opset newer than this onnx knows: leave the IR version as it is
+        needed = model.ir_version
+    if model.ir_version < max(needed, 4):
+        notes.append(f"IR version {model.ir_version} raised to {max(needed, 4)} (the minimum for its opsets)")
+        model.ir_version = max(needed, 4)
+    shapeless = [
+        v for v in list(model.graph.input) + list(model.graph.output) if not v.type.tensor_type.HasField("shape")
+    ]
+    if shapeless and all(v.type.HasField("tensor_type") for v in shapeless):
+        try:
+            inferred = onnx.shape_inference.infer_shapes(model, strict_mode=False)
+        except Exception:  # the checker then names what is missing
+            return notes
+        found = {v.name: v for v in list(inferred.graph.output) + list(inferred.graph.value_info)}
+        fixed = []
+        for value in shapeless:
+            match = found.get(value.name)
+            if match is not None and match.type.tensor_type.HasField("shape"):
+                value.type.CopyFrom(match.type)
+                fixed.append(value.name)
+        if fixed:
+            notes.append(f"graph input/output without a declared shape, inferred: {', '.join(fixed[:6])}")
+    return notes
+
+
 # Op domains ONNX Runtime implements; any other domain is a custom op no runtime here can run.
 KNOWN_DOMAINS = ("", "ai.onnx", "ai.onnx.ml", "com.microsoft", "ai.onnx.preview.training")
 _CHECKER_INLINE_LIMIT = 1_800_000_000
@@ -144,8 +204,11 @@ def check_ops(model: onnx.ModelProto, path: Path) -> None:
             )
 
 
-def read_onnx(path: Path, limit: int | None = None) -> onnx.ModelProto:
+def read_onnx(path: Path, limit: int | None = None, notes: list[str] | None = None) -> onnx.ModelProto:
     """Load an ONNX file with its external data; raise InputError when it is not valid ONNX.
+
+    Quirks of older and non-torch exporters are repaired first (:func:`repair_foreign_quirks`);
+    what was repaired is appended to ``notes``.
 
     Before anything large is read: the file and its external data must fit ``limit`` bytes
     (default: :func:`edgeport.limits.default_memory_limit`), and external data must stay inside
@@ -175,6 +238,9 @@ def read_onnx(path: Path, limit: int | None = None) -> onnx.ModelProto:
             raise InputError(f"{path}: its external data could not be read: {describe_exception(exc)}") from exc
     if not model.graph.node:
         raise InputError(f"{path} is not a usable ONNX model: its graph has no nodes")
+    repaired = repair_foreign_quirks(model)
+    if notes is not None:
+        notes.extend(repaired)
     try:
         # Above protobuf's 2 GB limit only the file-based checker works (it reads the data itself).
         onnx.checker.check_model(model if model.ByteSize() < _CHECKER_INLINE_LIMIT else str(path))
@@ -190,7 +256,8 @@ def load_onnx_file(path: Path, recipe: Recipe) -> tuple[SourceModel, onnx.ModelP
 
     ``--input_shape`` fixes symbolic dimensions; ``--dynamic_batch`` keeps/makes axis 0 symbolic.
     """
-    model = read_onnx(path, limits.memory_limit(recipe.max_memory))
+    notes: list[str] = []
+    model = read_onnx(path, limits.memory_limit(recipe.max_memory), notes)
     specs = graph_input_specs(model)
     by_name = {s.name: s for s in specs}
     for shape in recipe.input_shape:
@@ -206,5 +273,5 @@ def load_onnx_file(path: Path, recipe: Recipe) -> tuple[SourceModel, onnx.ModelP
             if isinstance(declared, int) and declared != given:
                 raise InputError(f"--input_shape for {name!r} is {shape.dims}, the model declares {spec.shape}")
         spec.shape = [("batch" if recipe.dynamic_batch and i == 0 else d) for i, d in enumerate(shape.dims)]
-    source = SourceModel("onnx", "onnx", str(path), sha256_file(path), specs)
+    source = SourceModel("onnx", "onnx", str(path), sha256_file(path), specs, notes=notes)
     return source, model

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
+import json
 import logging
 import shutil
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 
 import onnx
 
+from edgeport.converters.onnx_in import PER_CHANNEL_QDQ_OPSET, opset_of
 from edgeport.data import Dataset
 from edgeport.errors import ConversionError, describe_exception
 from edgeport.quantize.calibrate import DatasetReader
@@ -22,8 +27,36 @@ def _quant_type(name: str):
     return {"uint8": QuantType.QUInt8, "int16": QuantType.QInt16}.get(name, QuantType.QInt8)
 
 
+@contextlib.contextmanager
+def in_work_folder(work: Path) -> Iterator[Path]:
+    """Run third-party ONNX tools with a fresh folder inside ``work`` as the working directory;
+    yields that folder (removed with ``work``).
+
+    Why: ONNX Runtime's symbolic shape inference (run by ``quant_pre_process``) saves
+    ``sym_shape_infer_temp.onnx`` plus a uuid-named ``.data`` file holding every weight into the
+    *current directory* whenever it cannot infer every shape, and never removes them
+    (onnxruntime/tools/symbolic_shape_infer.py, ``infer_shapes``). One ``auto`` run quantizes many
+    candidates, so a 90 MB model left ~50 such files in the user's folder. Callers pass absolute
+    paths. The working directory is process-wide: do not quantize from two threads at once.
+    """
+    folder = work.resolve() / "cwd"
+    folder.mkdir(parents=True, exist_ok=True)
+    with contextlib.chdir(folder):
+        yield folder
+
+
+def _file_key(path: Path) -> str:
+    """A short key naming one version of a file (path, size, modification time)."""
+    stat = path.stat()
+    return hashlib.sha256(f"{path.resolve()}:{stat.st_size}:{stat.st_mtime_ns}".encode()).hexdigest()[:16]
+
+
 def _preprocess(fp32_path: Path, work: Path, notes: list[str]) -> Path:
     """Run ORT's quant_pre_process shape inference when it can; else keep the input.
+
+    Returns the preprocessed file, made once per fp32 file and reused (``auto`` quantizes the
+    same baseline for every candidate). When symbolic shape inference cannot finish (shapes
+    that depend on data, e.g. an Expand to a computed shape) ONNX shape inference alone is tried.
 
     Its graph optimization is skipped: it fuses MatMul+Add into Gemm under new node names,
     which the plan cannot address, and ORT then refused partly quantized MiniLM models
@@ -31,13 +64,26 @@ def _preprocess(fp32_path: Path, work: Path, notes: list[str]) -> Path:
     """
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
-    out = work / "preprocessed.onnx"
-    try:
-        quant_pre_process(str(fp32_path), str(out), skip_optimization=True, skip_symbolic_shape=False)
+    key = _file_key(fp32_path)
+    out = work / f"preprocessed-{key}.onnx"
+    failed = work / f"preprocessed-{key}.failed"
+    if out.exists():
         return out
-    except Exception as exc:  # it fails on some graphs; quantization can still go on
-        notes.append(f"quant_pre_process skipped: {describe_exception(exc)}")
+    if failed.exists():
+        notes.append(failed.read_text())
         return fp32_path
+    errors = []
+    for symbolic in (True, False):
+        try:
+            quant_pre_process(str(fp32_path), str(out), skip_optimization=True, skip_symbolic_shape=not symbolic)
+            if errors:
+                notes.append(f"quant_pre_process without symbolic shape inference ({errors[0]})")
+            return out
+        except Exception as exc:  # it fails on some graphs; quantization can still go on
+            errors.append(describe_exception(exc))
+    failed.write_text(f"quant_pre_process skipped: {'; '.join(errors)}")
+    notes.append(failed.read_text())
+    return fp32_path
 
 
 def _to_fp16(fp32_path: Path, out: Path, notes: list[str]) -> None:
@@ -195,8 +241,24 @@ def apply_plan(
 ) -> list[str]:
     """Write ``fp32_path`` quantized as ``plan`` says to ``out``; return notes on what was done.
 
+    Everything the third-party quantizers write goes to ``work`` (see :func:`in_work_folder`).
     Raises ConversionError when the quantizer fails.
     """
+    fp32_path, out, work = fp32_path.resolve(), out.resolve(), work.resolve()
+    with in_work_folder(work):
+        return _apply_plan(fp32_path, plan, out, work, calibration, batch_size, progress)
+
+
+def _apply_plan(
+    fp32_path: Path,
+    plan: PrecisionPlan,
+    out: Path,
+    work: Path,
+    calibration: Dataset | None,
+    batch_size: int,
+    progress=None,
+) -> list[str]:
+    """The body of :func:`apply_plan` (absolute paths, run inside the work folder)."""
     notes: list[str] = []
     if plan.scheme == "none":
         shutil.copyfile(fp32_path, out)
@@ -207,9 +269,6 @@ def apply_plan(
     if plan.scheme in WEIGHT_ONLY_BITS:
         _weight_only(fp32_path, plan, out, notes)
         return notes
-    from onnxruntime.quantization import QuantFormat, quantize_dynamic, quantize_static
-
-    details = plan.details
     source = apply_rewrites(_preprocess(fp32_path, work, notes), plan, work, calibration, notes)
     # Weighted layers planned in another precision are excluded; everything else the quantizer
     # can handle (Relu, MaxPool, Add...) is quantized too, so int8 tensors flow between layers
@@ -229,55 +288,111 @@ def apply_plan(
         notes.append("no weighted layer to quantize: the artifact equals the fp32 model")
         shutil.copyfile(fp32_path, out)
         return notes
+    per_channel = bool(plan.details.get("per_channel"))
+    opset = opset_of(graph)
+    if per_channel and plan.scheme in CALIBRATED_SCHEMES and opset < PER_CHANNEL_QDQ_OPSET:
+        per_channel = False
+        notes.append(
+            f"per-tensor weights instead of per-channel: the model is at opset {opset} and per-channel "
+            f"Q/DQ needs opset {PER_CHANNEL_QDQ_OPSET} (its upgrade did not pass)"
+        )
     # ORT's quantizer logs every node at INFO and warns about things edgeport reports itself.
     logging.getLogger().setLevel(logging.WARNING)
+    attempts = [("the plan's scheme", source, per_channel, False)]
+    if per_channel:
+        attempts.append(("per-tensor weights", source, False, False))
+    # ONNX Runtime's own defaults on the unprocessed model: edgeport never does worse than the
+    # quantizer it wraps called by hand (the plan's float layers stay excluded).
+    attempts.append(("ONNX Runtime's default settings", fp32_path, False, True))
+    # ``auto`` quantizes the same baseline for every candidate: once a fallback was needed, later
+    # candidates start from it instead of failing (and calibrating) again.
+    memo = work / f"quantizer-{_file_key(fp32_path)}-{plan.scheme}.json"
+    worked, errors = json.loads(memo.read_text()) if memo.exists() else (None, [])
+    start = next((i for i, attempt in enumerate(attempts) if attempt[0] == worked), 0)
+    for what, model_path, channel, defaults in attempts[start:]:
+        try:
+            _quantize(model_path, out, plan, excluded, calibration, batch_size, progress, channel, defaults)
+            _check_quantized(out)
+        except Exception as exc:  # ORT raises many types; the checker ValidationError; ORT's Fail
+            errors.append(f"{what}: {describe_exception(exc, with_type=False)}")
+            continue
+        if errors:
+            notes.append(f"{plan.scheme} with {what}, because {'; '.join(errors)}")
+            memo.write_text(json.dumps([what, errors]))
+        return notes
+    raise ConversionError(
+        f"onnxruntime quantization ({plan.scheme}) failed: {errors[0]}",
+        hint="try --quantization int8-dynamic or fp16; every fallback failed too: " + "; ".join(errors[1:]),
+    )
+
+
+def _quantize(
+    source: Path,
+    out: Path,
+    plan: PrecisionPlan,
+    excluded: list[str],
+    calibration: Dataset | None,
+    batch_size: int,
+    progress,
+    per_channel: bool,
+    defaults: bool,
+) -> None:
+    """Run ORT's quantize_static (QDQ) or quantize_dynamic once; ``defaults``: ORT's own
+    settings (only the excluded nodes kept), else the plan's details. Raises what ORT raises."""
+    from onnxruntime.quantization import QuantFormat, quantize_dynamic, quantize_static
+
+    details = plan.details
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        if plan.scheme in CALIBRATED_SCHEMES:
+            assert calibration is not None
+            reader = DatasetReader(calibration, batch_size, progress)
+            if defaults:
+                quantize_static(str(source), str(out), reader, nodes_to_exclude=excluded)
+                return
+            quantize_static(
+                str(source),
+                str(out),
+                reader,
+                quant_format=QuantFormat.QDQ,
+                activation_type=_quant_type(details["activation_type"]),
+                weight_type=_quant_type(details["weight_type"]),
+                per_channel=per_channel,
+                reduce_range=details.get("reduce_range", False),
+                nodes_to_exclude=excluded,
+                calibrate_method=_calibration_method(details),
+                extra_options={
+                    "CalibPercentile": float(details.get("percentile", 99.999)),
+                    # Keep ReLU/Clip nodes when some layers stay float: ORT's optimizer
+                    # mis-ran a float conv fed by a quantized conv whose Clip the quantizer
+                    # had removed (EfficientNet-Lite0: 0.92 -> 0.62 top-1 agreement).
+                    "QDQKeepRemovableActivations": bool(excluded),
+                    "WeightSymmetric": details.get("weight_symmetric", True),
+                    "ActivationSymmetric": details.get("activation_symmetric", False),
+                    # 16-bit Q/DQ is standard only from opset 21; the com.microsoft
+                    # Q/DQ ops carry it at any opset on ORT.
+                    "UseQDQContribOps": details.get("activation_type") == "int16",
+                },
+            )
+        elif defaults:
+            quantize_dynamic(str(source), str(out), nodes_to_exclude=excluded)
+        else:
+            quantize_dynamic(
+                str(source),
+                str(out),
+                weight_type=_quant_type(details["weight_type"]),
+                per_channel=per_channel,
+                reduce_range=details["reduce_range"],
+                nodes_to_exclude=excluded,
+            )
+
+
+def _check_quantized(path: Path) -> None:
+    """The quantized file must pass onnx.checker and load in ONNX Runtime (raises otherwise)."""
+    from edgeport.verify.runners import OrtRunner
+
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            if plan.scheme in CALIBRATED_SCHEMES:
-                assert calibration is not None
-                quantize_static(
-                    str(source),
-                    str(out),
-                    DatasetReader(calibration, batch_size, progress),
-                    quant_format=QuantFormat.QDQ,
-                    activation_type=_quant_type(details["activation_type"]),
-                    weight_type=_quant_type(details["weight_type"]),
-                    per_channel=details["per_channel"],
-                    reduce_range=details.get("reduce_range", False),
-                    nodes_to_exclude=excluded,
-                    calibrate_method=_calibration_method(details),
-                    extra_options={
-                        "CalibPercentile": float(details.get("percentile", 99.999)),
-                        # Keep ReLU/Clip nodes when some layers stay float: ORT's optimizer
-                        # mis-ran a float conv fed by a quantized conv whose Clip the quantizer
-                        # had removed (EfficientNet-Lite0: 0.92 -> 0.62 top-1 agreement).
-                        "QDQKeepRemovableActivations": bool(excluded),
-                        "WeightSymmetric": details.get("weight_symmetric", True),
-                        "ActivationSymmetric": details.get("activation_symmetric", False),
-                        # 16-bit Q/DQ is standard only from opset 21; the com.microsoft
-                        # Q/DQ ops carry it at any opset on ORT.
-                        "UseQDQContribOps": details.get("activation_type") == "int16",
-                    },
-                )
-            else:
-                quantize_dynamic(
-                    str(source),
-                    str(out),
-                    weight_type=_quant_type(details["weight_type"]),
-                    per_channel=details["per_channel"],
-                    reduce_range=details["reduce_range"],
-                    nodes_to_exclude=excluded,
-                )
-    except Exception as exc:
-        raise ConversionError(
-            f"onnxruntime quantization ({plan.scheme}) failed: {describe_exception(exc)}",
-            hint="try --quantization int8-dynamic or fp16",
-        ) from exc
-    try:
-        onnx.checker.check_model(str(out))
+        onnx.checker.check_model(str(path))
     except onnx.checker.ValidationError as exc:
-        raise ConversionError(
-            f"the quantized model fails onnx.checker: {describe_exception(exc, with_type=False)}"
-        ) from exc
-    return notes
+        raise ValueError(f"the quantized model fails onnx.checker: {describe_exception(exc, with_type=False)}") from exc
+    OrtRunner(path)
