@@ -566,6 +566,8 @@ def float_fallback(result: SearchResult) -> tuple[str, str] | None:
     The sentence names the quantized point that came nearest and what would unlock it. Returns
     None when the quantized point stands (untimed candidates, Core ML off macOS, are judged by
     the budget alone)."""
+    # A point with every layer in float is the float model itself: it meets any budget but is
+    # no quantized plan.
     quantized = [p for p in result.points if len(p.kept_float) < len(result.order) or not result.order]
 
     def described(point: SearchPoint) -> str:
@@ -574,7 +576,7 @@ def float_fallback(result: SearchResult) -> tuple[str, str] | None:
         speed = f"{point.speedup:.2f}x fp32" if point.speedup is not None else "speed not measured here"
         return f"{len(point.kept_float)} layer(s) in float: drop {point.drop:.3f} points at {speed}"
 
-    if not result.met_budget:
+    if not any(p.feasible for p in quantized):
         nearest = min(quantized or result.points, key=lambda p: p.drop)
         faster = [
             p for p in quantized if math.isfinite(p.drop) and (p.speedup is None or p.speedup >= MIN_SPEEDUP)
@@ -588,7 +590,9 @@ def float_fallback(result: SearchResult) -> tuple[str, str] | None:
             f"no quantized plan met the budget of {result.budget} points; nearest: {described(nearest)}; {unlock}"
         )
     best = result.best
-    if best.speedup is not None and best.speedup < MIN_SPEEDUP:
+    # The search's best may be the all-float plan (it met the budget and timed fastest): that is
+    # the float model's case too, whatever its noisy speed.
+    if not any(p is best for p in quantized) or (best.speedup is not None and best.speedup < MIN_SPEEDUP):
         within = [p for p in quantized if p.feasible and p.speedup is not None]
         nearest = (
             f"the fastest quantized plan within the budget ({described(max(within, key=lambda p: p.speedup))})"
