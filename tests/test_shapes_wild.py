@@ -233,3 +233,27 @@ def test_ragged_npz_mistakes_are_one_line(tmp_path):
     np.savez(path, **{"x/0": np.ones(3, np.float32), "x": np.ones((2, 3), np.float32)})
     with pytest.raises(InputError, match="both an array"):
         load_dataset(str(path), specs, None, parse_preprocess(None))
+
+
+def test_ragged_calibration_with_histogram_calibrators(vad, tmp_path):
+    """ORT's percentile/entropy calibrators stack one collect's batches with np.asarray, which
+    fails on shapes that differ: the reader hands them over one batch at a time."""
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat, quantize_static
+
+    from edgeport.quantize.calibrate import DatasetReader
+
+    dataset = load_dataset(str(vad["ragged"]), VAD_SPECS, None, parse_preprocess(None))
+    reader = DatasetReader(dataset, 8)
+    assert len(reader) == len(dataset.spans(8))
+    out = tmp_path / "percentile.onnx"
+    quantize_static(
+        str(vad["onnx"]),
+        str(out),
+        reader,
+        quant_format=QuantFormat.QDQ,
+        calibrate_method=CalibrationMethod.Percentile,
+        extra_options={"CalibStridedMinMax": 1},
+    )
+    feeds = dataset.batch(0, 1)
+    expected, actual = _ort_outputs(vad["onnx"], feeds), _ort_outputs(out, feeds)
+    assert np.abs(expected[0] - actual[0]).max() < 0.05

@@ -8,21 +8,36 @@ from edgeport.data import Dataset
 
 
 class DatasetReader(CalibrationDataReader):
-    """Feeds ``dataset`` to ORT's calibrator one batch at a time (never all at once)."""
+    """Feeds ``dataset`` to ORT's calibrator one batch of one shape at a time (never all at once).
+
+    ``len()`` and ``set_range`` (over batches) let ORT collect batch by batch
+    (``CalibStridedMinMax``): its histogram calibrators stack one collect's batches with
+    ``np.asarray``, which fails on batches of different shapes (sentences at their own length).
+    """
 
     def __init__(self, dataset: Dataset, batch_size: int, progress=None) -> None:
         self.dataset = dataset
         self.batch_size = batch_size
         self.progress = progress
-        self._iterator = dataset.batches(batch_size)
+        self._spans = dataset.spans(batch_size)
+        self._iterator = iter(self._spans)
+
+    def __len__(self) -> int:
+        return len(self._spans)
 
     def get_next(self):
         """Return the next batch of inputs by name, or None when done."""
-        batch = next(self._iterator, None)
-        if batch is not None and self.progress:
-            self.progress(len(next(iter(batch.values()))))
-        return batch
+        span = next(self._iterator, None)
+        if span is None:
+            return None
+        if self.progress:
+            self.progress(span[1] - span[0])
+        return self.dataset.batch(*span)
+
+    def set_range(self, start_index: int, end_index: int) -> None:
+        """Read only batches ``start_index:end_index`` until the next rewind or range."""
+        self._iterator = iter(self._spans[start_index:end_index])
 
     def rewind(self) -> None:
         """Start again from the first batch."""
-        self._iterator = self.dataset.batches(self.batch_size)
+        self._iterator = iter(self._spans)

@@ -248,6 +248,9 @@ def apply_plan(
                     nodes_to_exclude=excluded,
                     calibrate_method=_calibration_method(details),
                     extra_options={
+                        # Ragged data (sentences at their own length): collect one batch at a
+                        # time, since the histogram calibrators cannot stack shapes that differ.
+                        "CalibStridedMinMax": 1 if calibration.ragged else None,
                         "CalibPercentile": float(details.get("percentile", 99.999)),
                         # Keep ReLU/Clip nodes when some layers stay float: ORT's optimizer
                         # mis-ran a float conv fed by a quantized conv whose Clip the quantizer
