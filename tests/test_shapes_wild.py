@@ -183,6 +183,20 @@ def test_stateful_model_int8_dynamic_through_the_cli(vad, tmp_path):
             out / "baseline_fp32.onnx", {k[7:]: reference[k] for k in reference.files if k.startswith("inputs/")}
         )
         np.testing.assert_allclose(reference["outputs/stateN"], expected[1], atol=1e-5)
+    # The bundle re-verifies: the latency batch is cut along each input's batch axis (none for sr).
+    from edgeport.verify.bundle_check import verify_bundle
+
+    section = verify_bundle(out, runs=10)
+    assert section["latency"]["artifact"]["p50_ms"] > 0
+
+
+def test_first_samples_cut_along_the_batch_axis():
+    from edgeport.verify.harness import first_samples
+
+    feeds = {"input": np.zeros((4, 8)), "state": np.zeros((2, 4, STATE)), "sr": np.asarray(16000)}
+    cut = first_samples(feeds, 1, {"input": 0, "state": 1, "sr": None})
+    assert {k: v.shape for k, v in cut.items()} == {"input": (1, 8), "state": (2, 1, STATE), "sr": ()}
+    assert first_samples({"x": np.zeros((4, 3))}, 2)["x"].shape == (2, 3)  # default: axis 0
 
 
 def test_stateful_model_auto_through_the_api(vad, tmp_path):
