@@ -43,7 +43,8 @@ def latency_feeds(dataset: Dataset, batch: int, limit: int = LATENCY_SAMPLES) ->
     the data, so that the timing follows the distribution of the real shapes."""
     if not dataset.ragged:
         return [dataset.batch(0, min(batch, len(dataset)))]
-    spans = [span for span in dataset.spans(batch) if span[1] - span[0] == batch]
+    # Whole batches only (a model with a fixed batch takes no other), unless none is whole.
+    spans = [span for span in dataset.spans(batch) if span[1] - span[0] == batch] or dataset.spans(batch)
     picked = sorted({int(i) for i in np.linspace(0, len(spans) - 1, min(limit, len(spans)))})
     return [dataset.batch(*spans[i]) for i in picked]
 
