@@ -525,17 +525,25 @@ def _random_rows(spec: TensorSpec, shape: list[int], rng: np.random.Generator) -
     return rng.integers(0, 100, shape).astype(spec.dtype)
 
 
-def synthetic_dataset(specs: list[TensorSpec], count: int, seed: int, batch: int) -> Dataset:
+def synthetic_dataset(
+    specs: list[TensorSpec], count: int, seed: int, batch: int, dim_sizes: dict[str, int] | None = None
+) -> Dataset:
     """Random inputs (standard normal floats, small non-negative ints) for when no data is given.
 
     Inputs without a batch axis (a rank-0 sample rate) get one value for every sample, not
-    noise (see :func:`_side_value`). Returns a :class:`Dataset` of ``count`` samples.
+    noise (see :func:`_side_value`). ``dim_sizes`` sizes symbolic dims other than the batch
+    (a Hugging Face ``sequence``: a typical sentence's length). Returns a :class:`Dataset` of
+    ``count`` samples.
     """
     rng = np.random.default_rng(seed)
     batch_dim = batch_dim_name(specs)
     axes = batch_axes(specs, batch_dim)
+    sizes = dim_sizes or {}
+    sized = [
+        TensorSpec(s.name, [sizes.get(d, d) if isinstance(d, str) else d for d in s.shape], s.dtype) for s in specs
+    ]
     try:
-        shapes = {s.name: s.concrete_shape(batch, batch_dim) for s in specs}
+        shapes = {s.name: s.concrete_shape(batch, batch_dim) for s in sized}
     except ValueError as exc:  # a symbolic dim other than the batch: its size is unknown
         raise InputError(
             f"cannot make inputs for the model: {exc}",
@@ -563,6 +571,9 @@ def synthetic_dataset(specs: list[TensorSpec], count: int, seed: int, batch: int
         Preprocess(scale=1.0),
     )
     dataset.notes |= notes
+    for name, size in sizes.items():
+        if any(name in s.shape for s in specs):
+            dataset.notes.add(f"symbolic dim {name!r} set to {size} for random inputs; real data sets its own sizes")
     return dataset
 
 
@@ -632,13 +643,18 @@ def load_dataset(
     synthetic_count: int = 64,
     batch: int = 1,
     text_encoder: TextEncoder | None = None,
+    dim_sizes: dict[str, int] | None = None,
 ) -> Dataset:
     """Open ``--calibration_data``/``--eval_data``: a .npz/.npy file, an image folder, a .txt
     file of sentences (tokenized by ``text_encoder``, the model's tokenizer), or None
     (synthetic inputs). Reads at most ``max_samples`` samples. Returns a :class:`Dataset`."""
     if source is None:
         return synthetic_dataset(
-            specs, synthetic_count if max_samples is None else min(max_samples, synthetic_count), seed, batch
+            specs,
+            synthetic_count if max_samples is None else min(max_samples, synthetic_count),
+            seed,
+            batch,
+            dim_sizes,
         )
     path = Path(source)
     if not path.exists():

@@ -119,6 +119,9 @@ class SourceModel:
     # Choices the frontend made for the user (Hugging Face: dynamic or fixed sequence length),
     # as report decisions {"asked", "done", "why"}.
     decisions: list[dict[str, str]] = field(default_factory=list)
+    # Sizes for symbolic dims other than the batch when inputs must be made up (no data given):
+    # Hugging Face {"sequence": 32}, a typical sentence's token count.
+    dim_sizes: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass

@@ -116,7 +116,15 @@ def _open_data(recipe: Recipe, scheme: str, source: SourceModel, decisions: list
 
     def open_(path: str | None, limit: int | None, seed: int, synthetic_count: int = 64) -> Dataset:
         return load_dataset(
-            path, source.inputs, limit, preprocess, seed, synthetic_count, static_batch, text_encoder=source.tokenize
+            path,
+            source.inputs,
+            limit,
+            preprocess,
+            seed,
+            synthetic_count,
+            static_batch,
+            text_encoder=source.tokenize,
+            dim_sizes=source.dim_sizes,
         )
 
     eval_data = open_(recipe.eval_data, recipe.eval_samples, recipe.seed, synthetic_count=128)

@@ -128,6 +128,10 @@ def test_synthetic_int_scalar_is_a_real_value_not_noise():
     assert any("'sr'" in note and "16000" in note for note in dataset.describe()["applied"])
     other = synthetic_dataset([TensorSpec("x", ["batch", 4]), TensorSpec("steps", [], "int64")], 4, 0, 1)
     assert int(other.batch(0, 2)["steps"]) == 1
+    # A source that knows a typical size (Hugging Face: 32 tokens) sizes the free dim.
+    tokens = synthetic_dataset([TensorSpec("input_ids", ["batch", "sequence"], "int64")], 4, 0, 1, {"sequence": 32})
+    assert tokens.batch(0, 2)["input_ids"].shape == (2, 32)
+    assert any("'sequence' set to 32" in note for note in tokens.describe()["applied"])
     # A symbolic length with no data is one line that says what to pass.
     with pytest.raises(InputError, match="'samples'") as info:
         synthetic_dataset(VAD_SPECS, 4, 0, 1)

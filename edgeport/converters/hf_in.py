@@ -46,6 +46,8 @@ OTHER_FRAMEWORK_WEIGHTS = ("tf_model.h5", "flax_model.msgpack")
 TOKENIZER_FILES = ("tokenizer.json", "vocab.txt", "tokenizer.model", "spiece.model", "vocab.json")
 DEFAULT_SEQUENCE_LENGTH = 128  # when the length must be fixed and --sequence_length is not given
 SEQUENCE_DIM = "sequence"  # the symbolic sequence axis of a dynamic export
+# Token count of made-up inputs when no text is given (a typical sentence has 15-30 tokens).
+SYNTHETIC_SEQUENCE_LENGTH = 32
 # Output formats whose converters here need static input shapes (onnx2tf; Core ML's from the source).
 STATIC_FORMATS = ("tflite", "coreml")
 EMBEDDING_OUTPUT = "sentence_embedding"
@@ -659,4 +661,5 @@ def load_hf_source(folder: Path, recipe: Recipe) -> SourceModel:
         tokenize=tokenize,
         output_kind="embedding" if task == "feature-extraction" else None,
         decisions=[shape_decision],
+        dim_sizes={SEQUENCE_DIM: SYNTHETIC_SEQUENCE_LENGTH} if shapes.sequence_length is None else {},
     )
