@@ -145,7 +145,8 @@ def convert_options(func: Callable) -> Callable:
             "--sequence_length",
             type=int,
             default=None,
-            help="Hugging Face text models: fixed token length of the inputs [default: 128, capped by the model].",
+            help="Hugging Face text models: fix the token length of the inputs [default: dynamic; 128 when the "
+            "profile or format needs static shapes].",
         ),
         click.option(
             "--allow-pickle",

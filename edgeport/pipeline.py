@@ -27,7 +27,7 @@ from edgeport.converters import ingest
 from edgeport.converters.normalize import normalize
 from edgeport.data import Dataset, load_dataset, parse_preprocess
 from edgeport.errors import ConversionError, GateFailed, InputError
-from edgeport.model_bundle import SourceModel
+from edgeport.model_bundle import SourceModel, batch_axes
 from edgeport.profiles import resolve_profile, resolve_scheme
 from edgeport.profiles.schema import DeviceProfile
 from edgeport.progress import Progress
@@ -70,8 +70,8 @@ class DataPlan:
 
     eval_data: Dataset
     calibration: Dataset | None
-    dynamic: bool  # every input has a symbolic batch dimension
-    static_batch: int  # the batch the model declares (1 when dynamic)
+    dynamic: bool  # every input has a symbolic batch dimension (at any axis)
+    static_batch: int  # the batch the model declares (1 when dynamic or when an input has no batch axis)
 
     @property
     def batch(self) -> int:
@@ -107,13 +107,24 @@ def default_output_dir(recipe: Recipe, profile: DeviceProfile) -> Path:
 def _open_data(recipe: Recipe, scheme: str, source: SourceModel, decisions: list[dict[str, str]]) -> DataPlan:
     """Open the eval and (for int8) calibration data; record any fallback as a decision."""
     preprocess = parse_preprocess(recipe.preprocess)
-    dynamic = all(s.has_dynamic_batch for s in source.inputs)
-    first_dim = source.inputs[0].shape[0] if source.inputs[0].shape else 1
-    static_batch = 1 if dynamic else int(first_dim)
+    # The batch may sit at any axis (a state [2, batch, 128]); an input without one (a rank-0
+    # sample rate) makes the model run one sample at a time.
+    axes = batch_axes(source.inputs)
+    dynamic = all(axes[s.name] is not None and isinstance(s.shape[axes[s.name]], str) for s in source.inputs)
+    declared = [s.shape[axes[s.name]] for s in source.inputs if axes[s.name] is not None]
+    static_batch = 1 if dynamic else next((d for d in declared if isinstance(d, int)), 1)
 
     def open_(path: str | None, limit: int | None, seed: int, synthetic_count: int = 64) -> Dataset:
         return load_dataset(
-            path, source.inputs, limit, preprocess, seed, synthetic_count, static_batch, text_encoder=source.tokenize
+            path,
+            source.inputs,
+            limit,
+            preprocess,
+            seed,
+            synthetic_count,
+            static_batch,
+            text_encoder=source.tokenize,
+            dim_sizes=source.dim_sizes,
         )
 
     eval_data = open_(recipe.eval_data, recipe.eval_samples, recipe.seed, synthetic_count=128)
@@ -226,13 +237,17 @@ def _run(recipe: Recipe, progress: Progress | None = None) -> Result:
         work = Path(work_name)
         with progress.step("load model"):
             source, onnx_source = ingest(recipe)
+        decisions += source.decisions
         limits.check_inputs(source.inputs, EVAL_BATCH, memory_limit)  # before data is made for them
         data = _open_data(recipe, scheme, source, decisions)
         reference_count = min(len(data.eval_data), REFERENCE_SAMPLES if data.dynamic else data.static_batch)
-        reference_feeds = data.eval_data.batch(0, reference_count)
+        reference_feeds = data.eval_data.batch(*data.eval_data.spans(reference_count)[0])  # samples of one shape
 
         with progress.step("export to ONNX and check parity" if onnx_source is None else "check and simplify ONNX"):
             bundle, reference_outputs = normalize(source, onnx_source, reference_feeds, recipe)
+        for dataset in (data.eval_data, data.calibration):
+            if dataset is not None:
+                dataset.set_outputs(bundle.outputs)  # outputs are joined over runs along their batch axis
         notes = list(bundle.notes)
         decisions += bundle.decisions
         ensure_node_names(bundle.onnx_model)  # plans and quantizers address nodes by name

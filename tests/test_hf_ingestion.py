@@ -10,6 +10,7 @@ then mean pooling over the tokens and L2 normalisation, as sentence-transformers
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import shutil
@@ -33,8 +34,9 @@ minilm = pytest.importorskip(
 )
 
 SENTENCES = Path(__file__).parent / "data" / "sentences.txt"
-# Short enough to keep the three conversions fast, long enough for every test sentence
-# (the longest has 20 tokens); padding is masked out, so it does not change the embeddings.
+# The fp32 conversion fixes the length (--sequence_length): short enough to keep it fast, long
+# enough for every test sentence (the longest has 20 tokens); padding is masked out, so it does
+# not change the embeddings. int8 and auto keep the default: dynamic batch and sequence axes.
 SEQUENCE_LENGTH = 64
 
 
@@ -74,10 +76,27 @@ def _tokens(sentences: list[str]) -> dict[str, np.ndarray]:
     return {k: encoded[k].astype(np.int64) for k in ("input_ids", "attention_mask", "token_type_ids")}
 
 
-def _cosines(artifact: Path, reference: np.ndarray) -> np.ndarray:
-    """Run an artifact on the test sentences; cosine of each embedding with the reference's."""
+@functools.cache
+def _tokenizer():
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(str(_folder()), local_files_only=True)
+
+
+def _natural_tokens(sentence: str) -> dict[str, np.ndarray]:
+    """One sentence tokenized at its own length (no padding), as a device would feed it."""
+    encoded = _tokenizer()([sentence], return_tensors="np")
+    return {k: encoded[k].astype(np.int64) for k in ("input_ids", "attention_mask", "token_type_ids")}
+
+
+def _cosines(artifact: Path, reference: np.ndarray, natural: bool = False) -> np.ndarray:
+    """Run an artifact on the test sentences (padded to SEQUENCE_LENGTH, or each at its own
+    length when ``natural``); cosine of each embedding with the reference's."""
     session = ort.InferenceSession(str(artifact), providers=["CPUExecutionProvider"])
-    (embeddings,) = session.run(["sentence_embedding"], _tokens(_sentences()))
+    if natural:
+        embeddings = np.concatenate([session.run(["sentence_embedding"], _natural_tokens(s))[0] for s in _sentences()])
+    else:
+        (embeddings,) = session.run(["sentence_embedding"], _tokens(_sentences()))
     norms = np.linalg.norm(embeddings, axis=1) * np.linalg.norm(reference, axis=1)
     return np.sum(embeddings.astype(np.float64) * reference, axis=1) / norms
 
@@ -86,7 +105,6 @@ def _convert(tmp_path_factory, name: str, metric: str = "cosine", **options):
     return convert(
         str(_folder()),
         optimize_for="cpu",
-        sequence_length=SEQUENCE_LENGTH,
         eval_data=str(SENTENCES),
         metric=metric,
         output_dir=str(tmp_path_factory.mktemp("minilm") / name),
@@ -98,7 +116,7 @@ def _convert(tmp_path_factory, name: str, metric: str = "cosine", **options):
 
 @pytest.fixture(scope="session")
 def minilm_fp32(tmp_path_factory):
-    return _convert(tmp_path_factory, "fp32", quantization="none")
+    return _convert(tmp_path_factory, "fp32", quantization="none", sequence_length=SEQUENCE_LENGTH)
 
 
 @pytest.fixture(scope="session")
@@ -134,6 +152,8 @@ def test_minilm_fp32_matches_sentence_transformers(minilm_fp32, reference_embedd
     distance = 1.0 - _cosines(minilm_fp32.artifact, reference_embeddings)
     assert distance.max() < 1e-4, f"max cosine distance {distance.max():.2e}"
     assert report["data"]["eval"]["samples"] == 40 and "tokenized" in report["data"]["eval"]["source"]
+    shapes = next(d for d in report["decisions"] if d["asked"].startswith("--sequence_length"))
+    assert shapes["done"] == f"sequence length fixed at {SEQUENCE_LENGTH} tokens"
 
 
 def test_minilm_int8_is_verified_by_cosine(minilm_int8, reference_embeddings):
@@ -143,7 +163,11 @@ def test_minilm_int8_is_verified_by_cosine(minilm_int8, reference_embeddings):
     # The attention-mask arithmetic (float32.min fill) stays float: without that, 0.41.
     assert any("mask fill values" in note for note in report["notes"])
     measured = report["fidelity"]["outputs"]["sentence_embedding"]["cosine_mean"]
-    cosine = _cosines(minilm_int8.artifact, reference_embeddings)
+    # The default export keeps the sequence axis dynamic: calibration and evaluation fed each
+    # sentence at its own length, and so does this check.
+    assert report["model"]["inputs"][0]["shape"] == ["batch", "sequence"]
+    assert "each at its own length" in report["data"]["calibration"]["source"]
+    cosine = _cosines(minilm_int8.artifact, reference_embeddings, natural=True)
     # Static int8 (uint8 activations, one scale per tensor) loses on BERT's outlier channels;
     # this records what it does on these sentences (auto below picks a better scheme).
     assert cosine.mean() == pytest.approx(measured, abs=1e-3)
@@ -155,7 +179,7 @@ def test_minilm_auto_meets_the_cosine_budget(minilm_auto, reference_embeddings):
     assert report["gate"]["passed"] and report["gate"]["metric"].startswith("100 x (1 - mean cosine)")
     decision = next(d for d in report["decisions"] if d["asked"].startswith("--metric auto"))
     assert decision["done"].startswith("100 x (1 - mean cosine)") and "embeddings" in decision["why"]
-    cosine = _cosines(minilm_auto.artifact, reference_embeddings)
+    cosine = _cosines(minilm_auto.artifact, reference_embeddings, natural=True)
     assert cosine.mean() >= 0.99 and cosine.min() >= 0.98, (cosine.mean(), cosine.min())
     assert report["latency"]["speedup"] > 1.2
     assert minilm_auto.artifact.stat().st_size < 0.4 * (minilm_auto.bundle_dir / "baseline_fp32.onnx").stat().st_size
@@ -257,3 +281,53 @@ def test_text_classifier_folder_default_task_and_fixed_shape(tmp_path):
     assert all(i["shape"] == [1, 32] for i in model["inputs"])
     assert model["outputs"] == [{"name": "logits", "shape": [1, 3], "dtype": "float32"}]
     assert model["parity"]["ok"] and result.report["fidelity"]["samples"] == 40
+
+
+def test_minilm_default_export_runs_sentences_at_their_own_length(minilm_auto, reference_embeddings):
+    """Issue 15: a fixed length of 128 refused a natural sentence and timed only padding. The
+    default export is dynamic; a 7-token sentence runs as it is, and latency is measured on the
+    eval sentences' own lengths (13 to 20 tokens here), fp32 and artifact side by side."""
+    report = minilm_auto.report
+    assert all(i["shape"] == ["batch", "sequence"] for i in report["model"]["inputs"])
+    decision = next(d for d in report["decisions"] if d["asked"] == "Hugging Face export, no --sequence_length")
+    assert decision["done"].startswith("dynamic batch and sequence axes")
+    short = "A short sentence."
+    feeds = _natural_tokens(short)
+    assert feeds["input_ids"].shape[1] < 16
+    for path in (minilm_auto.artifact, minilm_auto.bundle_dir / "baseline_fp32.onnx"):
+        session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        (embedding,) = session.run(["sentence_embedding"], feeds)
+        assert embedding.shape == (1, 384) and abs(float(np.linalg.norm(embedding)) - 1.0) < 1e-2
+    shapes = report["latency"]["shapes"]
+    assert "real shapes" in shapes["measured_on"] and not shapes["fixed_shape"]
+    lengths = [int(s["shape"].split()[1].split("x")[1].rstrip(",")) for s in shapes["by_shape"]]
+    assert len(lengths) > 1 and max(lengths) <= 24, lengths  # never the 128 of a padded export
+    assert report["latency"]["reference"]["p50_ms"] > 0 and report["latency"]["speedup"] > 1.2
+    with np.load(minilm_auto.bundle_dir / "reference.npz", allow_pickle=False) as reference:
+        assert reference["inputs/input_ids"].shape[1] <= 24
+
+
+def test_sequence_length_is_fixed_only_when_asked_or_needed():
+    """--sequence_length, a static-shapes profile and TFLite/Core ML fix the length; else dynamic."""
+    from edgeport.converters.hf_in import _resolve_shapes
+    from edgeport.recipe import Recipe
+
+    config = {"max_position_embeddings": 512}
+    names = ["input_ids", "attention_mask"]
+
+    def resolve(**options):
+        recipe = Recipe(input_model=str(_folder()), **options)
+        shapes, _, decision = _resolve_shapes(config, recipe, names)
+        return shapes.sequence_length, decision
+
+    length, decision = resolve()
+    assert length is None and "dynamic" in decision["done"]
+    length, decision = resolve(sequence_length=32)
+    assert length == 32 and decision["asked"] == "--sequence_length 32"
+    for options, reason in (
+        ({"output_format": "tflite"}, "tflite conversion here needs static input shapes"),
+        ({"output_format": "coreml"}, "coreml conversion here needs static input shapes"),
+        ({"optimize_for": "npu-int8"}, "static shapes only"),
+    ):
+        length, decision = resolve(**options)
+        assert length == 128 and reason in decision["why"], decision

@@ -6,8 +6,12 @@ optimum-onnx's exporter, offline only, and checked against the transformers mode
   (``HF_HUB_OFFLINE``) and every load passes ``local_files_only``.
 - ``--task`` defaults to what the config's architecture says (``BertModel`` ->
   feature-extraction, ``...ForSequenceClassification`` -> text-classification).
-- Inputs get a fixed sequence length (``--sequence_length``, default 128: edge runtimes want
-  static shapes) and a dynamic batch, unless ``--input_shape B,S`` fixes both.
+- Inputs keep a dynamic batch and a dynamic sequence length by default, as optimum exports
+  them: a sentence runs at its own length (MiniLM: 6.2 ms at a natural 25 tokens against
+  20.8 ms padded to 128). The length is fixed only when asked (``--sequence_length N``,
+  ``--input_shape B,S``) or needed: a profile with ``static_shapes_only`` or an output format
+  whose converter wants static shapes (TFLite, Core ML) gets 128 tokens (capped by the model).
+  A report decision says which and why.
 - Sentence-transformer folders (modules.json with Pooling, optionally Normalize) get the
   pooling and the L2 normalisation appended to the exported graph, so the artifact returns
   sentence embeddings (output ``sentence_embedding``), not token states.
@@ -40,7 +44,12 @@ WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
 WEIGHT_INDEXES = ("model.safetensors.index.json", "pytorch_model.bin.index.json")
 OTHER_FRAMEWORK_WEIGHTS = ("tf_model.h5", "flax_model.msgpack")
 TOKENIZER_FILES = ("tokenizer.json", "vocab.txt", "tokenizer.model", "spiece.model", "vocab.json")
-DEFAULT_SEQUENCE_LENGTH = 128
+DEFAULT_SEQUENCE_LENGTH = 128  # when the length must be fixed and --sequence_length is not given
+SEQUENCE_DIM = "sequence"  # the symbolic sequence axis of a dynamic export
+# Token count of made-up inputs when no text is given (a typical sentence has 15-30 tokens).
+SYNTHETIC_SEQUENCE_LENGTH = 32
+# Output formats whose converters here need static input shapes (onnx2tf; Core ML's from the source).
+STATIC_FORMATS = ("tflite", "coreml")
 EMBEDDING_OUTPUT = "sentence_embedding"
 POOLING_MODES = ("mean", "cls", "max")
 
@@ -365,19 +374,42 @@ def append_pooling(
 
 @dataclass
 class _Shapes:
-    """Input shapes of the export: batch (None = dynamic) and sequence length."""
+    """Input shapes of the export: batch (None = dynamic) and sequence length (None = dynamic)."""
 
     batch: int | None
-    sequence_length: int
+    sequence_length: int | None
 
 
-def _resolve_shapes(config: dict[str, Any], recipe: Recipe, input_names: list[str]) -> tuple[_Shapes, list[str]]:
-    """Batch and sequence length from --input_shape / --sequence_length (default 128, capped by the model)."""
+def _static_reason(recipe: Recipe) -> str | None:
+    """Why the sequence length must be fixed although nobody asked: the profile requires static
+    shapes, or the output format's converter needs them. None when dynamic shapes are fine."""
+    if recipe.output_format in STATIC_FORMATS:
+        return f"the {recipe.output_format} conversion here needs static input shapes"
+    from edgeport.profiles import resolve_profile
+
+    try:
+        profile, _ = resolve_profile(recipe.optimize_for)
+    except InputError:
+        return None  # the pipeline reports the bad profile itself
+    if profile.constraints.static_shapes_only:
+        return f"profile {profile.name} runs static shapes only (constraints.static_shapes_only)"
+    return None
+
+
+def _resolve_shapes(
+    config: dict[str, Any], recipe: Recipe, input_names: list[str]
+) -> tuple[_Shapes, list[str], dict[str, str]]:
+    """Batch and sequence length from --input_shape / --sequence_length; dynamic by default,
+    fixed at 128 (capped by the model) when the profile or the format needs static shapes.
+
+    Returns the shapes, notes and the report decision that says which and why.
+    """
     notes = []
     limit = config.get("max_position_embeddings") or config.get("n_positions")
     batch: int | None = None
     length = recipe.sequence_length
     shapes = recipe.input_shape
+    asked = "--sequence_length" if length is not None else None
     if shapes:
         dims_by_input = {s.name: s.dims for s in shapes}
         dims = next(iter(dims_by_input.values()))
@@ -391,19 +423,41 @@ def _resolve_shapes(config: dict[str, Any], recipe: Recipe, input_names: list[st
         if length is not None and length != dims[1]:
             raise InputError(f"--input_shape says sequence length {dims[1]}, --sequence_length says {length}")
         batch, length = (None if recipe.dynamic_batch else dims[0]), dims[1]
-    if length is None:
-        length = min(DEFAULT_SEQUENCE_LENGTH, int(limit)) if limit else DEFAULT_SEQUENCE_LENGTH
-        notes.append(f"sequence length {length} tokens (default; --sequence_length changes it)")
-    if limit and length > int(limit):
+        asked = "--input_shape"
+    if length is not None:
+        decision = {
+            "asked": f"{asked} {length}",
+            "done": f"sequence length fixed at {length} tokens",
+            "why": "asked for; sentences are padded or truncated to it (latency is then measured on padding)",
+        }
+    else:
+        why = _static_reason(recipe)
+        if why is None:
+            decision = {
+                "asked": "Hugging Face export, no --sequence_length",
+                "done": "dynamic batch and sequence axes (as optimum exports them)",
+                "why": "each sentence runs at its own length, as it will on the device; "
+                "--sequence_length N fixes the length when a runtime needs it",
+            }
+        else:
+            length = min(DEFAULT_SEQUENCE_LENGTH, int(limit)) if limit else DEFAULT_SEQUENCE_LENGTH
+            decision = {
+                "asked": "Hugging Face export, no --sequence_length",
+                "done": f"sequence length fixed at {length} tokens",
+                "why": f"{why}; --sequence_length N sets another length",
+            }
+            notes.append(f"sequence length {length} tokens (fixed: {why}; --sequence_length changes it)")
+    if limit and length is not None and length > int(limit):
         raise InputError(f"--sequence_length {length} exceeds the model's {limit} positions (max_position_embeddings)")
-    return _Shapes(batch, int(length)), notes
+    return _Shapes(batch, None if length is None else int(length)), notes, decision
 
 
 def _fix_dims(model: onnx.ModelProto, specs: list[TensorSpec]) -> None:
     """Give the exported graph's inputs the chosen static dims (and its outputs the same named dims).
 
-    optimum exports every text dim as symbolic (batch_size, sequence_length); edgeport fixes
-    the sequence length, so shape inference and the simplifier see static shapes.
+    optimum exports every text dim as symbolic (batch_size, sequence_length); edgeport names
+    them ``batch`` and ``sequence`` when they stay dynamic, and writes the length in when it is
+    fixed, so shape inference and the simplifier see static shapes.
     """
     values: dict[str, Dim] = {}
     by_name = {s.name: s for s in specs}
@@ -482,19 +536,30 @@ def _make_exporter(folder: Path, task: str, pooling: Pooling | None, specs: list
     return to_onnx
 
 
-def make_tokenize(tokenizer: Any, specs: list[TensorSpec], length: int):
-    """Return ``tokenize(sentences) -> {input name: array}`` padded/truncated to ``length`` tokens."""
+def make_tokenize(tokenizer: Any, specs: list[TensorSpec], length: int | None, limit: int | None = None):
+    """Return ``tokenize(sentences) -> {input name: array}`` padded/truncated to ``length`` tokens.
+
+    ``length`` None (a dynamic sequence axis): each call pads only to its longest sentence, so a
+    sentence alone keeps its own length; sentences longer than ``limit`` (the model's positions)
+    are truncated.
+    """
 
     def tokenize(sentences: list[str]) -> dict[str, np.ndarray]:
-        encoded = tokenizer(
-            list(sentences), padding="max_length", truncation=True, max_length=length, return_tensors="np"
-        )
+        if length is None:
+            encoded = tokenizer(
+                list(sentences), padding="longest", truncation=limit is not None, max_length=limit, return_tensors="np"
+            )
+        else:
+            encoded = tokenizer(
+                list(sentences), padding="max_length", truncation=True, max_length=length, return_tensors="np"
+            )
+        width = encoded["input_ids"].shape[1]
         feeds = {}
         for spec in specs:
             if spec.name in encoded:
                 feeds[spec.name] = np.asarray(encoded[spec.name]).astype(spec.dtype)
             elif spec.name == "token_type_ids":  # some tokenizers do not return it; BERT-style zeros
-                feeds[spec.name] = np.zeros((len(sentences), length), spec.dtype)
+                feeds[spec.name] = np.zeros((len(sentences), width), spec.dtype)
             else:
                 raise InputError(f"the folder's tokenizer does not produce the model input {spec.name!r}")
         return feeds
@@ -546,16 +611,18 @@ def load_hf_source(folder: Path, recipe: Recipe) -> SourceModel:
     model.eval()
     onnx_config = supported[task](model.config)
     input_names = list(onnx_config.inputs)
-    shapes, shape_notes = _resolve_shapes(config, recipe, input_names)
+    shapes, shape_notes, shape_decision = _resolve_shapes(config, recipe, input_names)
     notes += shape_notes
     dummy = onnx_config.generate_dummy_inputs(
-        framework="pt", batch_size=shapes.batch or 2, sequence_length=shapes.sequence_length
+        framework="pt", batch_size=shapes.batch or 2, sequence_length=shapes.sequence_length or 16
     )
     specs = []
     for name in input_names:
         tensor = dummy[name]
         dims: list[Dim] = list(tensor.shape)
         dims[0] = shapes.batch if shapes.batch is not None else "batch"
+        if shapes.sequence_length is None and len(dims) > 1:
+            dims[1] = SEQUENCE_DIM
         specs.append(TensorSpec(name, dims, str(tensor.dtype).replace("torch.", "")))
     output_names = [EMBEDDING_OUTPUT] if pooling is not None else list(onnx_config.outputs)
     module = _module_class()(model, input_names, output_names, pooling).eval()
@@ -568,7 +635,8 @@ def load_hf_source(folder: Path, recipe: Recipe) -> SourceModel:
 
         try:
             tokenizer = AutoTokenizer.from_pretrained(str(folder), local_files_only=True, trust_remote_code=False)
-            tokenize = make_tokenize(tokenizer, specs, shapes.sequence_length)
+            limit = config.get("max_position_embeddings") or config.get("n_positions")
+            tokenize = make_tokenize(tokenizer, specs, shapes.sequence_length, int(limit) if limit else None)
         except Exception as exc:  # a broken tokenizer only costs text data, not the conversion
             notes.append(f"the folder's tokenizer did not load ({describe_exception(exc)}): no text data")
     else:
@@ -592,4 +660,6 @@ def load_hf_source(folder: Path, recipe: Recipe) -> SourceModel:
         to_onnx=_make_exporter(folder, task, pooling, specs),
         tokenize=tokenize,
         output_kind="embedding" if task == "feature-extraction" else None,
+        decisions=[shape_decision],
+        dim_sizes={SEQUENCE_DIM: SYNTHETIC_SEQUENCE_LENGTH} if shapes.sequence_length is None else {},
     )

@@ -348,7 +348,8 @@ def _quantize(
             assert calibration is not None
             reader = DatasetReader(calibration, batch_size, progress)
             if defaults:
-                quantize_static(str(source), str(out), reader, nodes_to_exclude=excluded)
+                strided = {"CalibStridedMinMax": 1} if calibration.ragged else None
+                quantize_static(str(source), str(out), reader, nodes_to_exclude=excluded, extra_options=strided)
                 return
             quantize_static(
                 str(source),
@@ -362,6 +363,9 @@ def _quantize(
                 nodes_to_exclude=excluded,
                 calibrate_method=_calibration_method(details),
                 extra_options={
+                    # Ragged data (sentences at their own length): collect one batch at a
+                    # time, since the histogram calibrators cannot stack shapes that differ.
+                    "CalibStridedMinMax": 1 if calibration.ragged else None,
                     "CalibPercentile": float(details.get("percentile", 99.999)),
                     # Keep ReLU/Clip nodes when some layers stay float: ORT's optimizer
                     # mis-ran a float conv fed by a quantized conv whose Clip the quantizer

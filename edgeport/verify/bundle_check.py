@@ -25,9 +25,11 @@ import numpy as np
 from edgeport.bundle import MANIFEST
 from edgeport.errors import ConversionError, InputError, describe_exception
 from edgeport.hashing import sha256_file, sha256_path
+from edgeport.model_bundle import TensorSpec, batch_axes
 from edgeport.reports.html import render_html
 from edgeport.reports.json import make_report, read_report
 from edgeport.verify.gate import gate_from_report
+from edgeport.verify.harness import first_samples
 from edgeport.verify.latency import measure_side_by_side
 from edgeport.verify.metrics import compare
 from edgeport.verify.runners import RunnerSpec, host_description
@@ -136,6 +138,7 @@ def _run_local(
     runs: int,
     warmup: int,
     latency_batch: int,
+    batch_axes: dict[str, int | None] | None = None,
 ) -> dict[str, Any]:
     specs = {"artifact": artifact} | ({"reference": reference} if reference else {})
     runners = {}
@@ -157,7 +160,7 @@ def _run_local(
             raise ConversionError(f"{spec['kind']} cannot load {spec['file']}: {describe_exception(exc)}") from exc
     outputs = runners["artifact"].run(feeds)
     reference_outputs = runners["reference"].run(feeds) if reference else None
-    latency_feeds = {k: v[:latency_batch] for k, v in feeds.items()}
+    latency_feeds = first_samples(feeds, latency_batch, batch_axes)
     timed = {"reference": runners["reference"]} if reference else {}
     timed["artifact"] = runners["artifact"]
     latency = measure_side_by_side(timed, latency_feeds, runs, warmup)
@@ -298,9 +301,11 @@ def verify_bundle(
     feeds, output_names, stored_outputs, labels = load_reference(bundle_dir, manifest)
     old_latency = old_report.get("latency") or {}
     latency_batch = int(old_latency.get("batch") or 1)
+    # The batch may sit at any axis (a state [2, batch, 128]) or nowhere (a rank-0 sample rate).
+    axes = batch_axes([TensorSpec(i["name"], list(i["shape"]), i["dtype"]) for i in manifest.get("inputs") or []])
 
     if runner == "local":
-        ran = _run_local(bundle_dir, artifact, reference, feeds, threads, runs, warmup, latency_batch)
+        ran = _run_local(bundle_dir, artifact, reference, feeds, threads, runs, warmup, latency_batch, axes)
     else:
         from edgeport.verify.remote import RUN_TIMEOUT_S, parse_target, run_remote
 
@@ -317,6 +322,7 @@ def verify_bundle(
             runs=runs,
             warmup=warmup,
             latency_batch=latency_batch,
+            batch_axes=axes,
             ssh_options=ssh_options,
             timeout=timeout or RUN_TIMEOUT_S,
         )

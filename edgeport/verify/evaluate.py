@@ -12,10 +12,13 @@ import numpy as np
 from edgeport.data import Dataset
 from edgeport.errors import ConversionError, describe_exception
 from edgeport.progress import Progress
-from edgeport.verify.latency import measure_side_by_side
+from edgeport.verify.latency import measure_over_samples
 from edgeport.verify.memory import measure_peak_memory
 from edgeport.verify.metrics import compare
 from edgeport.verify.runners import OrtRunner, RunnerSpec
+
+# Ragged eval data: latency is measured on up to this many samples spread over the data.
+LATENCY_SAMPLES = 16
 
 
 def usable_samples(count: int, batch: int, dynamic: bool) -> int:
@@ -24,15 +27,44 @@ def usable_samples(count: int, batch: int, dynamic: bool) -> int:
 
 
 def run_dataset(runner: OrtRunner, dataset: Dataset, batch: int, dynamic: bool, progress=None) -> list[np.ndarray]:
-    """Run ``runner`` over the dataset in batches; return each output concatenated."""
+    """Run ``runner`` over the dataset in batches of samples of one shape; return each output
+    joined over the samples, sample-first (see :meth:`Dataset.join_outputs`)."""
     outputs: list[list[np.ndarray]] = []
-    usable = usable_samples(len(dataset), batch, dynamic)
-    for start in range(0, usable, batch):
-        stop = min(start + batch, usable)
+    for start, stop in dataset.spans(batch, usable_samples(len(dataset), batch, dynamic)):
         outputs.append(runner.run(dataset.batch(start, stop)))
         if progress:
             progress(stop - start)
-    return [np.concatenate([o[i] for o in outputs]) for i in range(len(outputs[0]))]
+    return dataset.join_outputs(outputs)
+
+
+def latency_feeds(dataset: Dataset, batch: int, limit: int = LATENCY_SAMPLES) -> list[dict[str, np.ndarray]]:
+    """Return the inputs latency is measured on: the first batch when every sample has one
+    shape; else up to ``limit`` batches of ``batch`` samples of one shape, spread evenly over
+    the data, so that the timing follows the distribution of the real shapes."""
+    if not dataset.ragged:
+        return [dataset.batch(0, min(batch, len(dataset)))]
+    # Whole batches only (a model with a fixed batch takes no other), unless none is whole.
+    spans = [span for span in dataset.spans(batch) if span[1] - span[0] == batch] or dataset.spans(batch)
+    picked = sorted({int(i) for i in np.linspace(0, len(spans) - 1, min(limit, len(spans)))})
+    return [dataset.batch(*spans[i]) for i in picked]
+
+
+def shapes_section(
+    eval_data: Dataset, feed_list: list[dict[str, np.ndarray]], by_shape: list[dict[str, Any]]
+) -> dict[str, Any]:
+    """Say which input shapes latency was measured on: the eval samples' own shapes (ragged
+    data: per shape, runs and both p50s) or the one shape every sample has."""
+    if eval_data.ragged:
+        how = f"over the eval data's real shapes: {len(feed_list)} samples spread over {len(eval_data)}"
+    else:
+        how = "one shape: every eval sample has it"
+    free = any(isinstance(d, str) and d != eval_data.batch_dim for s in eval_data.specs for d in s.shape)
+    return {
+        "measured_on": how,
+        "fixed_shape": not free,  # the model accepts only these shapes (besides its batch)
+        "samples": len(feed_list),
+        "by_shape": by_shape,
+    }
 
 
 def where_measured(wanted: tuple[str, ...], used: list[str]) -> str:
@@ -97,17 +129,17 @@ def verify_artifact(
     labels = eval_data.labels[: len(reference_all[0])] if eval_data.labels is not None else None
     fidelity = compare(reference_all, artifact_all, output_names, labels, gate)
 
-    latency_feeds = eval_data.batch(0, latency_batch)
+    feed_list = latency_feeds(eval_data, latency_batch)
     with progress.step("measure latency side by side", total=latency_runs) as advance:
-        latency = measure_side_by_side(
+        latency, by_shape = measure_over_samples(
             {"reference": timing_reference, "artifact": artifact_runner},
-            latency_feeds,
+            feed_list,
             latency_runs,
             warmup_runs,
             advance,
         )
     feeds_path = work / "latency_feeds.npz"
-    np.savez(feeds_path, **latency_feeds)
+    np.savez(feeds_path, **feed_list[0])
     with progress.step("measure memory"):
         memory = {
             name: measure_peak_memory(spec, feeds_path, threads)
@@ -125,6 +157,7 @@ def verify_artifact(
             "threads": threads,
             "batch": latency_batch,
             "warmup": warmup_runs,
+            "shapes": shapes_section(eval_data, feed_list, by_shape),
         },
         "load_time_s": {"reference": timing_reference.load_seconds, "artifact": artifact_runner.load_seconds},
         "memory": memory,

@@ -346,6 +346,23 @@ def percentiles_ms(samples_ns: list[int]) -> dict[str, float]:
     }
 
 
+def first_samples(feeds: dict[str, Any], count: int, axes: dict[str, int | None] | None = None) -> dict[str, Any]:
+    """Return the first ``count`` samples of ``feeds``, cut along each input's batch axis
+    (``axes``: name -> axis, None for an input without one, such as a rank-0 sample rate;
+    missing names: axis 0)."""
+    import numpy as np
+
+    axes = axes or {}
+    sliced = {}
+    for name, value in feeds.items():
+        axis = axes.get(name, 0)
+        if axis is None or np.ndim(value) == 0:
+            sliced[name] = value
+        else:
+            sliced[name] = np.take(value, range(min(count, value.shape[axis])), axis=axis)
+    return sliced
+
+
 def side_by_side(runners: dict[str, Any], feeds: dict[str, Any], runs: int, warmup: int) -> dict[str, Any]:
     """Time the runners interleaved (A B B A ...) after ``warmup`` runs each; return percentiles."""
     for runner in runners.values():
@@ -386,7 +403,7 @@ def run_job(job: dict[str, Any]) -> dict[str, Any]:
         for name, value in zip(job["output_names"], reference.run(feeds)):  # noqa: B905
             arrays[f"reference/{name}"] = value
     batch = int(job.get("latency_batch", 1))
-    latency_feeds = {k: v[:batch] for k, v in feeds.items()}
+    latency_feeds = first_samples(feeds, batch, job.get("batch_axes"))
     latency = side_by_side(runners, latency_feeds, int(job.get("runs", 100)), int(job.get("warmup", 10)))
     buffer = io.BytesIO()
     np.savez(buffer, **arrays)

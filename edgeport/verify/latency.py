@@ -24,25 +24,64 @@ def percentiles_ms(samples_ns: list[int]) -> dict[str, float]:
     }
 
 
-def measure_side_by_side(
-    runners: dict[str, Any], feeds: dict[str, np.ndarray], runs: int, warmup: int, progress=None
-) -> dict[str, dict[str, float]]:
-    """Time each runner on the same ``feeds``, interleaved (A B B A ...), after ``warmup`` runs each.
+def shape_label(feeds: dict[str, np.ndarray]) -> str:
+    """Return a short label of the input shapes of ``feeds`` (e.g. ``input_ids 1x17``)."""
+    return ", ".join(f"{name} {'x'.join(str(d) for d in array.shape) or 'scalar'}" for name, array in feeds.items())
 
-    Returns per runner name the latency percentiles in ms.
+
+def measure_over_samples(
+    runners: dict[str, Any], feed_list: list[dict[str, np.ndarray]], runs: int, warmup: int, progress=None
+) -> tuple[dict[str, dict[str, Any]], list[dict[str, Any]]]:
+    """Time each runner on the same samples, interleaved (A B B A ...), after a warm-up.
+
+    Run ``i`` feeds ``feed_list[i % len(feed_list)]`` to every runner, so the percentiles are
+    over the distribution of the samples' shapes (sentences at their own lengths), not one
+    padded shape. Each runner is warmed up ``warmup`` times and on every sample at least once
+    (a runtime plans memory per new shape). Returns per runner name the latency percentiles in
+    ms, and per distinct input shape its runs and both p50s.
     """
+    count = max(1, len(feed_list))
     for runner in runners.values():
-        for _ in range(warmup):
-            runner.run(feeds)
+        for i in range(max(warmup, len(feed_list))):
+            runner.run(feed_list[i % count])
     names = list(runners)
     samples: dict[str, list[int]] = {name: [] for name in names}
+    by_shape: dict[str, dict[str, list[int]]] = {}
+    labels = [shape_label(feeds) for feeds in feed_list]
     for i in range(runs):
+        feeds = feed_list[i % count]
         # Alternate the order so neither runner always runs right after the other.
         order = names if i % 2 == 0 else names[::-1]
         for name in order:
             start = time.perf_counter_ns()
             runners[name].run(feeds)
-            samples[name].append(time.perf_counter_ns() - start)
+            elapsed = time.perf_counter_ns() - start
+            samples[name].append(elapsed)
+            by_shape.setdefault(labels[i % count], {n: [] for n in names})[name].append(elapsed)
         if progress:
             progress(1)
-    return {name: percentiles_ms(values) for name, values in samples.items()}
+    shapes = [
+        {
+            "shape": label,
+            "runs": len(times[names[0]]),
+            **{f"{name}_p50_ms": float(np.percentile(np.asarray(times[name]) / 1e6, 50)) for name in names},
+        }
+        for label, times in by_shape.items()
+    ]
+    return {name: percentiles_ms(values) for name, values in samples.items()}, shapes
+
+
+def measure_side_by_side(
+    runners: dict[str, Any],
+    feeds: dict[str, np.ndarray] | list[dict[str, np.ndarray]],
+    runs: int,
+    warmup: int,
+    progress=None,
+) -> dict[str, dict[str, float]]:
+    """Time each runner on the same ``feeds`` (one batch, or a list of samples taken in turn),
+    interleaved (A B B A ...), after ``warmup`` runs each.
+
+    Returns per runner name the latency percentiles in ms (see :func:`measure_over_samples`).
+    """
+    feed_list = feeds if isinstance(feeds, list) else [feeds]
+    return measure_over_samples(runners, feed_list, runs, warmup, progress)[0]

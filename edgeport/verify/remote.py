@@ -167,6 +167,7 @@ def run_remote(
     latency_batch: int = 1,
     ssh_options: list[str] | None = None,
     timeout: float = RUN_TIMEOUT_S,
+    batch_axes: dict[str, int | None] | None = None,
 ) -> dict[str, Any]:
     """Run ``artifact`` (and ``reference``, each ``{kind, file, kwargs}`` naming a file among
     ``model_files``) on the device over SSH, on ``feeds``.
@@ -176,6 +177,7 @@ def run_remote(
     is None without a reference). Raises RemoteError (one line) when the device cannot be
     reached, lacks a package (the message names what to ``pip install`` there), times out or
     the harness crashes; the remote temporary folder is removed in every case.
+    ``batch_axes``: per input, the axis the latency batch is cut from (default axis 0).
     """
     target = parse_target(target) if isinstance(target, str) else target
     session = _Session(target, ssh_base_options(target, ssh_options), timeout)
@@ -189,6 +191,7 @@ def run_remote(
         "runs": runs,
         "warmup": warmup,
         "latency_batch": latency_batch,
+        "batch_axes": batch_axes,  # where each input holds its batch (None: no batch axis)
     }
     with tempfile.TemporaryDirectory(prefix="edgeport-remote-") as work_name:
         work = Path(work_name)
