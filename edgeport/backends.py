@@ -135,7 +135,14 @@ class TFLiteBackend:
         return RunnerSpec("litert", str(path), export.runner_kwargs()), path
 
     def measured_label(self, runner: Any) -> str:
-        """LiteRT with XNNPACK here is the target's runtime only for CPU (xnnpack) profiles."""
+        """LiteRT with XNNPACK here is the target's runtime only for CPU (xnnpack) profiles; a
+        file XNNPACK refused ran on LiteRT's reference kernels, and the label says so."""
+        fallback = getattr(runner, "delegate_fallback", None)
+        if fallback:
+            return (
+                f"measured on LiteRT without XNNPACK on this host (the XNNPACK delegate failed: {fallback}): "
+                "LiteRT's own kernels, slower than XNNPACK, so the speedup understates the device's"
+            )
         if self.delegate in (None, "xnnpack"):
             return "measured on the target's runtime (LiteRT, XNNPACK, this host)"
         return (
