@@ -25,6 +25,8 @@ class Artifact:
     runner: RunnerSpec
     notes: list[str] = field(default_factory=list)
     facts: dict[str, Any] = field(default_factory=dict)
+    # Choices the build made that the report lists as decisions (asked / done / why).
+    decisions: list[dict[str, str]] = field(default_factory=list)
     # When the artifact's runtime cannot run on this host (Core ML off macOS): a stand-in that
     # computes its outputs for an *emulated* fidelity; latency, load time and memory are not run.
     emulation: RunnerSpec | None = None
@@ -74,18 +76,28 @@ class OnnxBackend:
 
 class TFLiteBackend:
     """TFLite artifacts converted by onnx2tf + the TFLite converter, run in LiteRT; a
-    TensorFlow/Keras source goes to the TFLite converter directly (same quantization after it)."""
+    TensorFlow/Keras source goes to the TFLite converter directly (same quantization after it).
+    Image-like ONNX inputs with dynamic height/width are fixed to the sample inputs' size."""
 
     format = "tflite"
     file_name = "model.tflite"
     needs_source = True  # backend_for passes the ModelBundle: TF sources skip onnx2tf
+    takes_samples = True  # and sample inputs: their shapes fix dynamic image sizes
 
-    def __init__(self, profile: DeviceProfile, recipe: Recipe, bundle: Any = None) -> None:
+    def __init__(
+        self, profile: DeviceProfile, recipe: Recipe, bundle: Any = None, samples: dict[str, Any] | None = None
+    ) -> None:
         target = profile.formats.get("tflite")
         self.delegate = target.delegate if target is not None else None
         self.io_dtype = recipe.io_dtype
         self.tf_source: dict[str, Any] | None = None
-        if bundle is not None and bundle.source.framework == "tensorflow":
+        self.input_shapes: dict[str, list[int]] = {}
+        self.decisions: list[dict[str, str]] = []  # fixed input sizes
+        self.route_decisions: list[dict[str, str]] = []  # builds that fell back to the other route
+        if bundle is None:
+            return
+        self.input_shapes = static_shapes(bundle.inputs, samples or {})
+        if bundle.source.framework == "tensorflow":
             from edgeport.converters.tf_tflite import tf_source_request
 
             inputs = [
@@ -93,6 +105,56 @@ class TFLiteBackend:
                 for s in bundle.inputs
             ]
             self.tf_source = tf_source_request(bundle.source.path, bundle.source.form, inputs, recipe.allow_pickle)
+        else:
+            from edgeport.converters.onnx2tf_rewrites import spatial_dims_to_fix
+
+            for name, shape in spatial_dims_to_fix(bundle.onnx_model, self.input_shapes).items():
+                declared = next(s.shape for s in bundle.inputs if s.name == name)
+                self.decisions.append(
+                    {
+                        "asked": f"TFLite from an ONNX model whose input {name!r} has dynamic dims {declared}",
+                        "done": f"fixed to {['batch' if d < 0 else d for d in shape]}, the data's size, "
+                        "before conversion: the .tflite takes only that size",
+                        "why": "onnx2tf turns dynamic image sizes into TFLite files that fail to convert, "
+                        "prepare or run (seen: XNNPACK 'failed to reshape', CONV_2D 'failed to prepare'); "
+                        "pass --input_shape to choose another size",
+                    }
+                )
+
+    def _export(
+        self,
+        source: Path,
+        baseline: Path,
+        plan: PrecisionPlan,
+        out: Path,
+        work: Path,
+        calibration: Dataset | None,
+        notes: list[str],
+        decisions: list[dict[str, str]],
+    ):
+        """Export by the route that fits (onnx2tf, or the TFLite converter on a TF source);
+        return the TFLiteExport."""
+        from edgeport.converters.tflite_out import export_tflite
+
+        def export(onnx_file: Path, route_plan: PrecisionPlan, tf_source: dict[str, Any] | None):
+            return export_tflite(
+                onnx_file,
+                route_plan,
+                out,
+                work,
+                calibration,
+                io_dtype=self.io_dtype,
+                tf_source=tf_source,
+                input_shapes=self.input_shapes,
+            )
+
+        if self.tf_source is None:
+            return export(source, plan, None)
+        if source != baseline:
+            # Smoothing rewrites the ONNX graph, not the TF model: onnx2tf then.
+            notes.append("the plan's graph rewrites apply to the ONNX model: converted through onnx2tf")
+            return export(source, plan, None)
+        return export(baseline, plan, self.tf_source)
 
     def build(
         self,
@@ -105,33 +167,28 @@ class TFLiteBackend:
         progress=None,
     ) -> Artifact:
         """Convert the fp32 ONNX ``baseline`` to TFLite following ``plan``; return the artifact."""
-        from edgeport.converters.tflite_out import export_tflite
         from edgeport.quantize.rewrites import apply_rewrites
 
         notes: list[str] = []
         # Bias correction is measured on the int8 TFLite model itself (converters/tflite_bias.py).
         source = apply_rewrites(baseline, plan, work, calibration, notes, bias_correction=False)
-        tf_source = self.tf_source
-        if tf_source is not None and source != baseline:
-            # Smoothing rewrites the ONNX graph, not the TF model: onnx2tf then.
-            notes.append("the plan's graph rewrites apply to the ONNX model: converted through onnx2tf")
-            tf_source = None
-        export = export_tflite(source, plan, out, work, calibration, io_dtype=self.io_dtype, tf_source=tf_source)
+        export = self._export(source, baseline, plan, out, work, calibration, notes, self.route_decisions)
         facts = export.to_dict()
         facts.pop("path", None)
-        return Artifact(out, RunnerSpec("litert", str(out), export.runner_kwargs()), notes + export.notes, facts)
+        runner = RunnerSpec("litert", str(out), export.runner_kwargs())
+        decisions = self.decisions + self.route_decisions
+        return Artifact(out, runner, notes + export.notes, facts, decisions=decisions)
 
     def fp32_reference(self, baseline: Path, out_dir: Path, work: Path) -> tuple[RunnerSpec, Path | None]:
         """An fp32 .tflite of the same model, so latency compares like with like (LiteRT both)."""
         import onnx
 
-        from edgeport.converters.tflite_out import export_tflite
         from edgeport.profiles import resolve_profile
 
         profile, _ = resolve_profile("generic-cpu")
         plan = uniform_plan(onnx.load(str(baseline)), "none", profile)
         path = out_dir / "baseline_fp32.tflite"
-        export = export_tflite(baseline, plan, path, work, None, tf_source=self.tf_source)
+        export = self._export(baseline, baseline, plan, path, work, None, [], self.route_decisions)
         return RunnerSpec("litert", str(path), export.runner_kwargs()), path
 
     def measured_label(self, runner: Any) -> str:
@@ -151,6 +208,20 @@ class TFLiteBackend:
         )
 
 
+def static_shapes(specs: list[Any], samples: dict[str, Any]) -> dict[str, list[int]]:
+    """Return ``{input: shape}`` with each symbolic dim taken from the sample of that input
+    (``samples``: arrays by input name), -1 where neither the spec nor a sample knows it."""
+    shapes = {}
+    for spec in specs:
+        sample = samples.get(spec.name)
+        sample_shape = list(getattr(sample, "shape", ()))
+        shapes[spec.name] = [
+            d if isinstance(d, int) else (int(sample_shape[i]) if len(sample_shape) == len(spec.shape) else -1)
+            for i, d in enumerate(spec.shape)
+        ]
+    return shapes
+
+
 def _coreml_backend(profile: DeviceProfile, recipe: Recipe, bundle: Any = None):
     """The Core ML backend (edgeport/coreml_backend.py), imported on first use: coremltools is heavy."""
     from edgeport.coreml_backend import CoreMLBackend
@@ -163,15 +234,18 @@ _coreml_backend.needs_source = True  # type: ignore[attr-defined]  # converts fr
 BACKENDS = {"onnx": OnnxBackend, "tflite": TFLiteBackend, "coreml": _coreml_backend}
 
 
-def backend_for(profile: DeviceProfile, recipe: Recipe, bundle: Any = None):
+def backend_for(profile: DeviceProfile, recipe: Recipe, bundle: Any = None, samples: dict[str, Any] | None = None):
     """Return the backend object for ``recipe.output_format``; backends that convert from the
-    source model (``needs_source``) get the ModelBundle ``bundle``."""
+    source model (``needs_source``) get the ModelBundle ``bundle``, and those that fix input
+    sizes from data (``takes_samples``) also get ``samples`` (sample inputs by name)."""
     backend = BACKENDS.get(recipe.output_format)
     if backend is None:
         raise InputError(
             f"--output_format {recipe.output_format} is not implemented in this version of edgeport",
             hint=f"available: {', '.join(BACKENDS)}",
         )
+    if getattr(backend, "takes_samples", False):
+        return backend(profile, recipe, bundle, samples)
     if getattr(backend, "needs_source", False):
         return backend(profile, recipe, bundle)
     return backend(profile, recipe)

@@ -1,18 +1,129 @@
-"""TFLite on models from the wild (issue 15): LiteRT failures must be one-line exit-4 errors,
-never "internal error".
+"""TFLite on models from the wild (issue 15): a foreign opset-12 ONNX with dynamic image sizes,
+and LiteRT failures that must be one-line exit-4 errors, never "internal error".
 
-The model is built here (seconds): a .tflite with dynamic height and width.
+The models are built here (seconds): a tf2onnx opset-12 export of a small Keras CNN (batchnorm,
+max pool, bilinear upsampling, a score map and class scores, NCHW input with dynamic height and
+width, as paddle2onnx writes them), and a dynamic-size .tflite. Data: crops of scikit-learn's two
+bundled photos.
 """
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
 import pytest
+from click.testing import CliRunner
 
+from edgeport.cli import main
 from edgeport.errors import ConversionError
 from edgeport.verify.litert_runner import LiteRTRunner
+
+SIZE = 48  # crop side of the eval/calibration images
+
+
+def _crops(count: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """``count`` SIZE x SIZE crops (NHWC, 0..1) of scikit-learn's photos; label = photo x 2 + right half."""
+    from sklearn.datasets import load_sample_images
+
+    rng = np.random.default_rng(seed)
+    photos = load_sample_images().images
+    images, labels = [], []
+    for i in range(count):
+        photo = photos[i % 2]
+        y = int(rng.integers(0, photo.shape[0] - 2 * SIZE))
+        x = int(rng.integers(0, photo.shape[1] - 2 * SIZE))
+        images.append(photo[y : y + 2 * SIZE : 2, x : x + 2 * SIZE : 2].astype(np.float32) / 255.0)
+        labels.append(2 * (i % 2) + int(x > photo.shape[1] // 2 - SIZE))
+    return np.stack(images), np.asarray(labels, np.int64)
+
+
+@pytest.fixture(scope="session")
+def foreign_cnn(tmp_path_factory) -> dict[str, Path]:
+    """A tf2onnx opset-12 ONNX of a small trained Keras CNN with dynamic N, H, W (NCHW input)."""
+    import tensorflow as tf
+    import tf2onnx
+    import tf_keras as keras
+
+    root = tmp_path_factory.mktemp("foreign_cnn")
+    images, labels = _crops(160, 0)
+    layers = keras.layers
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((None, None, 3), name="image")
+    x = layers.Conv2D(8, 3, padding="same", use_bias=False)(inputs)
+    x = layers.ReLU()(layers.BatchNormalization()(x))
+    skip = x
+    x = layers.MaxPooling2D()(x)
+    x = layers.ReLU()(layers.BatchNormalization()(layers.Conv2D(16, 3, padding="same", use_bias=False)(x)))
+    pooled = layers.GlobalAveragePooling2D()(x)
+    probs = layers.Dense(4, activation="softmax", name="probs")(pooled)
+    x = layers.Concatenate()([layers.UpSampling2D(interpolation="bilinear")(x), skip])
+    score = layers.Conv2D(1, 1, activation="sigmoid", name="score")(layers.Conv2D(8, 3, padding="same")(x))
+    model = keras.Model(inputs, [probs, score])
+    model.compile("adam", loss=["sparse_categorical_crossentropy", None])
+    model.fit(images[:128], labels[:128], epochs=6, batch_size=16, verbose=0)
+    path = root / "foreign_opset12.onnx"
+    spec = (tf.TensorSpec((None, None, None, 3), tf.float32, name="image"),)
+    tf2onnx.convert.from_keras(model, input_signature=spec, opset=12, output_path=str(path), inputs_as_nchw=["image"])
+    nchw = np.ascontiguousarray(images.transpose(0, 3, 1, 2))
+    np.savez(root / "calibration.npz", x=nchw[:96])
+    np.savez(root / "eval.npz", x=nchw[128:])
+    return {"onnx": path, "calibration": root / "calibration.npz", "eval": root / "eval.npz", "root": root}
+
+
+def test_foreign_opset12_dynamic_sizes_int8_tflite(foreign_cnn, tmp_path):
+    """Issue 15: TFLite int8 of a foreign opset-12 ONNX with dynamic H/W (was exit 1, "internal
+    error" from LiteRT) works: sizes fixed from the data (a decision), the artifact runs in LiteRT
+    and agrees with the ONNX model."""
+    import onnx
+    import onnxruntime as ort
+
+    model = onnx.load(str(foreign_cnn["onnx"]))
+    assert {o.version for o in model.opset_import if o.domain in ("", "ai.onnx")} == {12}
+    dims = [d.dim_param or d.dim_value for d in model.graph.input[0].type.tensor_type.shape.dim]
+    assert dims[1] == 3 and all(isinstance(d, str) for d in (dims[0], dims[2], dims[3]))
+
+    out = tmp_path / "bundle"
+    args = ["--input_model", str(foreign_cnn["onnx"]), "--output_format", "tflite", "--quantization", "int8"]
+    args += ["--calibration_data", str(foreign_cnn["calibration"]), "--eval_data", str(foreign_cnn["eval"])]
+    result = CliRunner().invoke(main, ["convert", *args, "--latency_runs", "5", "--output_dir", str(out), "--quiet"])
+    assert result.exit_code == 0, (result.output, result.exception)
+    report = json.loads((out / "report.json").read_text())
+    fixed = [d for d in report["decisions"] if "dynamic dims" in d["asked"]]
+    assert fixed and "fixed to ['batch', 3, 48, 48]" in fixed[0]["done"], report["decisions"]
+    assert report["fidelity"]["top1_agreement"] >= 90.0
+
+    # The artifact itself, in LiteRT (XNNPACK), against the original dynamic ONNX in ONNX Runtime.
+    x = np.load(foreign_cnn["eval"])["x"]
+    runner = LiteRTRunner(out / "model.tflite", **json.loads((out / "manifest.json").read_text())["runner"]["kwargs"])
+    assert runner.delegated and runner.delegate_fallback is None
+    session = ort.InferenceSession(str(foreign_cnn["onnx"]), providers=["CPUExecutionProvider"])
+    names = [o.name for o in session.get_outputs()]
+    expected = session.run(None, {"image": x})
+    by_name = dict(zip(runner.output_names, runner.run({"image": x}), strict=True))  # sample by sample
+    probs, score = (next(n for n in names if key in n) for key in ("probs", "score"))
+    agreement = float(np.mean(by_name[probs].argmax(1) == expected[names.index(probs)].argmax(1)))
+    assert agreement >= 0.9
+    assert by_name[score].shape == expected[names.index(score)].shape
+    assert float(np.max(np.abs(by_name[score] - expected[names.index(score)]))) < 0.06
+
+
+def test_dynamic_sizes_without_data_shape_fail_cleanly(foreign_cnn, tmp_path):
+    """Without a size to fix, the file onnx2tf writes does not prepare in LiteRT: an exit-4
+    ConversionError naming --input_shape, not a RuntimeError."""
+    import onnx
+
+    from edgeport.converters.tflite_out import export_tflite
+    from edgeport.profiles import resolve_profile
+    from edgeport.quantize.plan import uniform_plan
+
+    profile, _ = resolve_profile("generic-cpu")
+    plan = uniform_plan(onnx.load(str(foreign_cnn["onnx"])), "none", profile)
+    with pytest.raises(ConversionError) as info:
+        export_tflite(foreign_cnn["onnx"], plan, tmp_path / "m.tflite", tmp_path / "work", None)
+    assert info.value.exit_code == 4 and "\n" not in info.value.one_line()
+    assert "--input_shape image:" in info.value.hint
 
 
 @pytest.fixture(scope="session")
