@@ -4,12 +4,14 @@ happens on the target's runtime. The pipeline and the search talk to backends on
 
 from __future__ import annotations
 
+import copy
+import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from edgeport.data import Dataset
-from edgeport.errors import InputError
+from edgeport.errors import ConversionError, InputError
 from edgeport.profiles.schema import DeviceProfile
 from edgeport.quantize.plan import PrecisionPlan, uniform_plan
 from edgeport.recipe import Recipe
@@ -77,7 +79,12 @@ class OnnxBackend:
 class TFLiteBackend:
     """TFLite artifacts converted by onnx2tf + the TFLite converter, run in LiteRT; a
     TensorFlow/Keras source goes to the TFLite converter directly (same quantization after it).
-    Image-like ONNX inputs with dynamic height/width are fixed to the sample inputs' size."""
+
+    Two routes, and a build that fails on one tries the other: a TF source whose plan needs
+    the ONNX graph rewritten (smoothing) goes through onnx2tf, and when onnx2tf fails on the
+    model (seen: Keras max pooling, ``"tf.nn.max_pool"``) it is converted from the source
+    directly without the rewrite; a TF source the TFLite converter refuses goes through onnx2tf.
+    """
 
     format = "tflite"
     file_name = "model.tflite"
@@ -94,6 +101,7 @@ class TFLiteBackend:
         self.input_shapes: dict[str, list[int]] = {}
         self.decisions: list[dict[str, str]] = []  # fixed input sizes
         self.route_decisions: list[dict[str, str]] = []  # builds that fell back to the other route
+        self._fp32_files: dict[tuple, tuple[Path, dict[str, Any]]] = {}  # baseline -> fp32 .tflite, runner kwargs
         if bundle is None:
             return
         self.input_shapes = static_shapes(bundle.inputs, samples or {})
@@ -132,8 +140,9 @@ class TFLiteBackend:
         notes: list[str],
         decisions: list[dict[str, str]],
     ):
-        """Export by the route that fits (onnx2tf, or the TFLite converter on a TF source);
-        return the TFLiteExport."""
+        """Export by the route that fits (see the class docstring), trying the other route when
+        the first fails; return the TFLiteExport. Raises the first route's ConversionError when
+        both fail."""
         from edgeport.converters.tflite_out import export_tflite
 
         def export(onnx_file: Path, route_plan: PrecisionPlan, tf_source: dict[str, Any] | None):
@@ -150,11 +159,41 @@ class TFLiteBackend:
 
         if self.tf_source is None:
             return export(source, plan, None)
-        if source != baseline:
-            # Smoothing rewrites the ONNX graph, not the TF model: onnx2tf then.
-            notes.append("the plan's graph rewrites apply to the ONNX model: converted through onnx2tf")
-            return export(source, plan, None)
-        return export(baseline, plan, self.tf_source)
+        rewritten = source != baseline
+        try:
+            if rewritten:
+                # Smoothing rewrites the ONNX graph, not the TF model: onnx2tf then.
+                result = export(source, plan, None)
+                notes.append("the plan's graph rewrites apply to the ONNX model: converted through onnx2tf")
+                return result
+            return export(baseline, plan, self.tf_source)
+        except ConversionError as first:
+            if rewritten:
+                dropped = [k for k in GRAPH_REWRITES if plan.details.get(k)]
+                fallback_plan = copy.deepcopy(plan)
+                for key in dropped:
+                    fallback_plan.details.pop(key, None)
+                what = ", ".join(dropped)
+                done = f"converted from the TensorFlow source by tf.lite.TFLiteConverter, without {what}"
+                try:
+                    result = export(baseline, fallback_plan, self.tf_source)
+                except ConversionError:
+                    raise first from None
+                why = f"the onnx2tf route that {what} needs failed ({first.message})"
+            else:
+                done = "converted the ONNX export through onnx2tf"
+                try:
+                    result = export(source, plan, None)
+                except ConversionError:
+                    raise first from None
+                why = f"tf.lite.TFLiteConverter failed on the TensorFlow source ({first.message})"
+            notes.append(f"{done}: {why}")
+            rewrites = [k for k in GRAPH_REWRITES if plan.details.get(k)]
+            asked = f"TFLite {plan.scheme}" + (f" with {', '.join(rewrites)}" if rewrites else "")
+            decision = {"asked": f"{asked} from a TensorFlow source", "done": done, "why": why}
+            if decision not in decisions:
+                decisions.append(decision)
+            return result
 
     def build(
         self,
@@ -166,7 +205,10 @@ class TFLiteBackend:
         batch: int,
         progress=None,
     ) -> Artifact:
-        """Convert the fp32 ONNX ``baseline`` to TFLite following ``plan``; return the artifact."""
+        """Convert the fp32 ONNX ``baseline`` to TFLite following ``plan``; return the artifact.
+
+        Raises ConversionError when no route converts the model.
+        """
         from edgeport.quantize.rewrites import apply_rewrites
 
         notes: list[str] = []
@@ -176,6 +218,7 @@ class TFLiteBackend:
         facts = export.to_dict()
         facts.pop("path", None)
         runner = RunnerSpec("litert", str(out), export.runner_kwargs())
+        # Route fallbacks of earlier builds in this run (auto's other candidates) are reported too.
         decisions = self.decisions + self.route_decisions
         return Artifact(out, runner, notes + export.notes, facts, decisions=decisions)
 
@@ -185,10 +228,19 @@ class TFLiteBackend:
 
         from edgeport.profiles import resolve_profile
 
+        path = out_dir / "baseline_fp32.tflite"
+        stat = Path(baseline).stat()
+        key = (str(Path(baseline).resolve()), stat.st_size, stat.st_mtime_ns)
+        cached = self._fp32_files.get(key)
+        if cached is not None and cached[0].is_file():
+            # auto converted it already for its own timing: a copy, not a second conversion (10-20 s).
+            if cached[0] != path:
+                shutil.copyfile(cached[0], path)
+            return RunnerSpec("litert", str(path), cached[1]), path
         profile, _ = resolve_profile("generic-cpu")
         plan = uniform_plan(onnx.load(str(baseline)), "none", profile)
-        path = out_dir / "baseline_fp32.tflite"
         export = self._export(baseline, baseline, plan, path, work, None, [], self.route_decisions)
+        self._fp32_files[key] = (path, export.runner_kwargs())
         return RunnerSpec("litert", str(path), export.runner_kwargs()), path
 
     def measured_label(self, runner: Any) -> str:
@@ -206,6 +258,11 @@ class TFLiteBackend:
             f"emulated: ran LiteRT with XNNPACK on this host's CPU; the target's {self.delegate} delegate "
             "is not available here, so these figures are not the device's"
         )
+
+
+# Plan details that rewrite the ONNX graph before conversion (edgeport/quantize/rewrites.py):
+# expressible on the onnx2tf route only.
+GRAPH_REWRITES = ("smoothing",)
 
 
 def static_shapes(specs: list[Any], samples: dict[str, Any]) -> dict[str, list[int]]:

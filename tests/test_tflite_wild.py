@@ -1,10 +1,11 @@
 """TFLite on models from the wild (issue 15): a foreign opset-12 ONNX with dynamic image sizes,
-and LiteRT failures that must be one-line exit-4 errors, never "internal error".
+a TensorFlow SavedModel with max pooling through ``--quantization auto``, candidates that fail
+inside the search, and LiteRT failures that must be one-line exit-4 errors, never "internal error".
 
 The models are built here (seconds): a tf2onnx opset-12 export of a small Keras CNN (batchnorm,
 max pool, bilinear upsampling, a score map and class scores, NCHW input with dynamic height and
-width, as paddle2onnx writes them), and a dynamic-size .tflite. Data: crops of scikit-learn's two
-bundled photos.
+width, as paddle2onnx writes them), and a Keras face-like classifier/regressor (max pooling, two
+heads) saved as a SavedModel. Data: crops of scikit-learn's two bundled photos.
 """
 
 from __future__ import annotations
@@ -182,3 +183,81 @@ def test_litert_runs_without_xnnpack_when_its_delegate_fails(dynamic_tflite, mon
     profile, _ = resolve_profile("x86-avx2")
     label = TFLiteBackend(profile, Recipe(input_model="m.onnx")).measured_label(runner)
     assert label.startswith("measured on LiteRT without XNNPACK")
+
+
+@pytest.fixture(scope="session")
+def face_savedmodel(tmp_path_factory) -> dict[str, Path]:
+    """A small Keras face-like classifier/regressor (max pooling; heads ``cls`` and ``age``)
+    trained a few epochs, saved with ``model.export`` as a SavedModel, plus its data."""
+    import keras
+
+    root = tmp_path_factory.mktemp("face")
+    images, labels = _crops(320, 1)
+    brightness = images.mean(axis=(1, 2, 3))
+    layers = keras.layers
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((SIZE, SIZE, 3), name="face")
+    x = layers.MaxPooling2D()(layers.Conv2D(16, 3, padding="same", activation="relu")(inputs))
+    x = layers.MaxPooling2D()(layers.Conv2D(32, 3, padding="same", activation="relu")(x))
+    x = layers.Dense(32, activation="relu")(layers.Flatten()(x))
+    model = keras.Model(inputs, {"cls": layers.Dense(4, name="cls")(x), "age": layers.Dense(1, name="age")(x)})
+    model.compile("adam", loss={"cls": keras.losses.SparseCategoricalCrossentropy(from_logits=True), "age": "mse"})
+    model.fit(images[:256], {"cls": labels[:256], "age": brightness[:256]}, epochs=4, verbose=0)
+    model.export(str(root / "face_savedmodel"), verbose=False)
+    np.savez(root / "calibration.npz", x=images[:128])
+    np.savez(root / "eval.npz", x=images[256:])
+    return {"model": root / "face_savedmodel", "calibration": root / "calibration.npz", "eval": root / "eval.npz"}
+
+
+def test_savedmodel_maxpool_auto_tflite_falls_back_and_skips(face_savedmodel, tmp_path, monkeypatch):
+    """Issue 15: ``auto`` on a SavedModel with max pooling failed with exit 4 because its
+    smoothing start point took the onnx2tf route (``"tf.nn.max_pool"``). Now that candidate is
+    converted from the TF source directly (a decision says so), and a candidate that fails to
+    build (here: GPTQ, made to fail) is skipped with a note; the run exits 0."""
+    from edgeport.backends import TFLiteBackend
+    from edgeport.quantize import auto
+
+    build = TFLiteBackend.build
+
+    def gptq_fails(self, baseline, plan, *args, **kwargs):
+        if plan.details.get("weight_rounding") == "gptq":
+            raise ConversionError("TFLite conversion crashed (SIGSEGV) in the onnx2tf child during bias correction")
+        return build(self, baseline, plan, *args, **kwargs)
+
+    monkeypatch.setattr(TFLiteBackend, "build", gptq_fails)
+    # Time: of the start points keep plain int8, GPTQ (made to fail) and smoothing (the onnx2tf route).
+    variants = auto.start_variants
+    monkeypatch.setattr(
+        auto,
+        "start_variants",
+        lambda *a: [v for v in variants(*a) if not v.get("bias_correction") or v.get("weight_rounding")],
+    )
+    out = tmp_path / "bundle"
+    args = ["--input_model", str(face_savedmodel["model"]), "--output_format", "tflite", "--quantization", "auto"]
+    args += ["--optimize_for", "x86-avx2", "--calibration_data", str(face_savedmodel["calibration"])]
+    args += ["--eval_data", str(face_savedmodel["eval"]), "--latency_runs", "5"]
+    result = CliRunner().invoke(main, ["convert", *args, "--output_dir", str(out), "--quiet"])
+    assert result.exit_code == 0, (result.output, result.exception)
+    report = json.loads((out / "report.json").read_text())
+
+    fallback = [d for d in report["decisions"] if d["asked"] == "TFLite int8 with smoothing from a TensorFlow source"]
+    assert fallback, report["decisions"]
+    assert fallback[0]["done"].startswith("converted from the TensorFlow source by tf.lite.TFLiteConverter")
+    assert "onnx2tf route that smoothing needs failed" in fallback[0]["why"]
+    points = report["search"]["base_points"]
+    assert "SIGSEGV" in points["int8+gptq+bias_correction+percentile 99.99"]["failed"]
+    assert set(points) == {"int8", "int8+gptq+bias_correction+percentile 99.99", "int8+smoothing(alpha 0.7)"}
+    assert points["int8+smoothing(alpha 0.7)"]["drop"] <= 1.0  # built on the TF route
+    assert report["gate"]["passed"] and report["target"]["scheme"] == "int8"
+
+    # The chosen int8 artifact in LiteRT against the SavedModel itself.
+    import tensorflow as tf
+
+    x = np.load(face_savedmodel["eval"])["x"]
+    serving = tf.saved_model.load(str(face_savedmodel["model"])).signatures["serving_default"]
+    expected = {k: v.numpy() for k, v in serving(face=tf.constant(x)).items()}
+    runner = LiteRTRunner(out / "model.tflite", **json.loads((out / "manifest.json").read_text())["runner"]["kwargs"])
+    got = dict(zip(runner.output_names, runner.run({"face": x}), strict=True))  # sample by sample
+    assert float(np.mean(got["cls"].argmax(1) == expected["cls"].argmax(1))) >= 0.95
+    age_error = np.abs(got["age"] - expected["age"]).max() / np.abs(expected["age"]).max()
+    assert age_error < 0.05

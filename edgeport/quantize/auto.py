@@ -17,7 +17,7 @@ import onnx
 
 from edgeport.bundle import path_bytes
 from edgeport.data import Dataset
-from edgeport.errors import InputError
+from edgeport.errors import ConversionError, InputError
 from edgeport.profiles import op_class
 from edgeport.profiles.schema import DeviceProfile
 from edgeport.progress import Progress
@@ -362,11 +362,18 @@ def auto_quantize(
             return cache[key]
         counter[0] += 1
         path = work / f"candidate_{counter[0]}{Path(backend.file_name).suffix}"
-        artifact = backend.build(baseline, plan, path, work, calibration, batch)
+        try:
+            artifact = backend.build(baseline, plan, path, work, calibration, batch)
+            # An artifact that cannot run here (Core ML off macOS) is evaluated through its emulation, untimed.
+            runner = (artifact.emulation or artifact.runner).open(threads)
+            outputs = run_dataset(runner, eval_data, batch, dynamic)
+        except ConversionError as exc:
+            # A candidate no converter route builds (or whose file does not run) is skipped, not
+            # fatal: the other points remain (issue 15). It is infeasible and never chosen.
+            cache[key] = failed_point(plan, exc)
+            return cache[key]
         notes = artifact.notes
-        # An artifact that cannot run here (Core ML off macOS) is evaluated through its emulation, untimed.
-        runner = (artifact.emulation or artifact.runner).open(threads)
-        fidelity = compare(reference_outputs, run_dataset(runner, eval_data, batch, dynamic), output_names, labels)
+        fidelity = compare(reference_outputs, outputs, output_names, labels)
         drop, metric = accuracy_drop(fidelity, gate_metric)
         speedup = None
         if timing_reference is not None and artifact.emulation is None:
@@ -422,8 +429,11 @@ def auto_quantize(
                 plan = uniform_plan(model, scheme, profile)
                 plan.details.update(variant)
                 point = evaluate(plan)
-                point.feasible = point.drop <= budget + 1e-9
                 key = variant_name(scheme, variant)
+                if point.artifact is None:  # failed to build or run: skipped (failed_point)
+                    base_points[key] = {"failed": point.metrics["failed"]}
+                    continue
+                point.feasible = point.drop <= budget + 1e-9
                 base_points[key] = {"drop": point.drop, "speedup": point.speedup, "size_bytes": point.size_bytes}
                 # Untimed candidates (Core ML off macOS) come most compressed first: the first whose
                 # drop the search can plausibly recover by keeping layers in float starts it, else
@@ -432,7 +442,12 @@ def auto_quantize(
                 rank = (usable, (point.speedup or -order) if usable else -point.drop)
                 if best_base is None or rank > best_rank:
                     best_base, best_rank = (scheme, plan, point), rank
-    assert best_base is not None
+    if best_base is None:
+        failures = "; ".join(f"{k}: {v['failed']}" for k, v in base_points.items())
+        raise ConversionError(
+            f"--quantization auto: no start point could be built ({failures})"[:600],
+            hint="try --quantization none, or another --output_format",
+        )
     scheme, plan, base_point = best_base
     cache_file = sensitivity_cache_path(model, plan, backend.format, sensitivity_feeds)
     # Measuring only orders the layers to keep in float; when every layer quantized already
@@ -491,6 +506,12 @@ def auto_quantize(
         {k: v.as_dict() for k, v in sensitivity.items()},
         list(result.best.metrics.get("notes", [])),
     )
+
+
+def failed_point(plan: PrecisionPlan, error: ConversionError) -> SearchPoint:
+    """A search point for a candidate that failed to build or run: infinite drop, never
+    feasible, no artifact; ``metrics["failed"]`` holds the one-line reason."""
+    return SearchPoint([], math.inf, False, None, None, None, {"scheme": plan.scheme, "failed": error.one_line()}, None)
 
 
 def search_report(auto: AutoResult) -> dict[str, Any]:
