@@ -1,6 +1,7 @@
 """TFLite on models from the wild (issue 15): a foreign opset-12 ONNX with dynamic image sizes,
-a TensorFlow SavedModel with max pooling through ``--quantization auto``, candidates that fail
-inside the search, and LiteRT failures that must be one-line exit-4 errors, never "internal error".
+a TensorFlow SavedModel with max pooling through ``--quantization auto``, candidates (and
+sensitivity measurements) that fail inside the search, and LiteRT failures that must be
+one-line exit-4 errors, never "internal error".
 
 The models are built here (seconds): a tf2onnx opset-12 export of a small Keras CNN (batchnorm,
 max pool, bilinear upsampling, a score map and class scores, NCHW input with dynamic height and
@@ -261,3 +262,35 @@ def test_savedmodel_maxpool_auto_tflite_falls_back_and_skips(face_savedmodel, tm
     assert float(np.mean(got["cls"].argmax(1) == expected["cls"].argmax(1))) >= 0.95
     age_error = np.abs(got["age"] - expected["age"]).max() / np.abs(expected["age"]).max()
     assert age_error < 0.05
+
+
+def test_auto_keeps_going_when_measuring_sensitivity_fails(tmp_path, monkeypatch):
+    """Measured sensitivity only orders the layers: when its builds fail (the ONNX proxy on a
+    foreign opset-12 model: "Unrecognized attribute: axis for operator DequantizeLinear") auto
+    goes on with the simulated order and says so, instead of ending with exit 4."""
+    from edgeport.api import convert
+    from edgeport.errors import GateFailed
+    from edgeport.quantize import auto
+    from tests.conftest import factory
+
+    def fails(*args, **kwargs):
+        raise ConversionError("the quantized model fails onnx.checker: Unrecognized attribute: axis")
+
+    monkeypatch.setattr(auto, "measured_sensitivity", fails)
+    monkeypatch.setenv("EDGEPORT_CACHE_DIR", str(tmp_path / "cache"))  # no cached ranking to skip the measuring
+    out = tmp_path / "bundle"
+    with pytest.raises(GateFailed) as info:  # budget 0: the base point is infeasible, so it measures
+        convert(
+            factory("make_feature_net"),
+            quantization="auto",
+            input_shape="1,3,12,12",
+            dynamic_batch=True,
+            max_accuracy_drop=0.0,
+            search_budget="1",
+            output_dir=str(out),
+            latency_runs=5,
+        )
+    assert info.value.exit_code == 3
+    report = json.loads((out / "report.json").read_text())
+    assert any(n.startswith("layer order from simulated sensitivity: measuring it failed") for n in report["notes"])
+    assert report["search"]["points"] and (out / "model.onnx").is_file()

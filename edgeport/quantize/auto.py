@@ -458,6 +458,7 @@ def auto_quantize(
     measure = measurable and not base_point.feasible
     simulated_file = cache_file.with_name(f"{cache_file.stem}-simulated.json")
     sensitivity = load_cached_sensitivity(cache_file)
+    sensitivity_note = ""
     if sensitivity is None and measurable and not measure:
         sensitivity = load_cached_sensitivity(simulated_file)
     if sensitivity is None:
@@ -471,10 +472,16 @@ def auto_quantize(
             # layer is too slow, so ONNX Runtime's int8 measures the layers as a proxy.
             measuring = backend if backend.format == "onnx" else proxy_onnx_backend()
             where = "" if measuring is backend else ", on ONNX Runtime as a proxy"
-            with progress.step(f"measured sensitivity ({len(plan.layers)} layers, one at a time{where})"):
-                measured = measured_sensitivity(
-                    baseline, plan, measuring, work, calibration, batch, sensitivity_feeds, reference_runner
-                )
+            try:
+                with progress.step(f"measured sensitivity ({len(plan.layers)} layers, one at a time{where})"):
+                    measured = measured_sensitivity(
+                        baseline, plan, measuring, work, calibration, batch, sensitivity_feeds, reference_runner
+                    )
+            except ConversionError as exc:
+                # Measuring only orders the layers: when its builds fail (the ONNX proxy on an
+                # opset-12 model: per-channel Q/DQ needs opset 13) the simulated order stands.
+                measured, measure = {}, False
+                sensitivity_note = f"layer order from simulated sensitivity: measuring it failed ({exc.message})"
             for name, loss in measured.items():
                 if name in sensitivity:
                     # The runtime's own error with only this layer quantized replaces the simulation.
@@ -493,6 +500,8 @@ def auto_quantize(
             max_seconds=search_budget.seconds,
             companions=depthwise_companions(model, plan),
         )
+    if sensitivity_note:
+        result.best.artifact.notes.append(sensitivity_note)  # the report's notes come from the artifact
     best_plan = copy.deepcopy(plan)
     for name in result.best.kept_float:
         best_plan.layers[name].precision = float_precision
