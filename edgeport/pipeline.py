@@ -271,7 +271,7 @@ def _run(recipe: Recipe, progress: Progress | None = None) -> Result:
         )
         model = pruning.bundle if pruning else bundle
         # --- end prune
-        backend = backend_for(profile, recipe, model)
+        backend = backend_for(profile, recipe, model, reference_feeds)  # samples: sizes for dynamic dims
         baseline_path, artifact_path = writer.path(BASELINE_NAME), writer.path(backend.file_name)
         onnx.save(bundle.onnx_model, str(baseline_path))
         model_path = pruning.path if pruning else baseline_path
@@ -323,6 +323,7 @@ def _run(recipe: Recipe, progress: Progress | None = None) -> Result:
                 artifact = backend.build(model_path, plan, artifact_path, work, data.calibration, data.batch, advance)
         assert artifact is not None
         notes += artifact.notes
+        decisions += artifact.decisions  # choices the backend made (a TFLite route, fixed input sizes)
         for layer, why in (artifact.facts.get("not_expressible") or {}).items():
             notes.append(f"plan not followed for {layer}: {why}")
         plan.save(writer.path("precision_plan.json"))

@@ -1,5 +1,15 @@
 """ONNX rewrites applied to onnx2tf's input copy before the TFLite conversion.
 
+**Dynamic spatial dims** (:func:`spatial_dims_to_fix`, :func:`fix_input_dims`). An image-like
+input (rank >= 4) declared with symbolic height/width, as tf2onnx and paddle2onnx exports
+often are, converts into TFLite files that do not run: measured here (onnx2tf 1.29.24, TF
+2.21) on a tf2onnx opset-12 CNN with batchnorm, max pool and bilinear upsampling, the NHWC
+export failed in the converter (``'tf.Conv2D' op is neither a custom op nor a flex op``, its
+channels taken for a spatial dim), the NCHW one wrote a file whose ``CONV_2D`` fails to
+prepare (``input->dims->data[1] > 0``) and whose int8 calibration fails in ``CONCATENATION``;
+in the field the same kind of model ended in ``XNNPack delegate failed to reshape``. With the
+dims fixed to the data's size every variant converted and ran.
+
 Two constructs that onnx2tf converts badly are rewritten into equivalent ONNX that it
 converts well. The caller (:mod:`edgeport.converters.tflite_out`) checks every rewritten
 model against the original with ONNX Runtime before using it.
@@ -81,6 +91,53 @@ class _Builder:
 
     def one(self, op_type: str, inputs: list[str], hint: str, **attrs) -> str:
         return self.op(op_type, inputs, hint, **attrs)[0]
+
+
+def spatial_dims_to_fix(model: onnx.ModelProto, shapes: dict[str, list[int]]) -> dict[str, list[int]]:
+    """Return ``{input: static shape}`` for the image-like inputs (rank >= 4) of ``model`` whose
+    non-batch dims are symbolic and for which ``shapes`` gives a concrete shape of that rank.
+
+    Axis 0 (the batch) keeps what ``shapes`` says only when the model declares it static; the
+    caller fixes a symbolic batch its own way (onnx2tf's ``batch_size``).
+    """
+    initializers = {i.name for i in model.graph.initializer}
+    fixed = {}
+    for value in model.graph.input:
+        dims = value.type.tensor_type.shape.dim
+        given = shapes.get(value.name)
+        if value.name in initializers or len(dims) < 4 or given is None or len(given) != len(dims):
+            continue
+        symbolic = [i for i, d in enumerate(dims) if i > 0 and not (d.HasField("dim_value") and d.dim_value > 0)]
+        if symbolic and all(int(given[i]) > 0 for i in symbolic):
+            fixed[value.name] = [
+                int(d.dim_value) if d.HasField("dim_value") and d.dim_value > 0 else (-1 if i == 0 else int(given[i]))
+                for i, d in enumerate(dims)
+            ]
+    return fixed
+
+
+def fix_input_dims(model: onnx.ModelProto, shapes: dict[str, list[int]]) -> onnx.ModelProto:
+    """Return a copy of ``model`` whose inputs named in ``shapes`` have those static dims (-1
+    keeps a dim symbolic), with shapes re-inferred from them (stale inner shapes dropped)."""
+    result = onnx.ModelProto()
+    result.CopyFrom(model)
+    for value in result.graph.input:
+        if value.name not in shapes:
+            continue
+        for dim, size in zip(value.type.tensor_type.shape.dim, shapes[value.name], strict=True):
+            if size > 0:
+                dim.Clear()
+                dim.dim_value = int(size)
+    # Inner and output shapes were inferred from the symbolic dims: infer them again.
+    del result.graph.value_info[:]
+    for value in result.graph.output:
+        for dim in value.type.tensor_type.shape.dim:
+            if not dim.HasField("dim_value"):
+                dim.Clear()
+    try:
+        return onnx.shape_inference.infer_shapes(result, strict_mode=False, data_prop=True)
+    except Exception:  # noqa: BLE001 - a model shape inference cannot handle still converts
+        return result
 
 
 def _static_dim(model: onnx.ModelProto, tensor: str, axis: int) -> int | None:

@@ -122,12 +122,15 @@ def _signature_model(loaded: Any, path: Path, form: str) -> TFModel:
         )
     function = signatures[key]
     _, kw_specs = function.structured_input_signature
-    names = list(kw_specs)
+    # A loaded signature's inputs and outputs are maps whose order changed from one process to
+    # the next (seen: outputs "age, cls", then "cls, age", so the gate measured another output):
+    # sorted by name, as tf.nest orders a dict.
+    names = sorted(kw_specs)
     specs = [kw_specs[n] for n in names]
     shapes = [[None if d is None else int(d) for d in spec.shape.as_list()] for spec in specs]
     dtypes = [spec.dtype.name for spec in specs]
     structured = function.structured_outputs
-    output_names = list(structured) if isinstance(structured, Mapping) else ["output_0"]
+    output_names = sorted(structured) if isinstance(structured, Mapping) else ["output_0"]
 
     def call(args: list[Any]) -> Mapping[str, Any]:
         result = function(**dict(zip(names, args, strict=True)))

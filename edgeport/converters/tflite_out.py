@@ -68,7 +68,7 @@ from edgeport.converters.tflite_layers import (
     tflite_weighted_ops,
 )
 from edgeport.data import Dataset
-from edgeport.errors import ConversionError, InputError
+from edgeport.errors import ConversionError, InputError, describe_exception
 from edgeport.quantize.plan import PrecisionPlan
 
 PLACEHOLDER_NAME = "calibration_image_sample_data_20x128x128x3_float32.npy"
@@ -395,6 +395,7 @@ def export_tflite(
     max_calibration_samples: int = MAX_CALIBRATION_SAMPLES,
     per_tensor: bool = False,
     tf_source: dict[str, Any] | None = None,
+    input_shapes: dict[str, list[int]] | None = None,
     _crash_for_test: bool = False,
 ) -> TFLiteExport:
     """Convert ``onnx_path`` to a TFLite file at ``out_path`` following ``plan``; return a TFLiteExport.
@@ -406,8 +407,11 @@ def export_tflite(
     written atomically. ``tf_source`` (:func:`edgeport.converters.tf_tflite.tf_source_request`)
     converts the TensorFlow/Keras model ``onnx_path`` was exported from with the TFLite
     converter directly instead of onnx2tf; the ONNX file then serves layer matching and I/O
-    names. Raises ConversionError (exit 4) when the conversion fails, crashes or times out,
-    InputError for unusable arguments.
+    names. ``input_shapes`` (``{input: shape}``, e.g. the eval data's) fixes the symbolic
+    height/width of image-like inputs before onnx2tf, which converts those badly
+    (:func:`edgeport.converters.onnx2tf_rewrites.spatial_dims_to_fix`); a note says so. Raises
+    ConversionError (exit 4) when the conversion fails, crashes or times out, or its file does
+    not load in LiteRT; InputError for unusable arguments.
     """
     onnx_path, out_path, work = Path(onnx_path), Path(out_path), Path(work)
     if plan.scheme not in SCHEME_MODES:
@@ -453,6 +457,8 @@ def export_tflite(
     np.save(folder / PLACEHOLDER_NAME, rng.random((20, 128, 128, 3), dtype=np.float32))
     if tf_source:
         notes.append("converted from the TensorFlow/Keras source by tf.lite.TFLiteConverter (no onnx2tf)")
+    else:
+        model = _fix_spatial_dims(model, copy, input_shapes or {}, batch_size, notes)
     recurrent_left = {} if tf_source else _rewrite_for_onnx2tf(model, copy, notes)
 
     request: dict[str, Any] = {
@@ -530,9 +536,15 @@ def export_tflite(
     if not produced.is_file() or produced.stat().st_size == 0:
         raise ConversionError(f"TFLite conversion ({mode}) reported success but wrote no .tflite file")
 
-    inputs, outputs, io_notes = _io_tensors(produced, model)
+    try:
+        inputs, outputs, io_notes = _io_tensors(produced, model)
+        ops = tflite_weighted_ops(produced)
+    except (RuntimeError, ValueError) as exc:  # LiteRT cannot prepare the file it was given
+        raise ConversionError(
+            f"the converted .tflite ({mode}) does not load in LiteRT: {describe_exception(exc)}",
+            hint=_dynamic_dims_hint(model) or "try another --quantization or --output_format onnx",
+        ) from exc
     notes.extend(io_notes)
-    ops = tflite_weighted_ops(produced)
     matched, how = match_layers(onnx_layer_weights(model, {k: v.nodes for k, v in plan.layers.items()}), ops)
     applied = layer_precisions(matched)
     for layer, got in applied.items():
@@ -582,6 +594,49 @@ def export_tflite(
         seconds=time.monotonic() - start,
         versions=_versions(),
     )
+
+
+def _fix_spatial_dims(
+    model: onnx.ModelProto, copy: Path, shapes: dict[str, list[int]], batch_size: int | None, notes: list[str]
+) -> onnx.ModelProto:
+    """Fix the symbolic height/width of image-like inputs to ``shapes`` in onnx2tf's input
+    ``copy`` (onnx2tf converts them into files that fail to run); return the model as fixed.
+
+    A symbolic batch of those inputs is fixed to ``batch_size`` in the graph too: left to
+    onnx2tf's own batch option, the NHWC input of a tf2onnx export was taken for NCHW
+    (``Depth of input (64) is not a multiple of input depth of filter (3)``)."""
+    from edgeport.converters.onnx2tf_rewrites import fix_input_dims, spatial_dims_to_fix
+
+    fixed = spatial_dims_to_fix(model, shapes)
+    if not fixed:
+        return model
+    if batch_size:
+        fixed = {name: [batch_size if d < 0 else d for d in shape] for name, shape in fixed.items()}
+    from edgeport.converters.normalize import check_and_simplify
+
+    before = {v.name: _onnx_shape(v) for v in model.graph.input}
+    # Simplified again so that shape computations (Shape -> Slice -> Concat feeding a Resize)
+    # fold into constants: onnx2tf failed on them even with static inputs ('tf.concat_1').
+    model, _ = check_and_simplify(fix_input_dims(model, fixed))
+    onnx.save(model, str(copy))
+    for name, shape in fixed.items():
+        notes.append(
+            f"input {name!r} declares dynamic dims {before[name]}: fixed to "
+            f"{['batch' if d < 0 else d for d in shape]} (the data's size) for the TFLite conversion; "
+            "the .tflite accepts only that size"
+        )
+    return model
+
+
+def _dynamic_dims_hint(model: onnx.ModelProto) -> str | None:
+    """A hint naming ``--input_shape`` when an input has symbolic non-batch dims, else None."""
+    initializers = {i.name for i in model.graph.initializer}
+    for value in model.graph.input:
+        shape = _onnx_shape(value)
+        if value.name not in initializers and any(not isinstance(d, int) or d < 0 for d in shape[1:]):
+            example = ",".join(str(d) if isinstance(d, int) and d > 0 else "N" for d in shape)
+            return f"input {value.name!r} has dynamic dims {shape}: fix them with --input_shape {value.name}:{example}"
+    return None
 
 
 def _rewrite_for_onnx2tf(model: onnx.ModelProto, copy: Path, notes: list[str]) -> dict[str, tuple[str, str]]:

@@ -17,7 +17,7 @@ import onnx
 
 from edgeport.bundle import path_bytes
 from edgeport.data import Dataset
-from edgeport.errors import EdgeportError, InputError, describe_exception
+from edgeport.errors import ConversionError, EdgeportError, InputError, describe_exception
 from edgeport.profiles import op_class
 from edgeport.profiles.schema import DeviceProfile
 from edgeport.progress import Progress
@@ -388,9 +388,10 @@ def auto_quantize(
             # One candidate that a converter or runtime cannot build or run ends that candidate,
             # not the search: the other candidates, and the float model, remain.
             failure = f"{plan.scheme} candidate failed: {describe_exception(exc)}"
-            point = SearchPoint([], float("inf"), False, None, None, None, {"failed": failure, "notes": [failure]})
-            cache[key] = point
-            return point
+            cache[key] = SearchPoint(
+                [], math.inf, False, None, None, None, {"scheme": plan.scheme, "failed": failure, "notes": [failure]}
+            )
+            return cache[key]
         notes = artifact.notes
         fidelity = compare(reference_outputs, outputs, output_names, labels, gate)
         drop, metric = accuracy_drop(fidelity)
@@ -452,8 +453,11 @@ def auto_quantize(
                 plan = uniform_plan(model, scheme, profile)
                 plan.details.update(variant)
                 point = evaluate(plan)
-                point.feasible = point.drop <= budget + 1e-9
                 key = variant_name(scheme, variant)
+                if point.metrics.get("failed"):  # failed to build or run: skipped
+                    base_points[key] = {"failed": point.metrics["failed"]}
+                    continue
+                point.feasible = point.drop <= budget + 1e-9
                 base_points[key] = {"drop": point.drop, "speedup": point.speedup, "size_bytes": point.size_bytes}
                 # Untimed candidates (Core ML off macOS) come most compressed first: the first whose
                 # drop the search can plausibly recover by keeping layers in float starts it, else
@@ -462,15 +466,18 @@ def auto_quantize(
                 rank = (usable, (point.speedup or -order) if usable else -point.drop)
                 if best_base is None or rank > best_rank:
                     best_base, best_rank = (scheme, plan, point), rank
-    assert best_base is not None
-    scheme, plan, base_point = best_base
-    if base_point.metrics.get("failed"):
-        # Every all-quantized start failed to build or run: nothing to search from.
-        result = SearchResult(base_point, [base_point], [], False, "every quantized candidate failed", budget)
+    if best_base is None:
+        # Every all-quantized start failed to build or run: nothing to search from, so the float
+        # model is the answer, and the decision names the failures.
+        failures = "; ".join(f"{k}: {v['failed']}" for k, v in base_points.items())
+        failed = SearchPoint([], math.inf, False, None, None, None, {"failed": failures[:600], "notes": []})
+        result = SearchResult(failed, [failed], [], False, "every quantized candidate failed", budget)
+        plan = uniform_plan(model, schemes[0], profile)
         return _with_float_fallback(
-            AutoResult(plan, None, result, variant_name(scheme, {}), base_points, {}, []),
+            AutoResult(plan, None, result, schemes[0], base_points, {}, []),
             result, model, profile, float_precision, evaluate, budget, progress,
         )  # fmt: skip
+    scheme, plan, base_point = best_base
     cache_file = sensitivity_cache_path(model, plan, backend.format, sensitivity_feeds)
     # Measuring only orders the layers to keep in float; when every layer quantized already
     # meets the budget none is kept, and one build per layer would be wasted (all-MiniLM-L6-v2:
@@ -480,6 +487,7 @@ def auto_quantize(
     measure = measurable and not base_point.feasible
     simulated_file = cache_file.with_name(f"{cache_file.stem}-simulated.json")
     sensitivity = load_cached_sensitivity(cache_file)
+    sensitivity_note = ""
     if sensitivity is None and measurable and not measure:
         sensitivity = load_cached_sensitivity(simulated_file)
     if sensitivity is None:
@@ -493,10 +501,16 @@ def auto_quantize(
             # layer is too slow, so ONNX Runtime's int8 measures the layers as a proxy.
             measuring = backend if backend.format == "onnx" else proxy_onnx_backend()
             where = "" if measuring is backend else ", on ONNX Runtime as a proxy"
-            with progress.step(f"measured sensitivity ({len(plan.layers)} layers, one at a time{where})"):
-                measured = measured_sensitivity(
-                    baseline, plan, measuring, work, calibration, batch, sensitivity_feeds, reference_runner
-                )
+            try:
+                with progress.step(f"measured sensitivity ({len(plan.layers)} layers, one at a time{where})"):
+                    measured = measured_sensitivity(
+                        baseline, plan, measuring, work, calibration, batch, sensitivity_feeds, reference_runner
+                    )
+            except ConversionError as exc:
+                # Measuring only orders the layers: when its builds fail (the ONNX proxy on an
+                # opset-12 model: per-channel Q/DQ needs opset 13) the simulated order stands.
+                measured, measure = {}, False
+                sensitivity_note = f"layer order from simulated sensitivity: measuring it failed ({exc.message})"
             for name, loss in measured.items():
                 if name in sensitivity:
                     # The runtime's own error with only this layer quantized replaces the simulation.
@@ -528,7 +542,10 @@ def auto_quantize(
         {k: v.as_dict() for k, v in sensitivity.items()},
         list(result.best.metrics.get("notes", [])),
     )
-    return _with_float_fallback(auto, result, model, profile, float_precision, evaluate, budget, progress)
+    auto = _with_float_fallback(auto, result, model, profile, float_precision, evaluate, budget, progress)
+    if sensitivity_note and auto.artifact is not None:
+        auto.artifact.notes.append(sensitivity_note)  # the report's notes come from the artifact
+    return auto
 
 
 def _with_float_fallback(
@@ -604,6 +621,7 @@ def float_fallback(result: SearchResult) -> tuple[str, str] | None:
             "do not pay for these layers here (a device with fast int8 for these ops, or larger inputs, would)"
         )
     return None
+
 
 
 def search_report(auto: AutoResult) -> dict[str, Any]:

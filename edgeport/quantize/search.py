@@ -12,6 +12,7 @@ and ``max_seconds`` cap it. It always returns the best point it found.
 from __future__ import annotations
 
 import copy
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -39,7 +40,7 @@ class SearchPoint:
         return {
             "kept_float": self.kept_float,
             "kept_float_count": len(self.kept_float),
-            "drop": self.drop,
+            "drop": self.drop if math.isfinite(self.drop) else None,  # None: the candidate failed (see metrics)
             "feasible": self.feasible,
             "speedup": self.speedup,
             "estimated_cost": self.estimated_cost,

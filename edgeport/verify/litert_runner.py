@@ -30,6 +30,10 @@ def _quantize(values: np.ndarray, dtype: np.dtype, scale: float, zero_point: int
 class LiteRTRunner:
     """A LiteRT interpreter (default delegates, i.e. XNNPACK on CPU) with a fixed thread count.
 
+    When XNNPACK fails on the file (at load or at a resize) the interpreter is reloaded
+    without delegates and ``delegate_fallback`` says why; a file LiteRT cannot load or run at
+    all raises ConversionError with a one-line message and a hint.
+
     ``transposes``: ``{input name: perm}`` taking an ONNX-layout feed to the TFLite input;
     ``output_transposes``: ``{output name: perm}`` taking a TFLite output to the ONNX layout;
     ``input_names``/``output_names``: the ONNX names in ONNX order. TFLite tensors are matched
@@ -47,28 +51,77 @@ class LiteRTRunner:
         input_names: list[str] | None = None,
         output_names: list[str] | None = None,
     ) -> None:
-        from ai_edge_litert.interpreter import Interpreter
-
         self.threads = threads
         self.transposes = {k: list(v) for k, v in (transposes or {}).items()}
         self.output_transposes = {k: list(v) for k, v in (output_transposes or {}).items()}
-        start = time.perf_counter()
-        source = {"model_content": bytes(path)} if isinstance(path, bytes | bytearray) else {"model_path": str(path)}
-        self.interpreter = Interpreter(**source, num_threads=threads)
-        self.interpreter.allocate_tensors()
-        self.load_seconds = time.perf_counter() - start
+        self._names = (input_names, output_names)
+        self._source = (
+            {"model_content": bytes(path)} if isinstance(path, bytes | bytearray) else {"model_path": str(path)}
+        )
         self.path = None if isinstance(path, bytes | bytearray) else Path(path)
+        self.label = self.path.name if self.path is not None else "the .tflite model"
+        # Why XNNPACK was dropped (its delegate failed on this file), None while it runs.
+        self.delegate_fallback: str | None = None
+        start = time.perf_counter()
+        try:
+            self._load(delegates=True)
+        except (RuntimeError, ValueError) as exc:
+            self._without_xnnpack(exc, "load")
+        self.load_seconds = time.perf_counter() - start
 
+    def _load(self, delegates: bool) -> None:
+        """Create and allocate the interpreter (with LiteRT's default delegates, i.e. XNNPACK,
+        or without any) and pair its tensors with the ONNX names."""
+        from ai_edge_litert.interpreter import Interpreter, OpResolverType
+
+        options: dict[str, Any] = {}
+        if not delegates:
+            options["experimental_op_resolver_type"] = OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
+        self.interpreter = Interpreter(**self._source, num_threads=self.threads, **options)
+        try:
+            self.interpreter.allocate_tensors()
+            self._allocated = True
+        except RuntimeError:
+            # Without XNNPACK (which defers it) a file with dynamic dims is prepared at its
+            # placeholder size 1, where a conv after a pool fails: allocate at the first feed's size.
+            dynamic = any(-1 in list(d.get("shape_signature", [])) for d in self.interpreter.get_input_details())
+            if delegates or not dynamic:
+                raise
+            self._allocated = False
         inputs = self.interpreter.get_input_details()
         outputs = self.interpreter.get_output_details()
         signatures = self.interpreter._get_full_signature_list()  # {key: {"inputs": {name: index}, ...}}
         signature = next(iter(signatures.values()), {"inputs": {}, "outputs": {}})
-        self._inputs = self._pair(input_names, signature.get("inputs", {}), inputs, "input")
-        self._outputs = self._pair(output_names, signature.get("outputs", {}), outputs, "output")
+        self._inputs = self._pair(self._names[0], signature.get("inputs", {}), inputs, "input")
+        self._outputs = self._pair(self._names[1], signature.get("outputs", {}), outputs, "output")
         self.input_names = list(self._inputs)
         self.output_names = list(self._outputs)
         ops = self.interpreter._get_ops_details()
         self.delegated = any(op["op_name"] == "DELEGATE" for op in ops)
+
+    def _without_xnnpack(self, exc: Exception, when: str) -> None:
+        """Reload without delegates after ``exc`` (XNNPACK refused to prepare or reshape the
+        model, seen as ``XNNPack delegate failed to reshape runtime``); raise ConversionError
+        (one line, a hint) when the model fails without XNNPACK too, or ran without it already."""
+        from edgeport.errors import ConversionError, describe_exception
+
+        reason = describe_exception(exc, with_type=False)[:300]
+        hint = (
+            "the file may declare dynamic dims its ops cannot take at this size: fix the input size "
+            "(--input_shape) or feed data of the size it was converted for; or try another --quantization"
+        )
+        if self.delegate_fallback is None and getattr(self, "delegated", True):
+            try:
+                self._load(delegates=False)
+            except (RuntimeError, ValueError) as again:
+                raise ConversionError(
+                    f"LiteRT cannot {when} {self.label}, with or without XNNPACK: "
+                    f"{describe_exception(again, with_type=False)[:300]}",
+                    hint=hint,
+                ) from again
+            self.delegate_fallback = reason
+            return
+        raise ConversionError(f"LiteRT cannot {when} {self.label}: {reason}", hint=hint) from exc
 
     @staticmethod
     def _pair(
@@ -109,14 +162,27 @@ class LiteRTRunner:
         return np.ascontiguousarray(array)
 
     def _invoke(self, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
+        try:
+            return self._invoke_once(feeds)
+        except (RuntimeError, ValueError) as exc:
+            # A resize XNNPACK cannot take fails here (the delegate prepared the first shape only).
+            self._without_xnnpack(exc, "run")
+            try:
+                return self._invoke_once(feeds)
+            except (RuntimeError, ValueError) as again:
+                self._without_xnnpack(again, "run")  # raises: XNNPACK is off already
+                raise
+
+    def _invoke_once(self, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
         resized = False
         for name, array in feeds.items():
             detail = self._inputs[name]
             if list(array.shape) != list(detail["shape"]):
                 self.interpreter.resize_tensor_input(detail["index"], list(array.shape), strict=True)
                 resized = True
-        if resized:
+        if resized or not self._allocated:
             self.interpreter.allocate_tensors()
+            self._allocated = True
             self._inputs = {n: self._refresh(d) for n, d in self._inputs.items()}
         for name, array in feeds.items():
             self.interpreter.set_tensor(self._inputs[name]["index"], array)
@@ -151,6 +217,7 @@ class LiteRTRunner:
             "version": getattr(ai_edge_litert, "__version__", "unknown"),
             "delegates": ["XNNPACK"] if self.delegated else [],
             "xnnpack": self.delegated,
+            "xnnpack_failed": self.delegate_fallback,
             "threads": self.threads,
             "inputs": {
                 n: {"dtype": np.dtype(d["dtype"]).name, "shape": [int(s) for s in d["shape"]]}
