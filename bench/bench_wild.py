@@ -21,7 +21,8 @@ Per model:
   interleaved, warm-up, medians; 1 thread, spinning off) on a typical input.
 
 Writes bench/results/wild.json (``--only`` merges into the existing file) and prints a
-markdown table. Nothing is downloaded: ``make bench`` installs the model packages.
+markdown table, also saved as bench/results/wild.md. Nothing is downloaded: ``make bench``
+installs the model packages.
 """
 
 from __future__ import annotations
@@ -52,6 +53,7 @@ from edgeport.verify.latency import measure_side_by_side  # noqa: E402
 from edgeport.verify.runners import OrtRunner, host_description  # noqa: E402
 
 RESULTS = BENCH / "results" / "wild.json"
+TABLE = BENCH / "results" / "wild.md"
 EDGEPORT = "edgeport auto"
 PEERS = ("ORT dynamic defaults", "ORT static defaults")
 
@@ -311,7 +313,8 @@ def main() -> None:
         parser.error(f"unknown model {unknown[0]!r}; models: {', '.join(MODELS)}")
     runs, warmup = (50, 10) if args.quick else (args.runs, args.warmup)
     started = time.time()
-    results: dict[str, Any] = {}
+    previous = json.loads(RESULTS.read_text()).get("models", {}) if RESULTS.exists() and args.only else {}
+    results: dict[str, Any] = dict(previous)
     for name in names:
         try:
             results[name] = bench_model(name, runs, warmup)
@@ -320,9 +323,15 @@ def main() -> None:
             traceback.print_exc()
             continue
         with contextlib.suppress(Exception):
-            print(markdown_table({name: results[name]}).splitlines()[-1])
-    previous = json.loads(RESULTS.read_text()).get("models", {}) if RESULTS.exists() and args.only else {}
-    merged = {**previous, **results}
+            print(markdown_table({name: results[name]}).splitlines()[-1], flush=True)
+        save(results, runs, warmup, started)  # after every model: a long suite keeps what it measured
+    table = markdown_table(results)
+    print("\n" + table)
+    print(f"\nsaved {RESULTS.relative_to(REPO)} and {TABLE.name} ({time.time() - started:.0f} s)")
+
+
+def save(results: dict[str, Any], runs: int, warmup: int, started: float) -> None:
+    """Write bench/results/wild.json and the markdown table bench/results/wild.md."""
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(
         json.dumps(
@@ -333,17 +342,22 @@ def main() -> None:
                 "date": datetime.now(UTC).isoformat(timespec="seconds"),
                 "runs": runs,
                 "warmup": warmup,
-                "models": merged,
+                "models": results,
                 "host": host_description(),
-                "seconds": round(time.time() - started, 1),
+                "seconds_this_run": round(time.time() - started, 1),
             },
             indent=2,
             default=str,
         )
         + "\n"
     )
-    print("\n" + markdown_table(merged))
-    print(f"\nsaved {RESULTS.relative_to(REPO)} ({time.time() - started:.0f} s)")
+    TABLE.write_text(
+        f"# Models from the wild ({datetime.now(UTC).date()}, {runs} timing runs)\n\n"
+        "edgeport `--quantization auto` with default flags vs ORT's defaults. Task measure vs fp32 on real data "
+        "(higher is better except relative error); speedup = fp32 p50 / artifact p50, timed side by side by "
+        "bench/bench_wild.py (edgeport's own report figure in brackets); size = fp32 bytes / artifact bytes. "
+        "Details and exact messages: wild.json.\n\n" + markdown_table(results) + "\n"
+    )
 
 
 if __name__ == "__main__":
