@@ -10,7 +10,8 @@ Per model:
   flag. The exit class (0 passed, 2 input, 3 gate, 4 conversion, 1 internal error) and its
   one-line message are recorded; from report.json: the gate metric edgeport chose, its
   decisions, fidelity, its own speedup (report["latency"]["speedup"]) and sizes. edgeport runs
-  with the work folder as current directory; files it leaves there are counted.
+  with a private folder as current directory; files it leaves there are counted
+  (``cwd_leftovers``) and removed with the work folder.
 - peers: ONNX Runtime's ``quantize_dynamic(in, out)`` and ``quantize_static(in, out,
   reader)`` with default arguments; when a call fails on the model as given, it is retried
   after ``quant_pre_process`` (recorded).
@@ -83,7 +84,8 @@ def _short(exc: BaseException) -> str:
 def peer_quantize(kind: str, fp32: Path, out: Path, calib_feeds: list[dict[str, np.ndarray]]) -> dict[str, Any]:
     """Run ORT's ``quantize_dynamic`` or ``quantize_static`` with default arguments.
 
-    Tries the model as given first; on failure runs ``quant_pre_process`` and tries again.
+    Tries the model as given first; on failure runs ``quant_pre_process`` and tries again, then
+    ``quant_pre_process(skip_symbolic_shape=True)``.
     Returns ``{"path", "pre_processed", "error", "first_error", "seconds"}``.
     """
     from onnxruntime.quantization import quantize_dynamic, quantize_static
@@ -104,13 +106,17 @@ def peer_quantize(kind: str, fp32: Path, out: Path, calib_feeds: list[dict[str, 
             record["path"] = out
         except Exception as exc:  # noqa: BLE001 - a peer's failure is a result
             record["first_error"] = _short(exc)
-            try:
-                pre = out.with_name(out.stem + "_pre.onnx")
-                quant_pre_process(str(fp32), str(pre))
-                call(pre)
-                record.update(path=out, pre_processed=True)
-            except Exception as exc2:  # noqa: BLE001
-                record["error"] = _short(exc2)
+            pre = out.with_name(out.stem + "_pre.onnx")
+            # ORT's recipe, then (when its symbolic shape inference gives up on a model) the same
+            # without it: what its documentation tells a user to try next.
+            for skip_symbolic in (False, True):
+                try:
+                    quant_pre_process(str(fp32), str(pre), skip_symbolic_shape=skip_symbolic)
+                    call(pre)
+                    record.update(path=out, pre_processed="skip_symbolic_shape" if skip_symbolic else True, error=None)
+                    break
+                except Exception as exc2:  # noqa: BLE001
+                    record["error"] = _short(exc2)
     record["seconds"] = round(time.perf_counter() - started, 1)
     return record
 
@@ -158,6 +164,8 @@ def edgeport_auto(model: WildModel, work: Path) -> dict[str, Any]:
     record["seconds"] = round(time.perf_counter() - started, 1)
     leftovers = sorted(os.listdir(cwd))
     record["cwd_leftovers"] = {"files": len(leftovers), "bytes": sum((cwd / f).stat().st_size for f in leftovers)}
+    # New names in the system temp folder during the run: on a shared machine other processes
+    # create some too, so this is a hint to check, not proof (cwd_leftovers is exact).
     new_tmp = sorted(set(os.listdir(tempfile.gettempdir())) - before - {work.name})
     record["new_entries_in_system_temp"] = new_tmp[:10]
     if bundle and (bundle / "report.json").exists():
