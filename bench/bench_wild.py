@@ -99,7 +99,11 @@ def peer_quantize(kind: str, fp32: Path, out: Path, calib_feeds: list[dict[str, 
 
     started = time.perf_counter()
     record: dict[str, Any] = {"path": None, "pre_processed": False, "error": None, "first_error": None}
-    with warnings.catch_warnings():
+    # ORT's symbolic shape inference leaves sym_shape_infer_temp.onnx in the current directory
+    # when it fails: run it in a folder of the work directory.
+    cwd = out.parent / f"{out.stem}_cwd"
+    cwd.mkdir(exist_ok=True)
+    with warnings.catch_warnings(), contextlib.chdir(cwd):
         warnings.simplefilter("ignore")
         try:
             call(fp32)
@@ -268,6 +272,7 @@ def bench_model(name: str, runs: int, warmup: int) -> dict[str, Any]:
         "higher_is_better": model.higher_is_better,
         "edgeport": ours,
         "configs": rows,
+        "timing": {"runs": runs, "warmup": warmup},
         "seconds": round(time.perf_counter() - started, 1),
     }
 
@@ -348,8 +353,8 @@ def save(results: dict[str, Any], runs: int, warmup: int, started: float) -> Non
                 "quantize_dynamic/quantize_static defaults; task measure vs fp32 on real data; "
                 "ONNX Runtime CPU, 1 thread, spinning off, interleaved runs",
                 "date": datetime.now(UTC).isoformat(timespec="seconds"),
-                "runs": runs,
-                "warmup": warmup,
+                "runs_this_run": runs,
+                "warmup_this_run": warmup,
                 "models": results,
                 "host": host_description(),
                 "seconds_this_run": round(time.time() - started, 1),
@@ -360,10 +365,11 @@ def save(results: dict[str, Any], runs: int, warmup: int, started: float) -> Non
         + "\n"
     )
     TABLE.write_text(
-        f"# Models from the wild ({datetime.now(UTC).date()}, {runs} timing runs)\n\n"
+        f"# Models from the wild ({datetime.now(UTC).date()})\n\n"
         "edgeport `--quantization auto` with default flags vs ORT's defaults. Task measure vs fp32 on real data "
         "(higher is better except relative error); speedup = fp32 p50 / artifact p50, timed side by side by "
-        "bench/bench_wild.py (edgeport's own report figure in brackets); size = fp32 bytes / artifact bytes. "
+        "bench/bench_wild.py, timing runs per model in wild.json (edgeport's own report figure in brackets); "
+        "size = fp32 bytes / artifact bytes. "
         "Details and exact messages: wild.json.\n\n" + markdown_table(results) + "\n"
     )
 
