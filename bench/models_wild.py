@@ -11,9 +11,8 @@ Data files (edgeport ``.npz``, one array per model input, named like the input, 
 sample): where the model's batch axis is axis 0 it doubles as the sample axis; where it is not
 (Silero's ``state`` [2, batch, 128]), each sample's whole tensor is stacked on a new axis 0;
 a rank-0 input (Silero's ``sr``) is a 1-D array of one value per sample. Inputs of varying
-length (MiniLM's token ids) are padded to the longest sample of the file, with their attention
-mask, because edgeport has no ragged layout yet; the bench's own measurements below feed every
-sample at its natural length instead.
+length (MiniLM's token ids) use edgeport's ragged layout (``input_ids/0``, ``input_ids/1``, ...:
+each sentence at its natural length), as the bench's own measurements feed them.
 """
 
 from __future__ import annotations
@@ -251,12 +250,9 @@ def wild_minilm_embedding(work: Path) -> WildModel:
             out.append({k: enc[k].astype(np.int64) for k in ("input_ids", "attention_mask")})
         return out
 
-    def padded(feeds: list[Feeds], file: Path) -> Path:
-        longest = max(f["input_ids"].shape[1] for f in feeds)
-        arrays = {
-            k: np.concatenate([np.pad(f[k], ((0, 0), (0, longest - f[k].shape[1]))) for f in feeds])
-            for k in ("input_ids", "attention_mask")
-        }
+    def ragged(feeds: list[Feeds], file: Path) -> Path:
+        """edgeport's ragged layout: one array per sentence at its natural length (name/i)."""
+        arrays = {f"{k}/{i}": f[k][0] for i, f in enumerate(feeds) for k in ("input_ids", "attention_mask")}
         np.savez(file, **arrays)
         return file
 
@@ -277,8 +273,8 @@ def wild_minilm_embedding(work: Path) -> WildModel:
         file="model.safetensors (+ tokenizer)",
         exporter="torch.onnx (TorchScript, here, opset 17), pooling + L2 norm inside",
         path=path,
-        calibration_data=padded(calib, work / "minilm_calib.npz"),
-        eval_data=padded(feeds, work / "minilm_eval.npz"),
+        calibration_data=ragged(calib, work / "minilm_calib.npz"),
+        eval_data=ragged(feeds, work / "minilm_eval.npz"),
         measure="mean cosine with fp32 (natural-length sentences)",
         feeds=feeds,
         calib_feeds=calib,
@@ -533,7 +529,7 @@ def wild_silero_vad(work: Path) -> WildModel:
         np.savez(
             file,
             input=np.concatenate([f["input"] for f in feeds_]),  # [N, 576]: batch axis = sample axis
-            state=np.stack([f["state"] for f in feeds_]),  # [N, 2, 1, 128]: one state tensor per sample
+            state=np.stack([f["state"][:, 0, :] for f in feeds_]),  # [N, 2, 128]: sample-first, fed at axis 1
             sr=np.stack([f["sr"] for f in feeds_]),  # [N]: the rank-0 input, one value per sample
         )
         return file
@@ -563,7 +559,7 @@ def wild_silero_vad(work: Path) -> WildModel:
         latency_feed=feeds[len(feeds) // 3],
         score=decisions,
         run=stream,
-        notes=[f"{len(frames)} frames of 32 ms; data layout: input [N,576], state [N,2,1,128], sr [N]"],
+        notes=[f"{len(frames)} frames of 32 ms; data layout: input [N,576], state [N,2,128] (sample-first), sr [N]"],
     )
 
 
