@@ -167,7 +167,8 @@ def convert_options(func: Callable) -> Callable:
             default="auto",
             show_default=True,
             help="What the gate measures: auto (chosen per output by evidence), top1, cosine, iou, rel_error, "
-            "token_top1, exact, none; output=measure items; or your evaluator as module:function / file.py:function.",
+            "token_top1, binary, exact, none; output=measure items; or your evaluator as module:function "
+            "/ file.py:function.",
         ),
         click.option("--precision_plan", default=None, help="Re-apply a saved precision_plan.json (no search)."),
         click.option(

@@ -244,3 +244,18 @@ def test_custom_evaluator_drives_the_search_and_the_report(gate_models, tmp_path
         convert(str(gate_models["segmenter"]), metric=f"{evaluator}:missing", output_dir=str(tmp_path / "c"),
                 **common)  # fmt: skip
     assert not (tmp_path / "c").exists()
+
+
+def test_yes_no_probabilities_are_compared_as_decisions():
+    """A Sigmoid with one value per sample (VAD, word boundaries, binary classifiers): the gate
+    counts flipped decisions at 0.5, not the distance of the probabilities."""
+    x = onnx.helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, ["batch", 1])
+    p = onnx.helper.make_tensor_value_info("p", onnx.TensorProto.FLOAT, ["batch", 1])
+    sigmoid = onnx.helper.make_node("Sigmoid", ["x"], ["p"])
+    model = onnx.helper.make_model(onnx.helper.make_graph([sigmoid], "g", [x], [p]))
+    probabilities = np.array([[0.1], [0.45], [0.55], [0.9]], np.float32)
+    gate = choose_gate(model, ["p"], [probabilities], metric="auto", budget=None, labels=False)
+    assert gate.measures[0].measure == "binary"
+    nudged = probabilities + np.float32(0.1)  # 0.45 crosses 0.5: one decision of four flips
+    figures = gate.assess([probabilities], [nudged], ["p"], None)
+    assert figures["outputs"]["p"]["drop"] == pytest.approx(25.0)

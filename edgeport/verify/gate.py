@@ -8,6 +8,8 @@ produces it) and the data (what its values look like), and says why:
 - embeddings (rows of constant norm, pooled features, Hugging Face feature extraction): cosine;
 - dense maps (segmentation, heat maps, detection score maps): IoU of the thresholded decisions;
 - per-token scores ``[N, tokens, classes]``: per-position top-1 agreement;
+- yes/no probabilities (a Sigmoid with one value per sample or position): agreement of the
+  decisions at 0.5;
 - integer outputs (class ids, indices): exact agreement;
 - boxes and regression values: relative error (``100 x ||fp32 - artifact|| / ||fp32||``);
 - recurrent state outputs (an output that mirrors a state input): reported, not gated.
@@ -39,6 +41,7 @@ MEASURE_BUDGETS = {
     "labels": 1.0,
     "top1": 1.0,
     "token_top1": 1.0,
+    "binary": 1.0,
     "cosine": 1.0,
     "iou": 2.0,
     "rel_error": 2.0,
@@ -49,6 +52,7 @@ MEASURE_TEXT = {
     "labels": "top-1 accuracy drop vs fp32 (labels)",
     "top1": "top-1 disagreement with fp32",
     "token_top1": "per-position top-1 disagreement with fp32",
+    "binary": "share of yes/no decisions (probability > 0.5) that differ from fp32",
     "cosine": "100 x (1 - mean cosine) vs fp32",
     "iou": "100 x (1 - IoU of the thresholded map) vs fp32",
     "rel_error": "relative error vs fp32 (100 x ||fp32 - artifact|| / ||fp32||)",
@@ -153,6 +157,8 @@ def decide_measure(
     if output_kind == "embedding":
         return made("cosine", "embeddings: the source is a feature extractor")
     ndim = sample.ndim
+    if producer == "Sigmoid" and ndim in (2, 3) and sample.shape[-1] == 1:
+        return made("binary", f"yes/no probabilities {list(sample.shape[1:])}{after}: decisions at 0.5")
     if producer in _PROBABILITY_OPS and ndim == 2 and sample.shape[1] > 1:
         return made("top1", f"class scores: {sample.shape[1]} values per sample{after}")
     if ndim == 2 and sample.shape[1] > 1 and _constant_norm(sample):
@@ -226,6 +232,9 @@ def measure_value(measure: str, reference: np.ndarray, candidate: np.ndarray) ->
         return 100.0 - agreement, agreement
     if measure == "token_top1":
         agreement = float(np.mean(reference.argmax(-1) == candidate.argmax(-1)) * 100)
+        return 100.0 - agreement, agreement
+    if measure == "binary":
+        agreement = float(np.mean((reference > 0.5) == (candidate > 0.5)) * 100)
         return 100.0 - agreement, agreement
     if measure == "cosine":
         if reference.ndim == 3:  # per token, then averaged: one bad token is not hidden by its sentence
