@@ -239,6 +239,10 @@ def test_ragged_npz_runs_each_shape_and_times_the_real_shapes(vad, tmp_path):
     assert "real shapes" in shapes["measured_on"] and len(shapes["by_shape"]) == 3
     assert sum(s["runs"] for s in shapes["by_shape"]) == 30
     assert report["fidelity"]["outputs"]["stateN"]["cosine_min"] > 0.999
+    html = (tmp_path / "ragged" / "report.html").read_text()
+    assert "real shapes" in html
+    for entry in shapes["by_shape"]:  # each shape's row is in the page
+        assert f"<td>{entry['shape']}</td>" in html
 
 
 def test_ragged_npz_mistakes_are_one_line(tmp_path):
