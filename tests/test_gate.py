@@ -116,6 +116,10 @@ def test_evidence_picks_a_measure_per_output(gate_models):
     wide = decide_measure(model, "probs", np.random.default_rng(0).standard_normal((4, 384)), labels=False,
                           output_kind=None, first_scores=True)  # fmt: skip
     assert wide.measure == "top1"  # Softmax producer: strong evidence
+    # One reference row (ragged data's first sentence) of norm 1 is an embedding too.
+    one_row = samples[0][:1] / np.linalg.norm(samples[0][:1])
+    single = decide_measure(model, "value", one_row, labels=False, output_kind=None, first_scores=True)
+    assert single.measure == "cosine"
     with pytest.raises(InputError, match="names no output"):
         choose_gate(model, ["probs", "value"], samples, metric="nothing=cosine", budget=None, labels=False)
 

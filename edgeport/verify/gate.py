@@ -126,11 +126,14 @@ def _state_input_for(model: onnx.ModelProto, output: str) -> str | None:
 
 
 def _constant_norm(values: np.ndarray) -> bool:
-    """Rows of (nearly) one norm: L2-normalized embeddings."""
+    """Rows of (nearly) one norm: L2-normalized embeddings. One row alone counts when its
+    norm is 1 (the reference samples of ragged data can be a single sentence)."""
     rows = values.reshape(values.shape[0], -1).astype(np.float64)
     norms = np.linalg.norm(rows, axis=1)
-    if len(norms) < 2 or norms.mean() == 0:
+    if len(norms) == 0 or norms.mean() == 0:
         return False
+    if len(norms) == 1:
+        return abs(float(norms[0]) - 1.0) < 1e-3
     return float(norms.std() / norms.mean()) < 1e-3
 
 
