@@ -263,3 +263,16 @@ def test_yes_no_probabilities_are_compared_as_decisions():
     nudged = probabilities + np.float32(0.1)  # 0.45 crosses 0.5: one decision of four flips
     figures = gate.assess([probabilities], [nudged], ["p"], None)
     assert figures["outputs"]["p"]["drop"] == pytest.approx(25.0)
+
+
+def test_concatenated_boxes_and_scores_are_values():
+    """A YOLO-style head ([N, 4 + classes, anchors], boxes and scores concatenated) is compared by
+    relative error, not as per-token features."""
+    boxes = onnx.helper.make_tensor_value_info("boxes", onnx.TensorProto.FLOAT, ["batch", 4, 300])
+    scores = onnx.helper.make_tensor_value_info("scores", onnx.TensorProto.FLOAT, ["batch", 2, 300])
+    out = onnx.helper.make_tensor_value_info("detections", onnx.TensorProto.FLOAT, ["batch", 6, 300])
+    concat = onnx.helper.make_node("Concat", ["boxes", "scores"], ["detections"], axis=1)
+    model = onnx.helper.make_model(onnx.helper.make_graph([concat], "g", [boxes, scores], [out]))
+    sample = np.random.default_rng(0).random((2, 6, 300)).astype(np.float32)
+    gate = choose_gate(model, ["detections"], [sample], metric="auto", budget=None, labels=False)
+    assert gate.measures[0].measure == "rel_error" and "concatenated" in gate.measures[0].evidence

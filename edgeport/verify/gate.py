@@ -94,6 +94,11 @@ def _producer_op(model: onnx.ModelProto, output: str) -> str | None:
     return node.op_type if node is not None else None
 
 
+def _direct_producer(model: onnx.ModelProto, output: str) -> str | None:
+    """The op type of the node that writes ``output`` itself."""
+    return next((node.op_type for node in model.graph.node if output in node.output), None)
+
+
 def _declared_shapes(values: Any) -> dict[str, list[Any]]:
     """Declared dims (int, or the symbolic name) of graph inputs or outputs, by name."""
     shapes = {}
@@ -177,6 +182,9 @@ def decide_measure(
         return made("rel_error", f"boxes or values [N, {sample.shape[1]}, {sample.shape[2]}]{after}")
     if ndim == 3 and producer in _LINEAR_OPS and 1 < sample.shape[2] < 64:
         return made("token_top1", f"per-token logits [N, {sample.shape[1]}, {sample.shape[2]}]{after}", weak=True)
+    if ndim == 3 and _direct_producer(model, name) == "Concat":
+        # Detection heads concatenate decoded boxes and scores ([N, 4 + classes, anchors] in YOLO).
+        return made("rel_error", f"boxes and scores concatenated {list(sample.shape[1:])}")
     if ndim == 3 and sample.shape[2] >= 64:
         return made("cosine", f"per-token features [N, {sample.shape[1]}, {sample.shape[2]}]{after}")
     if ndim == 4 and min(sample.shape[2:]) >= 4 and min(sample.shape[1], sample.shape[3]) <= 32:
