@@ -279,3 +279,27 @@ def test_ragged_calibration_with_histogram_calibrators(vad, tmp_path):
     feeds = dataset.batch(0, 1)
     expected, actual = _ort_outputs(vad["onnx"], feeds), _ort_outputs(out, feeds)
     assert np.abs(expected[0] - actual[0]).max() < 0.05
+
+
+def test_unnamed_dims_of_a_state_are_its_batch(vad, tmp_path):
+    """Silero VAD's real file names no dim (input [?, ?], state [2, ?, 128]): the one free dim of a
+    tensor whose leading dim is fixed above 1 is its batch, so sample-first data fits; a leading
+    fixed 1 ([1, ?, 80]: a static batch with a free length) is not taken for a state."""
+    import onnx
+
+    from edgeport.converters.onnx_in import value_info_spec
+
+    model = onnx.load(str(vad["onnx"]))
+    for value in [*model.graph.input, *model.graph.output]:
+        for dim in value.type.tensor_type.shape.dim:
+            if dim.dim_param:
+                dim.Clear()  # unnamed, like the exporter of the real model left them
+    unnamed = tmp_path / "vad_unnamed.onnx"
+    onnx.save(model, str(unnamed))
+    state = next(v for v in model.graph.input if v.name == "state")
+    assert value_info_spec(state).shape == [2, "batch", STATE]
+    features = onnx.helper.make_tensor_value_info("features", onnx.TensorProto.FLOAT, [1, None, 80])
+    assert value_info_spec(features).shape == [1, "dim1", 80]
+    result = convert(str(unnamed), quantization="int8-dynamic", eval_data=str(vad["data"]),
+                     output_dir=str(tmp_path / "bundle"), latency_runs=10)  # fmt: skip
+    assert result.passed and result.report["fidelity"]["outputs"]["output"]["cosine_min"] > 0.99

@@ -28,12 +28,17 @@ _ONNX_DTYPES = {
 def value_info_spec(value: onnx.ValueInfoProto) -> TensorSpec:
     """Return the TensorSpec of an ONNX graph input/output (symbolic dims kept as names)."""
     tensor_type = value.type.tensor_type
+    dims = list(tensor_type.shape.dim)
+    fixed = [d.HasField("dim_value") and d.dim_value > 0 for d in dims]
+    # A tensor whose leading dim is fixed above 1 with one unnamed free dim is a recurrent state
+    # ([layers, batch, hidden], Silero VAD's [2, ?, 128]): that free dim is its batch.
+    state_like = len(dims) > 1 and fixed[0] and dims[0].dim_value > 1 and fixed.count(False) == 1
     shape: list[Dim] = []
-    for i, dim in enumerate(tensor_type.shape.dim):
-        if dim.HasField("dim_value") and dim.dim_value > 0:
+    for i, dim in enumerate(dims):
+        if fixed[i]:
             shape.append(int(dim.dim_value))
         else:
-            shape.append(dim.dim_param or ("batch" if i == 0 else f"dim{i}"))
+            shape.append(dim.dim_param or ("batch" if i == 0 or state_like else f"dim{i}"))
     return TensorSpec(value.name, shape, _ONNX_DTYPES.get(tensor_type.elem_type, "float32"))
 
 
