@@ -303,3 +303,19 @@ def test_unnamed_dims_of_a_state_are_its_batch(vad, tmp_path):
     result = convert(str(unnamed), quantization="int8-dynamic", eval_data=str(vad["data"]),
                      output_dir=str(tmp_path / "bundle"), latency_runs=10)  # fmt: skip
     assert result.passed and result.report["fidelity"]["outputs"]["output"]["cosine_min"] > 0.99
+
+
+def test_free_axis_zero_of_every_input_is_one_batch():
+    """tf2onnx names each free dim apart: two inputs [unk__1, 21] and [unk__2, 21] share the batch."""
+    import onnx
+
+    from edgeport.converters.onnx_in import graph_input_specs
+
+    a = onnx.helper.make_tensor_value_info("a", onnx.TensorProto.FLOAT, ["unk__1", 21])
+    b = onnx.helper.make_tensor_value_info("b", onnx.TensorProto.FLOAT, ["unk__2", 21])
+    y = onnx.helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, ["unk__3", 42])
+    concat = onnx.helper.make_node("Concat", ["a", "b"], ["y"], axis=1)
+    model = onnx.helper.make_model(onnx.helper.make_graph([concat], "g", [a, b], [y]))
+    specs = graph_input_specs(model)
+    assert [s.shape for s in specs] == [["batch", 21], ["batch", 21]]
+    assert batch_axes(specs) == {"a": 0, "b": 0}

@@ -45,7 +45,15 @@ def value_info_spec(value: onnx.ValueInfoProto) -> TensorSpec:
 def graph_input_specs(model: onnx.ModelProto) -> list[TensorSpec]:
     """Return the specs of the graph's real inputs (initializers listed as inputs are skipped)."""
     initializers = {init.name for init in model.graph.initializer}
-    return [value_info_spec(v) for v in model.graph.input if v.name not in initializers]
+    specs = [value_info_spec(v) for v in model.graph.input if v.name not in initializers]
+    if not any(isinstance(d, str) and "batch" in d.lower() for spec in specs for d in spec.shape):
+        # tf2onnx names every free dim apart ('unk__12', 'unk__13'): inputs whose axis 0 is free
+        # share one batch (DeepCut's two [?, 21] inputs were fed different sample counts).
+        for spec in specs:
+            if len(spec.shape) > 1 and isinstance(spec.shape[0], str):
+                old_name = spec.shape[0]
+                spec.shape = ["batch" if d == old_name else d for d in spec.shape]
+    return specs
 
 
 def graph_output_specs(model: onnx.ModelProto) -> list[TensorSpec]:
