@@ -14,7 +14,7 @@ from torch import nn
 
 from edgeport.api import convert
 from edgeport.errors import InputError
-from edgeport.quantize.auto import MIN_SPEEDUP
+from edgeport.quantize.floor import MIN_SPEEDUP, float_fallback
 from edgeport.verify.gate import choose_gate, decide_measure, map_iou, relative_error
 
 
@@ -276,3 +276,23 @@ def test_concatenated_boxes_and_scores_are_values():
     sample = np.random.default_rng(0).random((2, 6, 300)).astype(np.float32)
     gate = choose_gate(model, ["detections"], [sample], metric="auto", budget=None, labels=False)
     assert gate.measures[0].measure == "rel_error" and "concatenated" in gate.measures[0].evidence
+
+
+def test_float_fallback_reasons():
+    """The floor on synthetic search points: a fast feasible plan stands; a slow one, or none
+    within the budget, gives the float model with the nearest point named."""
+    from edgeport.quantize.search import SearchPoint, SearchResult
+
+    def result(points: list[SearchPoint]) -> SearchResult:
+        best = max((p for p in points if p.feasible), key=lambda p: p.speedup or 0.0, default=points[0])
+        return SearchResult(best, points, ["a", "b"], any(p.feasible for p in points), None, 1.0)
+
+    fast = SearchPoint(["a"], 0.5, True, speedup=1.8)
+    assert float_fallback(result([fast])) is None
+    slow = SearchPoint([], 0.2, True, speedup=0.7)
+    reason, why = float_fallback(result([slow]))
+    assert reason == "speed" and "0.70x" in why
+    lossy = SearchPoint([], 3.0, False, speedup=2.5)
+    all_float = SearchPoint(["a", "b"], 0.0, True, speedup=1.0)  # the float model: no quantized plan
+    reason, why = float_fallback(result([lossy, all_float]))
+    assert reason == "budget" and "--max_accuracy_drop 3" in why and "2.50x" in why

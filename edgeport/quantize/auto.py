@@ -21,9 +21,15 @@ from edgeport.errors import ConversionError, EdgeportError, InputError, describe
 from edgeport.profiles import op_class
 from edgeport.profiles.schema import DeviceProfile
 from edgeport.progress import Progress
+from edgeport.quantize.floor import float_fallback
 from edgeport.quantize.plan import PrecisionPlan, uniform_plan
 from edgeport.quantize.search import SearchPoint, SearchResult, search
-from edgeport.quantize.sensitivity import LayerSensitivity, layer_sensitivity
+from edgeport.quantize.sensitivity import layer_sensitivity
+from edgeport.quantize.sensitivity_cache import (
+    load_cached_sensitivity,
+    sensitivity_cache_path,
+    store_cached_sensitivity,
+)
 from edgeport.quantize.smoothing import DEFAULT_ALPHA, smooth, smoothable_groups
 from edgeport.verify.evaluate import run_dataset
 from edgeport.verify.gate import DEFAULT_BUDGET, Gate
@@ -31,9 +37,6 @@ from edgeport.verify.latency import measure_side_by_side
 from edgeport.verify.metrics import accuracy_drop, compare
 from edgeport.verify.runners import OrtRunner
 
-# A quantized plan is chosen over the float model only when it measured at least this much
-# faster than fp32 in the same runtime: below it the difference is within run-to-run noise.
-MIN_SPEEDUP = 1.05
 SENSITIVITY_SAMPLES = 16
 # An untimed all-compressed start whose drop is within this many budgets is searched from (the
 # Fashion-MNIST CNN: 4-bit palettization 1.3 points -> 1.0 with one layer kept in fp16).
@@ -155,57 +158,6 @@ CORRECTED_STATIC = {"bias_correction": True, "calibration": "percentile", "perce
 
 
 MEASURED_SENSITIVITY_MAX_LAYERS = 64
-# Part of the cache key: a change in how sensitivity is computed must not reuse old entries.
-SENSITIVITY_METHOD = "simulated; measured on the format's runtime, or ONNX Runtime as its proxy (v2)"
-
-
-def sensitivity_cache_path(
-    model: onnx.ModelProto, plan: PrecisionPlan, output_format: str, feeds: list[dict[str, np.ndarray]]
-) -> Path:
-    """Where the sensitivity of this model, plan scheme/details, format and data is cached
-    (``$EDGEPORT_CACHE_DIR`` or ``~/.cache/edgeport``), keyed by a content hash."""
-    import hashlib
-    import json
-    import os
-
-    digest = hashlib.sha256(model.SerializeToString())
-    digest.update(
-        json.dumps(
-            [SENSITIVITY_METHOD, plan.scheme, plan.details, output_format, sorted(plan.layers)],
-            sort_keys=True,
-            default=str,
-        ).encode()
-    )
-    for feed in feeds:
-        for name in sorted(feed):
-            digest.update(name.encode())
-            digest.update(np.ascontiguousarray(feed[name]).tobytes())
-    root = Path(os.environ.get("EDGEPORT_CACHE_DIR", Path.home() / ".cache" / "edgeport"))
-    return root / "sensitivity" / f"{digest.hexdigest()}.json"
-
-
-def load_cached_sensitivity(path: Path) -> dict[str, LayerSensitivity] | None:
-    """The cached sensitivity at ``path``, or None when absent or unreadable."""
-    import json
-
-    try:
-        data = json.loads(path.read_text())
-        return {name: LayerSensitivity(**entry) for name, entry in data.items()}
-    except (OSError, ValueError, TypeError):
-        return None
-
-
-def store_cached_sensitivity(path: Path, sensitivity: dict[str, LayerSensitivity]) -> None:
-    """Write the sensitivity to ``path`` atomically; a cache that cannot be written is skipped."""
-    import json
-
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps({k: v.as_dict() for k, v in sensitivity.items()}))
-        tmp.replace(path)
-    except OSError:
-        pass
 
 
 def measured_sensitivity(
@@ -574,54 +526,6 @@ def _with_float_fallback(
     auto.plan, auto.artifact, auto.notes = float_plan, float_point.artifact, list(float_point.metrics["notes"])
     auto.fallback, auto.fallback_why = fallback
     return auto
-
-
-def float_fallback(result: SearchResult) -> tuple[str, str] | None:
-    """Whether the search must return the float model instead of its best quantized point, and
-    why: ``("budget", sentence)`` when no quantized plan met the budget, ``("speed", sentence)``
-    when the best that did measured no faster than fp32 (below MIN_SPEEDUP) in the same runtime.
-    The sentence names the quantized point that came nearest and what would unlock it. Returns
-    None when the quantized point stands (untimed candidates, Core ML off macOS, are judged by
-    the budget alone)."""
-    # A point with every layer in float is the float model itself: it meets any budget but is
-    # no quantized plan.
-    quantized = [p for p in result.points if len(p.kept_float) < len(result.order) or not result.order]
-
-    def described(point: SearchPoint) -> str:
-        if point.metrics.get("failed"):
-            return point.metrics["failed"]
-        speed = f"{point.speedup:.2f}x fp32" if point.speedup is not None else "speed not measured here"
-        return f"{len(point.kept_float)} layer(s) in float: drop {point.drop:.3f} points at {speed}"
-
-    if not any(p.feasible for p in quantized):
-        nearest = min(quantized or result.points, key=lambda p: p.drop)
-        faster = [
-            p for p in quantized if math.isfinite(p.drop) and (p.speedup is None or p.speedup >= MIN_SPEEDUP)
-        ]
-        unlock = (
-            f"--max_accuracy_drop {math.ceil(min(p.drop for p in faster) * 100) / 100:g} would accept a faster plan"
-            if faster
-            else "no quantized plan tried was faster than fp32 either"
-        )
-        return "budget", (
-            f"no quantized plan met the budget of {result.budget} points; nearest: {described(nearest)}; {unlock}"
-        )
-    best = result.best
-    # The search's best may be the all-float plan (it met the budget and timed fastest): that is
-    # the float model's case too, whatever its noisy speed.
-    if not any(p is best for p in quantized) or (best.speedup is not None and best.speedup < MIN_SPEEDUP):
-        within = [p for p in quantized if p.feasible and p.speedup is not None]
-        nearest = (
-            f"the fastest quantized plan within the budget ({described(max(within, key=lambda p: p.speedup))})"
-            if within
-            else "only plans with every layer in float met the budget"
-        )
-        return "speed", (
-            f"no quantized plan within the budget was faster than fp32 on this runtime: {nearest}; int8 kernels "
-            "do not pay for these layers here (a device with fast int8 for these ops, or larger inputs, would)"
-        )
-    return None
-
 
 
 def search_report(auto: AutoResult) -> dict[str, Any]:
