@@ -4,7 +4,7 @@
 The same as ``edgeport convert``; see README.md.
 """
 
-from edgeport.cli import convert_main
+from edgeport.cli.main import convert_main
 
 if __name__ == "__main__":
     convert_main()

@@ -5,7 +5,7 @@ sizes read from the saved packages, and their **emulated** accuracy.
     .venv/bin/python bench/bench_coreml.py [--skip-efficientnet]
 
 Core ML runs only on macOS, so on Linux the accuracy is emulated (the package's decompressed
-weights in ONNX Runtime with fp16 rounding; see edgeport/quantize/coreml_emulate.py): top-1 on
+weights in ONNX Runtime with fp16 rounding; see edgeport/formats/coreml/emulate.py): top-1 on
 the 1,000-image Fashion-MNIST test subset, top-1 agreement with fp32 on 108 crops of bundled
 photos for EfficientNet-Lite0. Latency is not run. Writes bench/results/coreml.json.
 """
@@ -27,10 +27,10 @@ sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "bench"))
 
 from edgeport.api import convert  # noqa: E402
-from edgeport.converters.coreml_out import coreml_version, import_coremltools  # noqa: E402
-from edgeport.errors import GateFailed  # noqa: E402
-from edgeport.pipeline import library_versions  # noqa: E402
-from edgeport.verify.runners import host_description  # noqa: E402
+from edgeport.core.errors import GateFailed  # noqa: E402
+from edgeport.formats.coreml.convert import coreml_version, import_coremltools  # noqa: E402
+from edgeport.pipeline.run import library_versions  # noqa: E402
+from edgeport.runtime.host import host_description  # noqa: E402
 
 EXAMPLES = REPO / "examples"
 RESULTS = REPO / "bench" / "results" / "coreml.json"

@@ -43,8 +43,9 @@ sys.path.insert(0, str(REPO / "bench"))
 import onnx  # noqa: E402
 from models_efficientnet import calibration_crops, export_efficientnet_onnx, photo_crops  # noqa: E402
 
+from edgeport.runtime.host import host_description  # noqa: E402
+from edgeport.runtime.ort import OrtRunner  # noqa: E402
 from edgeport.verify.latency import measure_side_by_side  # noqa: E402
-from edgeport.verify.runners import OrtRunner, host_description  # noqa: E402
 
 RESULTS = REPO / "bench" / "results" / "efficientnet_peers.json"
 

@@ -42,10 +42,11 @@ sys.path.insert(0, str(REPO / "bench"))
 from models_efficientnet import calibration_crops, export_efficientnet_onnx, photo_crops  # noqa: E402
 
 from edgeport.api import convert  # noqa: E402
-from edgeport.pipeline import library_versions  # noqa: E402
+from edgeport.pipeline.run import library_versions  # noqa: E402
+from edgeport.runtime.host import host_description  # noqa: E402
+from edgeport.runtime.litert import LiteRTRunner  # noqa: E402
+from edgeport.runtime.ort import OrtRunner  # noqa: E402
 from edgeport.verify.latency import measure_side_by_side  # noqa: E402
-from edgeport.verify.litert_runner import LiteRTRunner  # noqa: E402
-from edgeport.verify.runners import OrtRunner, host_description  # noqa: E402
 
 RESULTS = REPO / "bench" / "results" / "efficientnet_tflite.json"
 PLACEHOLDER = "calibration_image_sample_data_20x128x128x3_float32.npy"

@@ -36,13 +36,14 @@ sys.path.insert(0, str(REPO))
 import onnx  # noqa: E402
 
 from edgeport.api import convert  # noqa: E402
-from edgeport.converters.onnx_in import graph_input_specs  # noqa: E402
 from edgeport.data import Preprocess, load_dataset  # noqa: E402
-from edgeport.pipeline import library_versions  # noqa: E402
+from edgeport.frontends.onnx import graph_input_specs  # noqa: E402
+from edgeport.pipeline.run import library_versions  # noqa: E402
 from edgeport.prune.measure import gzip_size, onnx_stats  # noqa: E402
+from edgeport.runtime.host import host_description  # noqa: E402
+from edgeport.runtime.ort import OrtRunner  # noqa: E402
 from edgeport.verify.evaluate import run_dataset  # noqa: E402
 from edgeport.verify.latency import measure_side_by_side  # noqa: E402
-from edgeport.verify.runners import OrtRunner, host_description  # noqa: E402
 
 EXAMPLES = REPO / "examples"
 RESULTS = REPO / "bench" / "results" / "pruning.json"
@@ -65,7 +66,7 @@ def unlabelled_training_images(path: Path, count: int, seed: int = 1) -> np.ndar
 
 def run_convert(name: str, out: Path, calibration: Path, **options) -> dict:
     """One edgeport conversion of the example state_dict; returns its report (gate failures too)."""
-    from edgeport.errors import GateFailed
+    from edgeport.core.errors import GateFailed
     from edgeport.reports.json import read_report
 
     started = time.perf_counter()

@@ -22,10 +22,10 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from edgeport.api import convert  # noqa: E402
-from edgeport.pipeline import library_versions  # noqa: E402
+from edgeport.pipeline.run import library_versions  # noqa: E402
+from edgeport.runtime.host import host_description  # noqa: E402
+from edgeport.runtime.litert import LiteRTRunner  # noqa: E402
 from edgeport.verify.latency import measure_side_by_side  # noqa: E402
-from edgeport.verify.litert_runner import LiteRTRunner  # noqa: E402
-from edgeport.verify.runners import host_description  # noqa: E402
 
 EXAMPLES = REPO / "examples"
 RESULTS = REPO / "bench" / "results" / "tflite.json"

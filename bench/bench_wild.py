@@ -50,8 +50,9 @@ sys.path.insert(0, str(BENCH))
 
 from models_wild import MODELS, WildModel, run_each  # noqa: E402
 
+from edgeport.runtime.host import host_description  # noqa: E402
+from edgeport.runtime.ort import OrtRunner  # noqa: E402
 from edgeport.verify.latency import measure_side_by_side  # noqa: E402
-from edgeport.verify.runners import OrtRunner, host_description  # noqa: E402
 
 RESULTS = BENCH / "results" / "wild.json"
 TABLE = BENCH / "results" / "wild.md"
@@ -76,7 +77,7 @@ class FeedReader:
 
 
 def _short(exc: BaseException) -> str:
-    from edgeport.errors import describe_exception
+    from edgeport.core.errors import describe_exception
 
     return describe_exception(exc)
 
@@ -132,7 +133,7 @@ def edgeport_auto(model: WildModel, work: Path) -> dict[str, Any]:
     the current directory are counted (``cwd_leftovers``) and removed with it.
     """
     from edgeport.api import convert
-    from edgeport.errors import EdgeportError, GateFailed
+    from edgeport.core.errors import EdgeportError, GateFailed
 
     out_dir = work / "edgeport_bundle"
     cwd = work / "cwd"

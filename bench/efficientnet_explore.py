@@ -259,8 +259,8 @@ def node_profile(path: Path, images: np.ndarray, runs: int = 40) -> dict[str, fl
 
 # ----------------------------------------------------------------------------- main
 def main() -> None:
+    from edgeport.runtime.ort import OrtRunner
     from edgeport.verify.latency import measure_side_by_side
-    from edgeport.verify.runners import OrtRunner
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true")

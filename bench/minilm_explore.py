@@ -47,9 +47,10 @@ from models_minilm import (  # noqa: E402
 )
 from onnx import helper, numpy_helper  # noqa: E402
 
+from edgeport.runtime.host import host_description  # noqa: E402
+from edgeport.runtime.ort import OrtRunner  # noqa: E402
 from edgeport.verify.latency import measure_side_by_side  # noqa: E402
 from edgeport.verify.metrics import cosine_per_sample  # noqa: E402
-from edgeport.verify.runners import OrtRunner, host_description  # noqa: E402
 
 RESULTS = BENCH / "results" / "minilm_explore.json"
 ALPHAS = (0.5, 0.6, 0.7, 0.75, 0.8, 0.85, 0.9)

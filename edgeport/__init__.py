@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import os
 
-__version__ = "0.1.0"
-
 # ONNX Runtime's telemetry (1DS, on Linux since 1.2x) writes a session file `.ses` into the
 # system temp folder when onnxruntime is imported, outside the bundle and the removed work folder
 # that are all edgeport may write. It is read once, before onnxruntime initializes: set it here,
@@ -17,6 +15,7 @@ __version__ = "0.1.0"
 os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
 
 from edgeport.api import convert  # noqa: E402
-from edgeport.errors import ConversionError, EdgeportError, GateFailed, InputError  # noqa: E402
+from edgeport.core.errors import ConversionError, EdgeportError, GateFailed, InputError  # noqa: E402
+from edgeport.core.version import __version__  # noqa: E402
 
 __all__ = ["convert", "EdgeportError", "InputError", "ConversionError", "GateFailed", "__version__"]

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from edgeport.progress import Progress
-from edgeport.recipe import Recipe, parse_input_dtypes, parse_input_shapes
+from edgeport.core.progress import Progress
+from edgeport.options.recipe import Recipe, parse_input_dtypes, parse_input_shapes
 
 
 def convert(
@@ -27,14 +27,14 @@ def convert(
     max_accuracy_drop, preprocess, threads, task and sequence_length (Hugging Face),
     prune and finetune_steps (pruning), max_memory (``"4GB"``: refuse a model or input that
     would need more, before loading it), ...
-    Returns ``edgeport.pipeline.Result`` (``bundle_dir``, ``report``, ``passed``).
+    Returns ``edgeport.pipeline.run.Result`` (``bundle_dir``, ``report``, ``passed``).
     Raises InputError (bad input), ConversionError (conversion failed) or GateFailed (the
     accuracy gate failed; the bundle is still written and marked failed).
     """
     from dataclasses import fields
 
-    from edgeport.errors import InputError
-    from edgeport.pipeline import run
+    from edgeport.core.errors import InputError
+    from edgeport.pipeline.run import run
 
     known = {f.name for f in fields(Recipe)}
     unknown = sorted(set(options) - known)

@@ -10,9 +10,9 @@ import onnx
 import pytest
 
 from edgeport.api import convert
-from edgeport.errors import GateFailed, InputError
+from edgeport.core.errors import GateFailed, InputError
+from edgeport.core.plan import LayerPrecision, PrecisionPlan
 from edgeport.quantize.auto import parse_search_budget
-from edgeport.quantize.plan import LayerPrecision, PrecisionPlan
 from edgeport.quantize.search import SearchPoint, search
 from edgeport.quantize.sensitivity import LayerSensitivity
 from tests.conftest import EXAMPLES, factory
@@ -128,8 +128,8 @@ def test_search_budget_parsing():
 def test_sensitivity_ranks_int4_worse_than_int8(example_auto):
     import onnx
 
+    from edgeport.core.plan import uniform_plan
     from edgeport.profiles import resolve_profile
-    from edgeport.quantize.plan import uniform_plan
     from edgeport.quantize.sensitivity import layer_sensitivity
 
     model = onnx.load(str(example_auto.bundle_dir / "baseline_fp32.onnx"))

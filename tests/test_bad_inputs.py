@@ -112,7 +112,7 @@ CASES = {
 HARNESS = """
 import json, sys, time, psutil
 from click.testing import CliRunner
-from edgeport.cli import main
+from edgeport.cli.main import main
 results = {}
 for case, args in json.loads(sys.argv[1]).items():
     start = time.monotonic()

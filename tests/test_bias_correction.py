@@ -8,7 +8,7 @@ import torch
 from onnx import numpy_helper
 
 from edgeport.quantize.bias_correction import _fake_quant_per_channel, correct_biases
-from edgeport.verify.runners import OrtRunner
+from edgeport.runtime.ort import OrtRunner
 
 
 def test_bias_correction_cancels_the_mean_shift_of_rounded_weights(tmp_path):

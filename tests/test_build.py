@@ -18,7 +18,7 @@ from click.testing import CliRunner
 
 from edgeport.ci.cache import cache_key, key_inputs
 from edgeport.ci.config import load_config
-from edgeport.cli import main
+from edgeport.cli.main import main
 from edgeport.profiles import PROFILE_DIR
 from tests.conftest import EXAMPLES
 

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from edgeport.cli import main
+from edgeport.cli.main import main
 from tests.conftest import EXAMPLES, REPO, factory
 
 VENV_BIN = Path(sys.executable).parent

@@ -15,8 +15,8 @@ import numpy as np
 import pytest
 
 from edgeport.api import convert
-from edgeport.converters.coreml_out import import_coremltools, inspect_package
-from edgeport.errors import ConversionError, InputError
+from edgeport.core.errors import ConversionError, InputError
+from edgeport.formats.coreml.convert import import_coremltools, inspect_package
 from edgeport.verify.bundle_check import check_files, load_manifest, verify_bundle
 from tests.conftest import EXAMPLES, REPO
 
@@ -262,7 +262,7 @@ def test_unsupported_op_exits_4_naming_op_module_and_what_to_try(tmp_path):
 @pytest.mark.skipif(NOT_MAC, reason=MAC_ONLY)
 def test_real_prediction_on_macos(fashion_coreml):
     """On a Mac: the package runs in Core ML and agrees with the fp32 reference outputs."""
-    from edgeport.verify.coreml_runner import CoreMLRunner
+    from edgeport.runtime.coreml import CoreMLRunner
 
     bundle = fashion_coreml["fp16"].bundle_dir
     manifest = load_manifest(bundle)
@@ -323,9 +323,9 @@ def test_image_input_is_an_image_type_with_the_data_scaling(fashion_image_input,
 def test_rgb_image_input_bias_from_mean_std_and_clear_refusals(tmp_path):
     """RGB: scale = (1/255)/std and bias = -mean/std per channel, read back from the package's
     preprocessing ops; unequal stds and inputs that are no image are refused (exit 2, one line)."""
-    from edgeport.converters.coreml_out import convert_source, image_inputs, quiet
+    from edgeport.core.model_bundle import SourceModel, TensorSpec
     from edgeport.data import parse_preprocess
-    from edgeport.model_bundle import SourceModel, TensorSpec
+    from edgeport.formats.coreml.convert import convert_source, image_inputs, quiet
     from edgeport.profiles import resolve_profile
     from tests.models_architectures import ARCHITECTURES
 
@@ -428,7 +428,7 @@ def test_tf_frontend_is_enabled_after_coremltools_hid_tensorflow():
     """edgeport imports coremltools with TensorFlow hidden (faster); a TF source later in the same
     process must still find the TF2 frontend (checked in a fresh interpreter)."""
     code = (
-        "from edgeport.converters.coreml_out import import_coremltools, enable_tf_frontend\n"
+        "from edgeport.formats.coreml.convert import import_coremltools, enable_tf_frontend\n"
         "ct = import_coremltools()\n"
         "import coremltools._deps as deps\n"
         "assert not deps._HAS_TF_2\n"
@@ -447,7 +447,7 @@ def test_tf_frontend_is_enabled_after_coremltools_hid_tensorflow():
 def test_int8_activations_only_where_the_profile_runs_them():
     """W8A8 is planned only on a profile whose Core ML schemes list int8 (ane, iOS17) and applied
     only where Core ML can calibrate (macOS); otherwise int8 weights, with the reason reported."""
-    from edgeport.converters.coreml_out import _expected
+    from edgeport.formats.coreml.convert import _expected
     from edgeport.profiles import resolve_profile
 
     metal = resolve_profile("metal")[0].formats["coreml"]

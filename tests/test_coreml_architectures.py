@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 
 from edgeport.api import convert
-from edgeport.converters.coreml_out import convert_source, inspect_package, quiet
-from edgeport.errors import ConversionError
-from edgeport.model_bundle import SourceModel, TensorSpec
+from edgeport.core.errors import ConversionError
+from edgeport.core.model_bundle import SourceModel, TensorSpec
+from edgeport.formats.coreml.convert import convert_source, inspect_package, quiet
 from edgeport.profiles import resolve_profile
 from tests.models_architectures import ARCHITECTURES
 

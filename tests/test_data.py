@@ -7,9 +7,9 @@ import pytest
 from PIL import Image
 
 from edgeport.api import convert
+from edgeport.core.errors import InputError
+from edgeport.core.model_bundle import TensorSpec
 from edgeport.data import _read_arrays, load_dataset, parse_preprocess
-from edgeport.errors import InputError
-from edgeport.model_bundle import TensorSpec
 from tests.conftest import EXAMPLES
 
 NCHW = [TensorSpec("x", ["batch", 3, 4, 4])]

@@ -8,7 +8,7 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 
-from edgeport.hashing import sha256_file
+from edgeport.core.hashing import sha256_file
 from edgeport.reports.json import REPORT_VERSION, read_report
 from tests.conftest import EXAMPLES
 

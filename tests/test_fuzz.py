@@ -12,13 +12,13 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from edgeport import limits
-from edgeport.converters.normalize import normalize
-from edgeport.converters.onnx_in import load_onnx_file
+from edgeport.core import limits
+from edgeport.core.errors import EdgeportError
 from edgeport.data import synthetic_dataset
-from edgeport.errors import EdgeportError
+from edgeport.frontends.normalize import normalize
+from edgeport.frontends.onnx import load_onnx_file
+from edgeport.options.recipe import Recipe
 from edgeport.profiles.schema import load_profile_file
-from edgeport.recipe import Recipe
 from tests.conftest import REPO
 
 SEED_ONNX = REPO / "tests" / "data" / "bad" / "valid.onnx"

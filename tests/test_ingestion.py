@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from edgeport.api import convert
-from edgeport.errors import InputError
+from edgeport.core.errors import InputError
 from tests import models_for_tests
 from tests.conftest import MODELS_FILE, factory
 

@@ -16,8 +16,8 @@ from pathlib import Path
 import psutil
 import pytest
 
-from edgeport.converters import tflite_out
-from edgeport.errors import ConversionError
+from edgeport.core.errors import ConversionError
+from edgeport.formats.tflite import export as tflite_out
 from tests.conftest import REPO
 
 # A small valid ONNX model (tests/data/make_bad_inputs.py): it reaches each stage in seconds.

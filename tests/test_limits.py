@@ -10,12 +10,12 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from edgeport import limits
 from edgeport.api import convert
-from edgeport.cli import main
+from edgeport.cli.main import main
+from edgeport.core import limits
+from edgeport.core.errors import InputError
+from edgeport.core.model_bundle import TensorSpec
 from edgeport.data import Preprocess, load_dataset
-from edgeport.errors import InputError
-from edgeport.model_bundle import TensorSpec
 from tests.conftest import EXAMPLES, REPO
 
 VALID_ONNX = REPO / "tests" / "data" / "bad" / "valid.onnx"

@@ -16,8 +16,8 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from edgeport.api import convert
-from edgeport.errors import ConversionError
-from edgeport.verify.runners import OrtRunner
+from edgeport.core.errors import ConversionError
+from edgeport.runtime.ort import OrtRunner
 from tests.conftest import REPO
 from tests.models_keras import TRAIN, digits_data
 
@@ -172,7 +172,7 @@ def _cli(args: list[str], cwd: Path, tmpdir: Path) -> subprocess.CompletedProces
     on ONNX Runtime's telemetry is under test, so a setting inherited from this process is dropped."""
     env = {k: v for k, v in os.environ.items() if k != "ORT_DISABLE_TELEMETRY"}
     env.update({"PYTHONPATH": str(REPO), "TMPDIR": str(tmpdir)})
-    command = [sys.executable, "-m", "edgeport.cli", "convert", *args]
+    command = [sys.executable, "-m", "edgeport.cli.main", "convert", *args]
     return subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
 
 
@@ -368,7 +368,7 @@ def test_quantizer_failure_falls_back_to_ort_defaults(wild_onnx, tmp_path, monke
     """When the plan's configuration fails in ORT's quantizer, edgeport retries per tensor and
     then with ORT's defaults, and says which one it used, instead of exiting 4. Within one run
     the failing settings are tried once per scheme, not again for every auto candidate."""
-    from edgeport.quantize import onnx_apply
+    from edgeport.formats.onnx import quantize as onnx_apply
 
     real = onnx_apply._quantize
     failed: list[str] = []
@@ -400,9 +400,9 @@ def test_quantizer_failure_falls_back_to_ort_defaults(wild_onnx, tmp_path, monke
 
 def test_upgrade_only_for_quantized_onnx_artifacts(wild_onnx):
     """The opset upgrade is for ONNX Q/DQ: an fp32 ONNX run or a TFLite target keeps opset 11."""
-    from edgeport.converters.normalize import upgrade_opset
-    from edgeport.converters.onnx_in import opset_of, read_onnx
-    from edgeport.recipe import Recipe
+    from edgeport.frontends.normalize import upgrade_opset
+    from edgeport.frontends.onnx import opset_of, read_onnx
+    from edgeport.options.recipe import Recipe
 
     entry = wild_onnx["old"]
     model = read_onnx(entry["path"])

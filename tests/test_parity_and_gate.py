@@ -8,9 +8,9 @@ import onnx
 import pytest
 
 from edgeport.api import convert
-from edgeport.converters.normalize import parity_check
-from edgeport.errors import ConversionError, GateFailed
-from edgeport.verify.runners import OrtRunner
+from edgeport.core.errors import ConversionError, GateFailed
+from edgeport.frontends.normalize import parity_check
+from edgeport.runtime.ort import OrtRunner
 from tests.conftest import factory
 
 

@@ -8,8 +8,8 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
-from edgeport.cli import main
-from edgeport.errors import InputError
+from edgeport.cli.main import main
+from edgeport.core.errors import InputError
 from edgeport.profiles import (
     PROFILE_DIR,
     choose_profile,

@@ -13,13 +13,14 @@ import torch
 from onnx import numpy_helper
 
 from edgeport.api import convert
-from edgeport.errors import InputError
+from edgeport.core.errors import InputError
+from edgeport.core.runner_spec import RunnerSpec
+from edgeport.options.prune_spec import parse_prune
+from edgeport.options.recipe import Recipe
 from edgeport.prune.budget import LayerCurve, allocate
 from edgeport.prune.magnitude import WeightEditor, prunable_weights
-from edgeport.prune.spec import parse_prune
 from edgeport.prune.structured import find_groups, prune_channels, recalibrate_batchnorm
-from edgeport.recipe import Recipe
-from edgeport.verify.runners import OrtRunner, RunnerSpec
+from edgeport.runtime.ort import OrtRunner
 from tests import models_for_tests
 from tests.conftest import EXAMPLES, factory
 

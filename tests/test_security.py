@@ -15,8 +15,8 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from edgeport.cli import main
-from edgeport.errors import InputError
+from edgeport.cli.main import main
+from edgeport.core.errors import InputError
 from tests.conftest import EXAMPLES
 
 
@@ -96,7 +96,7 @@ def test_torch_load_is_weights_only_in_the_loader():
     refactoring cannot silently drop it)."""
     import inspect
 
-    from edgeport.converters import torch_in
+    from edgeport.frontends import torch as torch_in
 
     source = inspect.getsource(torch_in._load_pickled_file)
     first_load = source.index("torch.load(")
@@ -133,7 +133,7 @@ def test_keras_lambda_layer_is_refused(suffix, keras_lambda_files, tmp_path):
 
 
 def test_keras_lambda_runs_only_with_allow_code(keras_lambda_files):
-    from edgeport.converters.tf_in import load_tf_model
+    from edgeport.frontends.tf import load_tf_model
 
     keras_file, h5_file, marker = keras_lambda_files
     for path in (keras_file, h5_file):
@@ -181,7 +181,7 @@ def test_saved_model_that_writes_files_is_refused(tmp_path):
     assert "WriteFile" in result.stderr and "refused" in result.stderr
     assert not marker.exists()
 
-    from edgeport.converters.tf_in import load_tf_model
+    from edgeport.frontends.tf import load_tf_model
 
     load_tf_model(folder, allow_code=True).call([tf.ones([1, 4])])
     assert marker.read_text() == "pwned"  # what the check prevented
@@ -214,7 +214,7 @@ def _with_external_data(folder: Path, location: str, offset: int = 0, length: in
     ],
 )
 def test_external_data_locations_are_checked_before_reading(case, phrase, tmp_path):
-    from edgeport.converters.onnx_in import read_onnx
+    from edgeport.frontends.onnx import read_onnx
 
     secret = tmp_path / "secret.bin"
     secret.write_bytes(bytes(16))

@@ -20,10 +20,10 @@ import torch
 from click.testing import CliRunner
 
 from edgeport.api import convert
-from edgeport.cli import main
+from edgeport.cli.main import main
+from edgeport.core.errors import InputError
+from edgeport.core.model_bundle import TensorSpec, batch_axes
 from edgeport.data import load_dataset, parse_preprocess, synthetic_dataset
-from edgeport.errors import InputError
-from edgeport.model_bundle import TensorSpec, batch_axes
 from edgeport.verify.evaluate import latency_feeds, run_dataset
 
 SAMPLES = 512
@@ -287,7 +287,7 @@ def test_unnamed_dims_of_a_state_are_its_batch(vad, tmp_path):
     fixed 1 ([1, ?, 80]: a static batch with a free length) is not taken for a state."""
     import onnx
 
-    from edgeport.converters.onnx_in import value_info_spec
+    from edgeport.frontends.onnx import value_info_spec
 
     model = onnx.load(str(vad["onnx"]))
     for value in [*model.graph.input, *model.graph.output]:
@@ -309,7 +309,7 @@ def test_free_axis_zero_of_every_input_is_one_batch():
     """tf2onnx names each free dim apart: two inputs [unk__1, 21] and [unk__2, 21] share the batch."""
     import onnx
 
-    from edgeport.converters.onnx_in import graph_input_specs
+    from edgeport.frontends.onnx import graph_input_specs
 
     a = onnx.helper.make_tensor_value_info("a", onnx.TensorProto.FLOAT, ["unk__1", 21])
     b = onnx.helper.make_tensor_value_info("b", onnx.TensorProto.FLOAT, ["unk__2", 21])

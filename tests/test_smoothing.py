@@ -8,8 +8,8 @@ import torch
 from torch import nn
 
 from edgeport.quantize.smoothing import smooth, smoothable_groups
+from edgeport.runtime.ort import OrtRunner
 from edgeport.verify.metrics import cosine_per_sample
-from edgeport.verify.runners import OrtRunner
 
 
 class TokenMLP(nn.Module):

@@ -13,8 +13,8 @@ import onnxruntime as ort
 import pytest
 
 from edgeport.api import convert
-from edgeport.converters import detect_source
-from edgeport.errors import InputError
+from edgeport.core.errors import InputError
+from edgeport.frontends import detect_source
 
 
 @pytest.fixture(scope="session")
@@ -136,7 +136,7 @@ def test_frozen_graph_and_missing_dimension_are_clear_errors(tmp_path):
 
 def test_tf_source_to_tflite_directly(tf_digits, tmp_path):
     """TF -> TFLite with tf.lite.TFLiteConverter (no onnx2tf): int8 artifact and its fp32 reference."""
-    from edgeport.verify.litert_runner import LiteRTRunner
+    from edgeport.runtime.litert import LiteRTRunner
 
     result = convert(
         str(tf_digits["keras"]),

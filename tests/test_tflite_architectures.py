@@ -32,12 +32,12 @@ import torch
 from onnx import TensorProto, helper, numpy_helper
 
 from edgeport.api import convert
-from edgeport.converters.onnx2tf_rewrites import canonical_gelu, unroll_recurrent
-from edgeport.converters.tflite_out import export_tflite
-from edgeport.errors import ConversionError, EdgeportError
+from edgeport.core.errors import ConversionError, EdgeportError
+from edgeport.core.plan import uniform_plan
+from edgeport.formats.tflite.export import export_tflite
+from edgeport.formats.tflite.onnx2tf_rewrites import canonical_gelu, unroll_recurrent
 from edgeport.profiles import resolve_profile
-from edgeport.quantize.plan import uniform_plan
-from edgeport.verify.litert_runner import LiteRTRunner
+from edgeport.runtime.litert import LiteRTRunner
 from tests import models_architectures
 from tests.models_architectures import ARCHITECTURES, ArchSpec
 

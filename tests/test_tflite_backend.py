@@ -19,14 +19,14 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 import edgeport
-from edgeport.converters.onnx_in import graph_input_specs
-from edgeport.converters.tflite_out import TFLiteExport, _expected, export_tflite
+from edgeport.core.errors import ConversionError
+from edgeport.core.hashing import sha256_file
+from edgeport.core.plan import uniform_plan
 from edgeport.data import load_dataset, parse_preprocess
-from edgeport.errors import ConversionError
-from edgeport.hashing import sha256_file
+from edgeport.formats.tflite.export import TFLiteExport, _expected, export_tflite
+from edgeport.frontends.onnx import graph_input_specs
 from edgeport.profiles import resolve_profile
-from edgeport.quantize.plan import uniform_plan
-from edgeport.verify.litert_runner import LiteRTRunner
+from edgeport.runtime.litert import LiteRTRunner
 from tests.conftest import EXAMPLES
 
 # Unreachable proxies: a download attempt cannot leave the machine, and the child's socket
@@ -331,7 +331,7 @@ def test_three_channel_image_model_converts_offline(tmp_path, no_network):
 
 def test_without_the_placeholder_the_download_is_refused(tmp_path, no_network, monkeypatch):
     """Proves the child's guard catches onnx2tf's real download (and that the placeholder is what avoids it)."""
-    import edgeport.converters.tflite_out as tflite_out
+    import edgeport.formats.tflite.export as tflite_out
 
     monkeypatch.setattr(tflite_out, "PLACEHOLDER_NAME", "not_the_placeholder.npy")
     path = tmp_path / "tiny.onnx"
@@ -347,7 +347,7 @@ def test_network_guard_refuses_and_logs(tmp_path):
     code = (
         "import sys, urllib.request\n"
         "from pathlib import Path\n"
-        "from edgeport.converters.onnx2tf_child import block_network\n"
+        "from edgeport.formats.tflite.onnx2tf_child import block_network\n"
         f"block_network(Path({str(tmp_path / 'net.log')!r}))\n"
         "try:\n"
         "    urllib.request.urlopen('http://example.com', timeout=2)\n"

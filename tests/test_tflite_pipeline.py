@@ -10,7 +10,7 @@ import numpy as np
 import torch
 
 from edgeport.api import convert
-from edgeport.verify.litert_runner import LiteRTRunner
+from edgeport.runtime.litert import LiteRTRunner
 from tests.conftest import EXAMPLES, REPO
 
 DATA = dict(

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from edgeport.converters.tflite_rounding import ConvGeometry, _patches, accumulate_hessian, gptq_round, round_conv
+from edgeport.formats.tflite.rounding import ConvGeometry, _patches, accumulate_hessian, gptq_round, round_conv
 
 
 def _tf_same_conv(x: np.ndarray, weights: np.ndarray, geometry: ConvGeometry) -> np.ndarray:

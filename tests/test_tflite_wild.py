@@ -18,9 +18,9 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from edgeport.cli import main
-from edgeport.errors import ConversionError
-from edgeport.verify.litert_runner import LiteRTRunner
+from edgeport.cli.main import main
+from edgeport.core.errors import ConversionError
+from edgeport.runtime.litert import LiteRTRunner
 
 SIZE = 48  # crop side of the eval/calibration images
 
@@ -116,9 +116,9 @@ def test_dynamic_sizes_without_data_shape_fail_cleanly(foreign_cnn, tmp_path):
     ConversionError naming --input_shape, not a RuntimeError."""
     import onnx
 
-    from edgeport.converters.tflite_out import export_tflite
+    from edgeport.core.plan import uniform_plan
+    from edgeport.formats.tflite.export import export_tflite
     from edgeport.profiles import resolve_profile
-    from edgeport.quantize.plan import uniform_plan
 
     profile, _ = resolve_profile("generic-cpu")
     plan = uniform_plan(onnx.load(str(foreign_cnn["onnx"])), "none", profile)
@@ -163,9 +163,9 @@ def test_litert_failures_are_one_line_conversion_errors(dynamic_tflite):
 def test_litert_runs_without_xnnpack_when_its_delegate_fails(dynamic_tflite, monkeypatch):
     """When XNNPACK fails on a file that LiteRT's own kernels run, the runner reloads without
     it, gives the same outputs, and the latency label says it ran without XNNPACK."""
-    from edgeport.backends import TFLiteBackend
+    from edgeport.formats.tflite.backend import TFLiteBackend
+    from edgeport.options.recipe import Recipe
     from edgeport.profiles import resolve_profile
-    from edgeport.recipe import Recipe
 
     feeds = {"image": np.random.default_rng(0).random((1, 32, 32, 3), dtype=np.float32)}
     expected = LiteRTRunner(dynamic_tflite).run(feeds)[0]
@@ -215,7 +215,7 @@ def test_savedmodel_maxpool_auto_tflite_falls_back_and_skips(face_savedmodel, tm
     smoothing start point took the onnx2tf route (``"tf.nn.max_pool"``). Now that candidate is
     converted from the TF source directly (a decision says so), and a candidate that fails to
     build (here: GPTQ, made to fail) is skipped with a note; the run exits 0."""
-    from edgeport.backends import TFLiteBackend
+    from edgeport.formats.tflite.backend import TFLiteBackend
     from edgeport.quantize import auto
 
     build = TFLiteBackend.build
@@ -274,7 +274,7 @@ def test_auto_keeps_going_when_measuring_sensitivity_fails(tmp_path, monkeypatch
     foreign opset-12 model: "Unrecognized attribute: axis for operator DequantizeLinear") auto
     goes on with the simulated order and says so, instead of ending with exit 4."""
     from edgeport.api import convert
-    from edgeport.errors import GateFailed
+    from edgeport.core.errors import GateFailed
     from edgeport.quantize import auto
     from tests.conftest import factory
 

@@ -14,7 +14,7 @@ import pytest
 from click.testing import CliRunner
 
 from edgeport.api import convert
-from edgeport.errors import EdgeportError, InputError
+from edgeport.core.errors import EdgeportError, InputError
 from edgeport.reports.json import read_report
 from edgeport.verify.bundle_check import verify_bundle
 from edgeport.verify.remote import REMOTE_PREFIX, RemoteError, parse_target
@@ -131,7 +131,7 @@ def test_local_verify_reproduces_fidelity(which, request):
 
 
 def test_cli_verify_prints_table(tiny_bundle):
-    from edgeport.cli_verify import verify_command
+    from edgeport.cli.verify import verify_command
 
     result = CliRunner().invoke(verify_command, [str(tiny_bundle), "--runs", "5"])
     assert result.exit_code == 0, result.output
@@ -159,7 +159,7 @@ def _truncate(path: Path) -> None:
     ],
 )
 def test_damaged_bundle_is_refused(bundle_copy, name, damage, words):
-    from edgeport.cli_verify import verify_command
+    from edgeport.cli.verify import verify_command
 
     damage(bundle_copy / name)
     before = _snapshot(bundle_copy)
@@ -224,7 +224,7 @@ def test_remote_verify_matches_local(sshd, which, request):
 
 
 def test_remote_cli_with_env_options(sshd, tiny_bundle, monkeypatch):
-    from edgeport.cli_verify import verify_command
+    from edgeport.cli.verify import verify_command
 
     monkeypatch.setenv("EDGEPORT_SSH_OPTIONS", " ".join(sshd.options))
     result = CliRunner().invoke(

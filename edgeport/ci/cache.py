@@ -29,9 +29,9 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-import edgeport
 from edgeport.ci.config import Job
-from edgeport.hashing import sha256_file, sha256_path
+from edgeport.core.hashing import sha256_file, sha256_path
+from edgeport.core.version import __version__
 
 CACHE_VERSION = 1
 ENTRY = "entry.json"
@@ -73,7 +73,7 @@ def cache_root(option: str | Path | None = None) -> Path:
 @functools.cache
 def code_digest() -> str:
     """sha256 of edgeport's own files (code, profiles, templates; not edgeport/ci/), computed once per process."""
-    root = Path(edgeport.__file__).resolve().parent
+    root = Path(__file__).resolve().parent.parent  # the edgeport package
     digest = hashlib.sha256()
     for path in sorted(root.rglob("*")):
         # edgeport/ci/ (this build layer) writes no bundle file: its edits keep the cache valid
@@ -112,8 +112,8 @@ def content_hash(path: str | Path) -> str:
 def _calibrates(job: Job) -> bool:
     """Whether the target reads the calibration data: the same rule as the pipeline's
     ``_open_data`` (a calibrated scheme, ``auto``, or a re-applied precision plan)."""
+    from edgeport.core.plan import CALIBRATED_SCHEMES
     from edgeport.profiles import resolve_profile, resolve_scheme
-    from edgeport.quantize.plan import CALIBRATED_SCHEMES
 
     if job.kwargs.get("precision_plan"):
         return True
@@ -158,7 +158,7 @@ def key_inputs(job: Job) -> dict[str, Any]:
         value = kwargs.pop(name, None)
         inputs[name] = content_hash(value) if value else None
     inputs["options"] = kwargs
-    inputs["edgeport"] = {"version": edgeport.__version__, "code": code_digest()}
+    inputs["edgeport"] = {"version": __version__, "code": code_digest()}
     inputs["libraries"] = library_versions()
     inputs["platform"] = {
         "python": ".".join(map(str, sys.version_info[:2])),
@@ -250,7 +250,7 @@ def place_bundle(source: Path, target: Path) -> bool:
     if target.exists() and same_bundle(source, target):
         return False
     if target.exists() and (not target.is_dir() or (any(target.iterdir()) and not (target / "manifest.json").exists())):
-        from edgeport.errors import InputError
+        from edgeport.core.errors import InputError
 
         raise InputError(f"{target} exists and is not an edgeport bundle; refusing to overwrite it")
     target.parent.mkdir(parents=True, exist_ok=True)

@@ -36,8 +36,8 @@ from typing import Any
 
 import yaml
 
-from edgeport.errors import EdgeportError, InputError
-from edgeport.recipe import Recipe
+from edgeport.core.errors import EdgeportError, InputError
+from edgeport.options.recipe import Recipe
 
 CONFIG_VERSION = 1
 TOP_KEYS = ("version", "output_dir", "defaults", "gates", "regression", "models", "targets")
@@ -301,9 +301,9 @@ def _parse_model(doc: _Doc, where: tuple, data: Any, base: Path) -> Model:
 
 
 def _parse_target(doc: _Doc, where: tuple, data: Any, base: Path, gates: dict, tolerances: dict) -> Target:
-    from edgeport.backends import BACKENDS
+    from edgeport.core.registry import format_names
+    from edgeport.options.recipe import QUANTIZATIONS
     from edgeport.profiles import resolve_profile, resolve_scheme
-    from edgeport.recipe import QUANTIZATIONS
 
     data = _check_keys(doc, where, data, TARGET_KEYS, "a target")
     for key in ("format", "quantization", "profile"):
@@ -312,11 +312,11 @@ def _parse_target(doc: _Doc, where: tuple, data: Any, base: Path, gates: dict, t
         if not isinstance(data[key], str):
             raise doc.error((*where, key), f"{key} must be a string, got {_type_name(data[key])}")
     fmt, quantization = data["format"].lower(), data["quantization"].lower()
-    if fmt not in BACKENDS:
+    if fmt not in format_names():
         raise doc.error(
             (*where, "format"),
             f"format {fmt!r} is not available in this edgeport",
-            hint=f"available: {', '.join(BACKENDS)}",
+            hint=f"available: {', '.join(format_names())}",
         )
     if quantization not in QUANTIZATIONS:
         raise doc.error(
@@ -423,7 +423,7 @@ def load_config(path: Path | str) -> BuildConfig:
                 **target.options,
             }
             try:  # the checks convert() would make, now, with the line of the target
-                from edgeport.recipe import parse_input_dtypes, parse_input_shapes
+                from edgeport.options.recipe import parse_input_dtypes, parse_input_shapes
 
                 options = {k: v for k, v in kwargs.items() if k not in ("input_shape", "input_dtype")}
                 Recipe(

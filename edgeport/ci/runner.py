@@ -32,8 +32,8 @@ from edgeport.ci.summary import (
     report_metrics,
     write_summary,
 )
-from edgeport.errors import InputError
-from edgeport.hashing import sha256_file
+from edgeport.core.errors import InputError
+from edgeport.core.hashing import sha256_file
 
 POLL_S = 0.2
 

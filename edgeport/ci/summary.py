@@ -9,8 +9,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import edgeport
-from edgeport.errors import InputError
+from edgeport.core.errors import InputError
+from edgeport.core.version import __version__
 
 SUMMARY_VERSION = 1
 SUMMARY = "summary.json"
@@ -177,7 +177,7 @@ def new_summary(config: str | None, config_sha256: str | None, **fields: Any) ->
     return {
         "summary_version": SUMMARY_VERSION,
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
-        "edgeport": edgeport.__version__,
+        "edgeport": __version__,
         "config": config,
         "config_sha256": config_sha256,
         **fields,

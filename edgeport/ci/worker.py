@@ -19,7 +19,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from edgeport.progress import Progress
+from edgeport.core.progress import Progress
 
 
 class _LineProgress(Progress):
@@ -37,7 +37,7 @@ class _LineProgress(Progress):
 def run_spec(spec: dict[str, Any]) -> dict[str, Any]:
     """Run ``edgeport.api.convert`` with the spec's kwargs; return the result record."""
     from edgeport.api import convert
-    from edgeport.errors import EdgeportError, GateFailed, describe_exception
+    from edgeport.core.errors import EdgeportError, GateFailed, describe_exception
 
     started = time.perf_counter()
     kwargs = dict(spec["kwargs"])

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from edgeport.errors import InputError
+from edgeport.core.errors import InputError
 from edgeport.profiles.detect import choose_profile, detect_host_profile
 from edgeport.profiles.resolve import SchemeResolution, op_class, resolve_scheme
 from edgeport.profiles.schema import DeviceProfile, load_profile_file

@@ -12,51 +12,9 @@ are separate targets with other precisions, and a user asks for them by name.
 from __future__ import annotations
 
 import platform
-import subprocess
 from collections.abc import Iterable
-from pathlib import Path
 
-# macOS sysctl names -> the Linux /proc/cpuinfo flag names this module reasons with.
-_DARWIN_FLAGS = {
-    "hw.optional.arm.FEAT_DotProd": "asimddp",
-    "hw.optional.neon": "asimd",
-    "hw.optional.avx2_0": "avx2",
-    "hw.optional.avx512vnni": "avx512_vnni",
-}
-
-
-def _darwin_flags() -> set[str]:
-    """Return CPU flags on macOS from ``sysctl hw.optional`` (empty when sysctl fails)."""
-    try:
-        out = subprocess.run(["sysctl", "hw.optional"], capture_output=True, text=True, timeout=5, check=False).stdout
-    except (OSError, subprocess.SubprocessError):
-        return set()
-    flags = set()
-    for line in out.splitlines():
-        key, _, value = line.partition(":")
-        if key.strip() in _DARWIN_FLAGS and value.strip() == "1":
-            flags.add(_DARWIN_FLAGS[key.strip()])
-    return flags
-
-
-def parse_cpuinfo(text: str) -> set[str]:
-    """Return the feature flags in a /proc/cpuinfo text (``flags`` on x86, ``Features`` on arm64)."""
-    for line in text.splitlines():
-        key, _, value = line.partition(":")
-        if key.strip() in ("flags", "Features"):
-            return set(value.split())
-    return set()
-
-
-def cpu_flags(system: str | None = None) -> set[str]:
-    """Return the host CPU's feature flags in Linux /proc/cpuinfo names (empty if unknown)."""
-    system = system or platform.system()
-    if system == "Darwin":
-        return _darwin_flags()
-    try:
-        return parse_cpuinfo(Path("/proc/cpuinfo").read_text())
-    except OSError:
-        return set()
+from edgeport.runtime.host import cpu_flags, parse_cpuinfo  # noqa: F401  (parse_cpuinfo: re-exported)
 
 
 def choose_profile(machine: str, system: str, flags: Iterable[str]) -> tuple[str, str]:

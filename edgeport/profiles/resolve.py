@@ -11,8 +11,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from edgeport.errors import InputError
-from edgeport.profiles.schema import FORMATS, SCHEMES, DeviceProfile, FormatTarget
+from edgeport.core.errors import InputError
+from edgeport.core.registry import format_entry, format_names
+from edgeport.profiles.schema import SCHEMES, DeviceProfile, FormatTarget
 
 _CONV = {"Conv", "ConvTranspose", "ConvInteger", "QLinearConv", "NhwcConv", "FusedConv", "DeformConv"}
 _MATMUL = {
@@ -247,11 +248,14 @@ def resolve_scheme(profile: DeviceProfile, requested: str, output_format: str) -
         return SchemeResolution(scheme="auto", compute="auto")
     if requested not in SCHEMES:
         raise InputError(f"unknown --quantization {requested!r}", hint=f"choose one of {', '.join(SCHEMES)}, auto")
-    if output_format not in FORMATS:
-        raise InputError(f"unknown --output_format {output_format!r}", hint=f"choose one of {', '.join(FORMATS)}")
-    fmt = profile.formats.get(output_format)
+    if output_format not in format_names():
+        raise InputError(
+            f"unknown --output_format {output_format!r}", hint=f"choose one of {', '.join(format_names())}"
+        )
+    section = format_entry(output_format).section(output_format)
+    fmt = profile.formats.get(section)
     if fmt is None:
-        reason = profile.unsupported_formats.get(output_format)
+        reason = profile.unsupported_formats.get(section)
         runs = "; ".join(f"{f.name} ({f.summary()})" for f in profile.formats.values())
         message = f"profile {profile.name} does not run {output_format} output"
         if reason:

@@ -19,7 +19,7 @@ from typing import Any
 
 import yaml
 
-from edgeport.errors import InputError, describe_exception
+from edgeport.core.errors import InputError, describe_exception
 
 SCHEMA_VERSION = 2
 # Quantization schemes (what the user asks for with --quantization); "none" is fp32.

@@ -14,7 +14,7 @@ import numpy as np
 import onnx
 from onnx import numpy_helper
 
-from edgeport.layers import layer_name
+from edgeport.core.layers import layer_name
 
 PRUNABLE_OPS = {"Conv": (1,), "ConvTranspose": (1,), "Gemm": (1, 0), "MatMul": (1, 0)}
 MIN_WEIGHTS = 64  # smaller tensors (a 1x1 projection of a handful of channels) are left alone

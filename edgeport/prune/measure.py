@@ -11,9 +11,9 @@ import numpy as np
 import onnx
 from onnx import numpy_helper
 
-from edgeport.model_bundle import TensorSpec
+from edgeport.core.model_bundle import TensorSpec
+from edgeport.runtime.ort import OrtRunner
 from edgeport.verify.latency import measure_side_by_side
-from edgeport.verify.runners import OrtRunner
 
 
 def gzip_size(data: bytes | str | Path) -> int:

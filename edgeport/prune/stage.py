@@ -18,19 +18,20 @@ from typing import Any
 import numpy as np
 import onnx
 
-from edgeport.bundle import path_bytes
+from edgeport.core.bundle import path_bytes
+from edgeport.core.errors import InputError
+from edgeport.core.model_bundle import ModelBundle, SourceModel
+from edgeport.core.progress import Progress
+from edgeport.core.registry import backend_class
 from edgeport.data import Dataset, load_dataset, parse_preprocess
-from edgeport.errors import InputError
-from edgeport.model_bundle import ModelBundle, SourceModel
-from edgeport.progress import Progress
+from edgeport.options.prune_spec import MAX_RATIO, PruneSpec, parse_prune
+from edgeport.options.recipe import Recipe
 from edgeport.prune import budget as budget_mod
 from edgeport.prune.budget import LayerCurve, allocate
 from edgeport.prune.measure import gzip_size, onnx_stats, side_by_side_ms
 from edgeport.prune.sensitivity import measure_curves, output_distortion, probe_ratios
-from edgeport.prune.spec import MAX_RATIO, PruneSpec, parse_prune
-from edgeport.recipe import Recipe
+from edgeport.runtime.ort import OrtRunner
 from edgeport.verify.metrics import accuracy_drop, compare
-from edgeport.verify.runners import OrtRunner
 
 PRUNED_NAME = "pruned_fp32.onnx"
 # The gate measures pruning and quantization together against the original, so pruning may
@@ -211,8 +212,7 @@ class _Context:
         """Points of the budget to leave for quantization, and how they were found."""
         import tempfile
 
-        from edgeport.backends import OnnxBackend
-        from edgeport.quantize.plan import uniform_plan
+        from edgeport.core.plan import uniform_plan
 
         fallback = (1 - FALLBACK_SHARE) * self.total_budget
         if scheme == "auto" or self.recipe.precision_plan:
@@ -222,7 +222,7 @@ class _Context:
                 work = Path(name)
                 onnx.save(self.bundle.onnx_model, str(work / "fp32.onnx"))
                 plan = uniform_plan(self.bundle.onnx_model, scheme, profile)
-                OnnxBackend(profile).build(
+                backend_class("onnx")(profile).build(
                     work / "fp32.onnx", plan, work / "q.onnx", work, self.data.calibration, self.data.batch
                 )
                 runner = OrtRunner(work / "q.onnx", self.recipe.threads)
@@ -290,8 +290,8 @@ def _torch_macs(model, example: tuple) -> float:
 def _prune_channels(ctx: _Context, spec: PruneSpec) -> tuple[ModelBundle, dict[str, Any]]:
     import torch
 
-    from edgeport.converters.normalize import normalize
-    from edgeport.converters.torch_in import make_torch_runner
+    from edgeport.frontends.normalize import normalize
+    from edgeport.frontends.torch import make_torch_runner
     from edgeport.prune.distill import distill, torch_threads
     from edgeport.prune.structured import ROUND_TO, example_inputs, find_groups, pruned_copy, require_module
 
@@ -513,7 +513,7 @@ def _masked_source(ctx: _Context, model: onnx.ModelProto, layers) -> tuple[Sourc
         return source, None
     import torch
 
-    from edgeport.converters.torch_in import make_torch_runner
+    from edgeport.frontends.torch import make_torch_runner
     from edgeport.prune.magnitude import masks_by_initializer
 
     masks = masks_by_initializer(model, layers)
@@ -595,7 +595,7 @@ def prune_stage(
     fit the source (channels on a non-PyTorch or flattened model) and ConversionError when the
     pruned model cannot be exported.
     """
-    from edgeport.quantize.plan import ensure_node_names
+    from edgeport.core.plan import ensure_node_names
 
     spec = parse_prune(recipe.prune)
     ctx = _Context(recipe, bundle, reference_feeds, data, profile, scheme, decisions, progress, gate)

@@ -17,8 +17,8 @@ from typing import Any
 
 import numpy as np
 
-from edgeport.errors import ConversionError, InputError, describe_exception
-from edgeport.model_bundle import SourceModel
+from edgeport.core.errors import ConversionError, InputError, describe_exception
+from edgeport.core.model_bundle import SourceModel
 
 # Channels are removed in multiples of this: ORT's CPU convolutions work on blocks of 8 (AVX2)
 # or 16 (AVX-512) channels, so a count between multiples pays for the padding anyway.
@@ -83,7 +83,7 @@ def example_inputs(source: SourceModel, feeds: dict[str, np.ndarray], batch: int
 def _forward_shapes(model, example: tuple) -> list[tuple[int, ...]]:
     import torch
 
-    from edgeport.converters.torch_in import _flatten_outputs
+    from edgeport.frontends.torch import _flatten_outputs
 
     with torch.no_grad():
         return [tuple(a.shape) for a in _flatten_outputs(model(*example))]

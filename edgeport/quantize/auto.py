@@ -15,14 +15,15 @@ from typing import Any
 import numpy as np
 import onnx
 
-from edgeport.bundle import path_bytes
+from edgeport.core.bundle import path_bytes
+from edgeport.core.errors import ConversionError, EdgeportError, InputError, describe_exception
+from edgeport.core.plan import PrecisionPlan, uniform_plan
+from edgeport.core.progress import Progress
+from edgeport.core.registry import backend_class
 from edgeport.data import Dataset
-from edgeport.errors import ConversionError, EdgeportError, InputError, describe_exception
 from edgeport.profiles import op_class
 from edgeport.profiles.schema import DeviceProfile
-from edgeport.progress import Progress
 from edgeport.quantize.floor import float_fallback
-from edgeport.quantize.plan import PrecisionPlan, uniform_plan
 from edgeport.quantize.search import SearchPoint, SearchResult, search
 from edgeport.quantize.sensitivity import layer_sensitivity
 from edgeport.quantize.sensitivity_cache import (
@@ -31,11 +32,11 @@ from edgeport.quantize.sensitivity_cache import (
     store_cached_sensitivity,
 )
 from edgeport.quantize.smoothing import DEFAULT_ALPHA, smooth, smoothable_groups
+from edgeport.runtime.ort import OrtRunner
 from edgeport.verify.evaluate import run_dataset
 from edgeport.verify.gate import DEFAULT_BUDGET, Gate
 from edgeport.verify.latency import measure_side_by_side
 from edgeport.verify.metrics import accuracy_drop, compare
-from edgeport.verify.runners import OrtRunner
 
 SENSITIVITY_SAMPLES = 16
 # An untimed all-compressed start whose drop is within this many budgets is searched from (the
@@ -88,7 +89,7 @@ class AutoResult:
     """What the auto search produced for the pipeline."""
 
     plan: PrecisionPlan
-    artifact: Any  # edgeport.backends.Artifact of the chosen point
+    artifact: Any  # core.contracts.Artifact of the chosen point
     search: SearchResult
     base_scheme: str
     base_points: dict[str, dict[str, Any]]
@@ -197,9 +198,7 @@ def measured_sensitivity(
 
 def proxy_onnx_backend() -> Any:
     """An ONNX backend on ONNX Runtime's CPU provider, to measure layers for another format."""
-    from edgeport.backends import OnnxBackend
-
-    return OnnxBackend(providers=["CPUExecutionProvider"])
+    return backend_class("onnx")(providers=["CPUExecutionProvider"])
 
 
 PASS_THROUGH = ("Relu", "Clip", "LeakyRelu", "Sigmoid", "HardSigmoid", "HardSwish", "Identity")
@@ -245,7 +244,7 @@ def depthwise_companions(model: onnx.ModelProto, plan: PrecisionPlan) -> dict[st
     return companions
 
 
-def start_variants(scheme: str, model: onnx.ModelProto, real_calibration: bool, output_format: str) -> list[dict]:
+def start_variants(scheme: str, model: onnx.ModelProto, real_calibration: bool, weight_rounding: bool) -> list[dict]:
     """The all-quantized starting points tried for ``scheme``: plain, plus the accuracy
     techniques that apply to this model (they need real calibration data); every format
     applies them (edgeport/quantize/rewrites.py, percentile ranges in each calibrator; TFLite
@@ -257,7 +256,7 @@ def start_variants(scheme: str, model: onnx.ModelProto, real_calibration: bool, 
         # EfficientNet-Lite0 int8 TFLite, held-out top-1 agreement: 0.76 plain, 0.81 with
         # percentile ranges, 0.92 with bias correction too.
         variants.append(dict(CORRECTED_STATIC))
-        if output_format == "tflite":
+        if weight_rounding:
             # GPTQ rounding on the int8 TFLite model (converters/tflite_rounding.py): logit
             # cosine 0.9974 -> 0.9980 on EfficientNet-Lite0 over bias correction alone.
             variants.append({**CORRECTED_STATIC, "weight_rounding": "gptq"})
@@ -311,10 +310,10 @@ def auto_quantize(
         reference_outputs = run_dataset(reference_runner, eval_data, batch, dynamic)
         timing_reference = None
         # Candidates are timed only where the format's runtime runs (not Core ML off macOS).
-        if getattr(backend, "times_on_host", True):
+        if backend.times_on_host:
             timing_spec, _ = backend.fp32_reference(baseline, work, work)
             timing_reference = timing_spec.open(threads)
-    float_precision = getattr(backend, "float_precision", "fp32")  # what a layer kept out of the scheme runs in
+    float_precision = backend.float_precision  # what a layer kept out of the scheme runs in
     labels = eval_data.labels[: len(reference_outputs[0])] if eval_data.labels is not None else None
     latency_feeds = eval_data.batch(0, latency_batch)
     cache: dict[str, SearchPoint] = {}
@@ -391,14 +390,13 @@ def auto_quantize(
     real_calibration = calibration is not None and not calibration.synthetic
     with progress.step("quantize every layer (search start)"):
         schemes = (
-            backend.auto_schemes(real_calibration)
-            if hasattr(backend, "auto_schemes")  # the backend orders its own (Core ML: weight compressions)
-            else auto_candidates(profile, backend.format, real_calibration)
+            # The backend may order its own (Core ML: weight compressions).
+            backend.auto_schemes(real_calibration) or auto_candidates(profile, backend.format, real_calibration)
         )
         for order, scheme in enumerate(schemes):
             variants = (
-                start_variants(scheme, model, real_calibration, backend.format)
-                if getattr(backend, "plan_variants", True)
+                start_variants(scheme, model, real_calibration, backend.weight_rounding)
+                if backend.plan_variants
                 else [{}]
             )
             for variant in variants:
@@ -435,7 +433,7 @@ def auto_quantize(
     # meets the budget none is kept, and one build per layer would be wasted (all-MiniLM-L6-v2:
     # 42 builds, ~5 minutes). The simulated ranking is then reported, and cached apart so that
     # a later run that needs the measured one does not take it for final.
-    measurable = len(plan.layers) <= MEASURED_SENSITIVITY_MAX_LAYERS and getattr(backend, "measure_sensitivity", True)
+    measurable = len(plan.layers) <= MEASURED_SENSITIVITY_MAX_LAYERS and backend.measure_sensitivity
     measure = measurable and not base_point.feasible
     simulated_file = cache_file.with_name(f"{cache_file.stem}-simulated.json")
     sensitivity = load_cached_sensitivity(cache_file)

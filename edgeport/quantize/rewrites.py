@@ -8,8 +8,8 @@ from pathlib import Path
 
 import onnx
 
+from edgeport.core.plan import PrecisionPlan
 from edgeport.data import Dataset
-from edgeport.quantize.plan import PrecisionPlan
 
 REWRITE_SAMPLES = 32
 

@@ -18,7 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from edgeport.quantize.plan import PrecisionPlan
+from edgeport.core.plan import PrecisionPlan
 from edgeport.quantize.sensitivity import LayerSensitivity
 
 

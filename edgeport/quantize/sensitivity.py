@@ -18,7 +18,7 @@ import numpy as np
 import onnx
 from onnx import numpy_helper
 
-from edgeport.quantize.plan import PrecisionPlan
+from edgeport.core.plan import PrecisionPlan
 
 CAPTURED_OPS = ("Conv", "MatMul", "Gemm")
 
@@ -185,7 +185,7 @@ def capture_inputs(
     model: onnx.ModelProto, feeds: list[dict[str, np.ndarray]], names: list[str]
 ) -> dict[str, list[np.ndarray]]:
     """Run ``model`` on each feed dict and return the values of tensors ``names`` per feed."""
-    from edgeport.verify.runners import OrtRunner
+    from edgeport.runtime.ort import OrtRunner
 
     augmented = onnx.ModelProto()
     augmented.CopyFrom(model)

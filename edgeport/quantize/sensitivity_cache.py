@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import onnx
 
-from edgeport.quantize.plan import PrecisionPlan
+from edgeport.core.plan import PrecisionPlan
 from edgeport.quantize.sensitivity import LayerSensitivity
 
 # Part of the cache key: a change in how sensitivity is computed must not reuse old entries.

@@ -7,7 +7,7 @@ import math
 from pathlib import Path
 from typing import Any
 
-from edgeport.errors import InputError
+from edgeport.core.errors import InputError
 
 REPORT_SCHEMA = "edgeport.report"
 REPORT_VERSION = 1

@@ -22,17 +22,19 @@ from typing import Any
 
 import numpy as np
 
-from edgeport.bundle import MANIFEST
-from edgeport.errors import ConversionError, InputError, describe_exception
-from edgeport.hashing import sha256_file, sha256_path
-from edgeport.model_bundle import TensorSpec, batch_axes
+from edgeport.core.bundle import MANIFEST
+from edgeport.core.errors import ConversionError, InputError, describe_exception
+from edgeport.core.hashing import sha256_file, sha256_path
+from edgeport.core.model_bundle import TensorSpec, batch_axes
+from edgeport.core.registry import RUNTIMES, runtime_entry, runtime_for_file
+from edgeport.core.runner_spec import RunnerSpec
 from edgeport.reports.html import render_html
 from edgeport.reports.json import make_report, read_report
+from edgeport.runtime.host import host_description
 from edgeport.verify.gate import gate_from_report
 from edgeport.verify.harness import first_samples
 from edgeport.verify.latency import measure_side_by_side
 from edgeport.verify.metrics import compare
-from edgeport.verify.runners import RunnerSpec, host_description
 
 REFERENCE_FILE = "reference.npz"
 REPORT_FILE = "report.json"
@@ -103,7 +105,7 @@ def _reference_spec(manifest: dict[str, Any]) -> dict[str, Any] | None:
     if not name or (name not in manifest["files"] and name not in (manifest.get("directories") or {})):
         return None
     runner = manifest["runner"]
-    kind = "litert" if name.endswith(".tflite") else "coreml" if name.endswith(".mlpackage") else "onnxruntime"
+    kind = runtime_for_file(name)
     # The fp32 reference is exported like the artifact, so it takes the artifact's kwargs
     # (TFLite layouts and names; ONNX providers) when it runs in the same runtime.
     kwargs = dict(runner.get("kwargs") or {}) if kind == runner.get("kind") else {}
@@ -146,12 +148,12 @@ def _run_local(
         try:
             runners[role] = RunnerSpec(spec["kind"], str(bundle_dir / spec["file"]), spec["kwargs"]).open(threads)
         except ImportError as exc:
-            package = {"litert": "ai-edge-litert", "coreml": "coremltools"}.get(spec["kind"], "onnxruntime")
+            package = runtime_entry(spec["kind"]).package
             raise InputError(
                 f"{spec['kind']} is not installed here", hint=f"pip install {package}, or verify over ssh://"
             ) from exc
         except RuntimeError as exc:
-            from edgeport.verify.coreml_runner import CoreMLUnavailable
+            from edgeport.runtime.coreml import CoreMLUnavailable
 
             if isinstance(exc, CoreMLUnavailable):
                 raise InputError(str(exc)) from exc
@@ -293,8 +295,8 @@ def verify_bundle(
         "file": _listed(manifest, run_spec.get("file"), "artifact"),
         "kwargs": dict(run_spec.get("kwargs") or {}),
     }
-    if artifact["kind"] not in ("onnxruntime", "litert", "coreml"):
-        raise InputError(f"the manifest's runner kind {artifact['kind']!r} is not onnxruntime, litert or coreml")
+    if artifact["kind"] not in RUNTIMES:
+        raise InputError(f"the manifest's runner kind {artifact['kind']!r} is not one of {', '.join(RUNTIMES)}")
     _listed(manifest, REFERENCE_FILE, "reference inputs")
     old_report = read_report(bundle_dir / _listed(manifest, REPORT_FILE, "report"))
     reference = _reference_spec(manifest)

@@ -9,13 +9,14 @@ from typing import Any
 
 import numpy as np
 
+from edgeport.core.errors import ConversionError, describe_exception
+from edgeport.core.progress import Progress
+from edgeport.core.runner_spec import RunnerSpec
 from edgeport.data import Dataset
-from edgeport.errors import ConversionError, describe_exception
-from edgeport.progress import Progress
+from edgeport.runtime.ort import OrtRunner
 from edgeport.verify.latency import measure_over_samples
 from edgeport.verify.memory import measure_peak_memory
 from edgeport.verify.metrics import compare
-from edgeport.verify.runners import OrtRunner, RunnerSpec
 
 # Ragged eval data: latency is measured on up to this many samples spread over the data.
 LATENCY_SAMPLES = 16

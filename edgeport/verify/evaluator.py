@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from edgeport.errors import InputError, describe_exception
+from edgeport.core.errors import InputError, describe_exception
 
 
 @dataclass

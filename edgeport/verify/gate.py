@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 import onnx
 
-from edgeport.errors import InputError
+from edgeport.core.errors import InputError
 from edgeport.verify.evaluator import Evaluator, load_evaluator
 from edgeport.verify.metrics import cosine_per_sample, sqnr_db
 

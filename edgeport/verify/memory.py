@@ -3,13 +3,15 @@
 
 from __future__ import annotations
 
+import importlib
 import json
 import subprocess
 import sys
 from pathlib import Path
 from typing import Any
 
-from edgeport.verify.runners import RunnerSpec
+from edgeport.core.registry import runtime_entry
+from edgeport.core.runner_spec import RunnerSpec
 
 
 def _current_rss_mb() -> float:
@@ -59,14 +61,7 @@ def _probe(spec_json: str, feeds_path: str, threads: int) -> None:
     import numpy as np
 
     spec = RunnerSpec(**json.loads(spec_json))
-    if spec.kind == "onnxruntime":
-        import onnxruntime  # noqa: F401  (the baseline includes the runtime itself)
-    elif spec.kind == "coreml":
-        from edgeport.converters.coreml_out import import_coremltools
-
-        import_coremltools()
-    else:
-        import ai_edge_litert.interpreter  # noqa: F401
+    importlib.import_module(runtime_entry(spec.kind).module)  # the baseline includes the runtime itself
 
     with np.load(feeds_path, allow_pickle=False) as data:
         feeds = {k: data[k] for k in data.files}

@@ -95,7 +95,7 @@ def accuracy_drop(metrics: dict[str, Any], metric: str = "auto") -> tuple[float,
         first = next(iter(metrics["outputs"].values()))
         return 100.0 * (1.0 - first["cosine_mean"]), "100 x (1 - mean cosine) vs fp32"
     if metric == "top1" and "top1_agreement" not in metrics:
-        from edgeport.errors import InputError
+        from edgeport.core.errors import InputError
 
         raise InputError("--metric top1 needs a first output of class scores [N, classes]")
     if "artifact_top1" in metrics:

@@ -28,7 +28,7 @@ from urllib.parse import unquote, urlsplit
 
 import numpy as np
 
-from edgeport.errors import EdgeportError, InputError
+from edgeport.core.errors import EdgeportError, InputError
 
 HARNESS = Path(__file__).resolve().parent / "harness.py"
 REMOTE_PREFIX = "edgeport-verify."

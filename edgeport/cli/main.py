@@ -1,0 +1,338 @@
+"""The command line: a thin layer over the Python API (``edgeport convert``, ``profiles``, ``report``)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import click
+
+from edgeport.cli.build import register as register_build
+from edgeport.cli.errors import handle_errors
+from edgeport.cli.verify import verify_command
+from edgeport.core.errors import GateFailed
+from edgeport.options.recipe import QUANTIZATIONS
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="edgeport", prog_name="edgeport")
+def main() -> None:
+    """edgeport: convert a trained model into a verified, device-tuned artifact."""
+
+
+def convert_options(func: Callable) -> Callable:
+    """The flags of ``convert`` (shared by ``edgeport convert`` and ``convert.py``)."""
+    options = [
+        click.option(
+            "--input_model",
+            required=True,
+            help="Model file (.pt2, .pt/.pth TorchScript or state_dict, .onnx, .keras, .h5), a TensorFlow SavedModel "
+            "folder, a Hugging Face model folder (config.json + weights), or package.module:factory.",
+        ),
+        click.option(
+            "--output_format",
+            default="onnx",
+            show_default=True,
+            help="onnx, tflite or coreml (.mlpackage; Apple profiles).",
+        ),
+        click.option(
+            "--quantization",
+            default="int8",
+            show_default=True,
+            type=click.Choice(list(QUANTIZATIONS), case_sensitive=False),
+        ),
+        click.option(
+            "--optimize_for",
+            default="cpu",
+            show_default=True,
+            help="Device profile name, alias, auto/cpu (detect the host) or a .yaml path.",
+        ),
+        click.option(
+            "--calibration_data",
+            default=None,
+            help=".npz/.npy (array 'x'), a folder of images, or a .txt file of sentences (one a line, Hugging Face).",
+        ),
+        click.option(
+            "--eval_data",
+            default=None,
+            help=".npz/.npy ('x' and optional labels 'y'), a folder of images (class subfolders = labels), "
+            "or a .txt file of sentences.",
+        ),
+        click.option(
+            "--output_dir", default=None, help="Bundle folder [default: out/<model>-<format>-<quantization>-<profile>]."
+        ),
+        click.option(
+            "--input_shape", multiple=True, help="1,3,224,224 or name:1,3,224,224 (repeat for several inputs)."
+        ),
+        click.option("--input_dtype", multiple=True, help="float32 (all inputs) or name:int64."),
+        click.option(
+            "--dynamic_batch", is_flag=True, help="Make the batch dimension dynamic (models whose file has no shapes)."
+        ),
+        click.option("--model_class", default=None, help="package.module:Class (or file.py:Class) for a state_dict."),
+        click.option(
+            "--task",
+            default=None,
+            help="Hugging Face folders: export task (feature-extraction, text-classification, ...) "
+            "[default: from config.json; sentence-transformers folders export embeddings].",
+        ),
+        click.option(
+            "--sequence_length",
+            type=int,
+            default=None,
+            help="Hugging Face text models: fix the token length of the inputs [default: dynamic; 128 when the "
+            "profile or format needs static shapes].",
+        ),
+        click.option(
+            "--allow-pickle",
+            "--allow_pickle",
+            "allow_pickle",
+            is_flag=True,
+            help="Allow unpickling a whole nn.Module (runs code from the file: trusted files only).",
+        ),
+        click.option(
+            "--max_accuracy_drop",
+            type=float,
+            default=None,
+            help="Gate, in points of each output's measure (top-1 %, 100 x (1 - cosine), ...; see README); "
+            "exceeded -> exit 3.",
+        ),
+        click.option(
+            "--metric",
+            default="auto",
+            show_default=True,
+            help="What the gate measures: auto (chosen per output by evidence), top1, cosine, iou, rel_error, "
+            "token_top1, binary, exact, none; output=measure items; or your evaluator as module:function "
+            "/ file.py:function.",
+        ),
+        click.option("--precision_plan", default=None, help="Re-apply a saved precision_plan.json (no search)."),
+        click.option(
+            "--search_budget", default=None, help="Cap --quantization auto: N evaluations, Ns seconds, or both (N,Ns)."
+        ),
+        click.option(
+            "--prune",
+            default=None,
+            help="Prune before quantizing: magnitude:R (zero the smallest weights, any source; buys compressed "
+            "size, not speed) or channels:R (remove whole channels, PyTorch nn.Module sources; smaller and faster). "
+            "R is the fraction removed, spread over layers by sensitivity within --max_accuracy_drop; add "
+            "LAYER=R items for per-layer targets (magnitude:0.5,classifier=0).",
+        ),
+        click.option(
+            "--finetune_steps",
+            type=int,
+            default=0,
+            show_default=True,
+            help="Recover a channel-pruned model by distilling the original on the calibration inputs "
+            "(no labels) for N steps; 0 = one-shot.",
+        ),
+        click.option(
+            "--max_memory",
+            default=None,
+            help="Memory budget (4GB, 512MB): a model or input that would need more is refused before it is "
+            "loaded [default: 80% of the available RAM].",
+        ),
+        click.option("--preprocess", default=None, help="scale=1/255;mean=...;std=...;resize=H,W;layout=NCHW"),
+        click.option(
+            "--coreml_image_input",
+            is_flag=True,
+            help="Core ML: give image-like inputs (4-D, 1 or 3 channels) as Core ML images (8-bit GRAYSCALE/RGB "
+            "pixels) that apply the --preprocess scale/mean/std (one std for all channels).",
+        ),
+        click.option("--calibration_samples", type=int, default=256, show_default=True),
+        click.option(
+            "--eval_samples", type=int, default=None, help="Use at most this many eval samples [default: all]."
+        ),
+        click.option(
+            "--threads", type=int, default=1, show_default=True, help="Runtime threads for evaluation and latency."
+        ),
+        click.option("--latency_runs", type=int, default=200, show_default=True),
+        click.option("--quiet", is_flag=True, help="No progress display."),
+        click.option("--debug", is_flag=True, help="Show tracebacks."),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+def print_summary(result, console) -> None:
+    """Print the bundle's key figures as a table (from its report)."""
+    from rich.table import Table
+
+    r = result.report
+    fid, lat, size = r["fidelity"], r["latency"], r["size"]
+    table = Table(
+        title=f"{r['model']['name']} -> {r['target']['format']} {r['target']['scheme']} on {r['target']['profile']}"
+    )
+    table.add_column("")
+    table.add_column("fp32", justify="right")
+    table.add_column("artifact", justify="right")
+    table.add_column("change", justify="right")
+    if "artifact_top1" in fid:
+        table.add_row(
+            "top-1 accuracy",
+            f"{fid['reference_top1']:.2f}%",
+            f"{fid['artifact_top1']:.2f}%",
+            f"{fid['artifact_top1'] - fid['reference_top1']:+.2f} pts",
+        )
+    if "top1_agreement" in fid:
+        table.add_row("top-1 agreement", "", f"{fid['top1_agreement']:.2f}%", "")
+    first = next(iter(fid["outputs"].values()))
+    table.add_row("cosine (mean / min)", "", f"{first['cosine_mean']:.5f} / {first['cosine_min']:.5f}", "")
+    if fid.get("emulated"):
+        table.add_row("accuracy", "", "[yellow]emulated[/]", "")
+    if lat.get("not_run"):  # e.g. Core ML off macOS: no numbers that would not be the device's
+        table.add_row("latency", "", "not run", "")
+    else:
+        table.add_row(
+            "latency p50",
+            f"{lat['reference']['p50_ms']:.4f} ms",
+            f"{lat['artifact']['p50_ms']:.4f} ms",
+            f"{lat['speedup']:.2f}x faster",
+        )
+        table.add_row("latency p99", f"{lat['reference']['p99_ms']:.4f} ms", f"{lat['artifact']['p99_ms']:.4f} ms", "")
+    table.add_row(
+        "file size",
+        f"{size['reference_bytes'] / 1e6:.3f} MB",
+        f"{size['artifact_bytes'] / 1e6:.3f} MB",
+        f"{size['ratio']:.2f}x smaller",
+    )
+    console.print(table)
+    detected = next((n for n in r.get("notes", []) if n.startswith("input detected as")), None)
+    if detected:
+        console.print(detected)
+    data = r["data"]["eval"]
+    console.print(f"eval data: {data['source']}" + ("  [yellow](random inputs)[/]" if data["synthetic"] else ""))
+    if lat.get("not_run"):
+        console.print(f"latency: {lat['measured']}")
+    else:
+        console.print(
+            f"latency: {lat['threads']} thread(s), batch {lat['batch']}, {lat['reference']['runs']} interleaved runs "
+            f"against {lat.get('reference_model', 'the fp32 model')}; {lat['measured']}"
+        )
+    for decision in r["decisions"]:
+        # What auto chose, and metric choices resting on weak evidence (the user may need to settle them).
+        if decision["asked"].startswith("--quantization") or "weak evidence" in decision["why"]:
+            console.print(f"[yellow]decision:[/] {decision['asked']} -> {decision['done']}: {decision['why']}")
+    if r.get("pruning"):
+        console.print(f"[yellow]pruning:[/] {r['pruning']['what_it_buys']}")
+    for flag in (r.get("op_check") or {}).get("flagged", [])[:8]:
+        console.print(f"[yellow]op check:[/] {flag['count']} x {flag['op']}: {flag['why']}")
+    gate = r["gate"]
+    verdict = "[green]passed[/]" if gate["passed"] else "[red]FAILED[/]"
+    limit = f" (limit {gate['max_accuracy_drop']})" if gate["max_accuracy_drop"] is not None else " (no gate set)"
+    console.print(f"accuracy: {gate['metric']} = {gate['drop']:.3f} pts{limit} {verdict}")
+    console.print(f"bundle: {result.bundle_dir}")
+
+
+def run_convert(
+    quiet: bool, debug: bool, input_shape: tuple[str, ...], input_dtype: tuple[str, ...], **options: Any
+) -> None:
+    """Run one conversion from CLI options and print the summary; exits 3 when a gate failed."""
+    from rich.console import Console
+
+    from edgeport.api import convert
+    from edgeport.core.progress import Progress, RichProgress
+
+    progress = Progress() if quiet else RichProgress()
+    try:
+        result = convert(input_shape=list(input_shape), input_dtype=list(input_dtype), progress=progress, **options)
+    except GateFailed as exc:
+        from edgeport.pipeline.run import Result
+        from edgeport.reports.json import read_report
+
+        if exc.bundle_dir and not quiet:
+            bundle = Path(exc.bundle_dir)
+            print_summary(Result(bundle, read_report(bundle / "report.json"), False), Console())
+        raise
+    if not quiet:
+        print_summary(result, Console())
+    else:
+        click.echo(str(result.bundle_dir))
+
+
+@main.command("convert")
+@convert_options
+@handle_errors
+def convert_command(**options: Any) -> None:
+    """Convert, quantize and verify a model; write the bundle (model, reports, manifest)."""
+    run_convert(**options)
+
+
+main.add_command(verify_command)
+register_build(main)  # build, merge: edgeport/cli/build.py
+
+
+@main.group()
+def profiles() -> None:
+    """Device profiles: list, show, detect."""
+
+
+@profiles.command("list")
+@handle_errors
+def profiles_list() -> None:
+    """List the shipped profiles and their aliases."""
+    from edgeport.profiles import shipped_profiles
+
+    for profile in shipped_profiles().values():
+        aliases = f" (alias: {', '.join(profile.aliases)})" if profile.aliases else ""
+        click.echo(f"{profile.name}{aliases}: {profile.description}")
+
+
+@profiles.command("show")
+@click.argument("name")
+@handle_errors
+def profiles_show(name: str) -> None:
+    """Show one profile as a table."""
+    from rich.console import Console
+
+    from edgeport.profiles import resolve_profile
+    from edgeport.profiles.display import profile_table
+
+    profile, why = resolve_profile(name)
+    Console().print(profile_table(profile))
+    click.echo(why)
+
+
+@profiles.command("detect")
+@handle_errors
+def profiles_detect() -> None:
+    """Print the profile that ``--optimize_for cpu`` picks on this host, and why."""
+    from edgeport.profiles.detect import detect_host_profile
+
+    name, reason = detect_host_profile()
+    click.echo(f"{name}: {reason}")
+
+
+@main.command("report")
+@click.argument("report_json", type=click.Path(dir_okay=False))
+@click.option(
+    "-o",
+    "--output",
+    "output",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="HTML file to write [default: next to the JSON].",
+)
+@handle_errors
+def report_command(report_json: str, output: str | None) -> None:
+    """Render a report.json into a self-contained HTML page."""
+    from edgeport.reports.html import write_html
+    from edgeport.reports.json import read_report
+
+    report = read_report(Path(report_json))
+    target = Path(output) if output else Path(report_json).with_suffix(".html")
+    write_html(report, target)
+    click.echo(str(target))
+
+
+def convert_main() -> None:
+    """Entry point of ``convert.py``: the ``convert`` command's flags, without the subcommand."""
+    command = click.command(context_settings={"help_option_names": ["-h", "--help"]})(
+        convert_options(handle_errors(lambda **options: run_convert(**options)))
+    )
+    command.help = "Convert, quantize and verify a model (same flags as `edgeport convert`)."
+    command(prog_name="convert.py")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,48 @@
+"""``edgeport verify BUNDLE``: re-verify a bundle here or on a device over SSH."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from edgeport.cli.errors import handle_errors
+
+
+def _fmt(value: object) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return "-" if value is None else str(value)
+
+
+@click.command("verify")
+@click.argument("bundle", type=click.Path(file_okay=False, path_type=Path))
+@click.option(
+    "--runner",
+    default="local",
+    show_default=True,
+    help="local, or ssh://user@host[:port][/path/to/python] (extra ssh options: EDGEPORT_SSH_OPTIONS).",
+)
+@click.option("--threads", default=1, show_default=True, type=click.IntRange(min=1), help="Runtime threads.")
+@click.option("--runs", default=100, show_default=True, type=click.IntRange(min=1), help="Timed runs per model.")
+@click.option("--debug", is_flag=True, help="Tracebacks on errors.")
+@handle_errors
+def verify_command(bundle: Path, runner: str, threads: int, runs: int, debug: bool) -> None:
+    """Check a bundle's files against its manifest, run it (here or on a device), and write a new
+    report.verify-<where>-<time>.json/.html beside the original report."""
+    from edgeport.verify.bundle_check import verify_bundle
+
+    section = verify_bundle(bundle, runner=runner, threads=threads, runs=runs)
+    device = section.get("device") or {}
+    runtime = section.get("runtime") or {}
+    click.echo(
+        f"verified on {device.get('hostname') or section['runner']}: {device.get('os')}, {device.get('cpu')}; "
+        f"{runtime.get('runtime')} {runtime.get('version')}; {section['files_checked']} files match the manifest"
+    )
+    rows = [("", "original", "now")] + [
+        (row["figure"], _fmt(row["before"]), _fmt(row["after"])) for row in section["table"]
+    ]
+    widths = [max(len(r[i]) for r in rows) for i in range(3)]
+    for row in rows:
+        click.echo("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip())
+    click.echo(f"report: {section['report_json']} and {section['report_html']}")

@@ -1,0 +1,402 @@
+"""Apply a precision plan to an ONNX model with onnxruntime.quantization / fp16 converters."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import logging
+import shutil
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+
+import onnx
+
+from edgeport.core.errors import ConversionError, describe_exception
+from edgeport.core.plan import CALIBRATED_SCHEMES, PrecisionPlan
+from edgeport.data import Dataset
+from edgeport.frontends.onnx import PER_CHANNEL_QDQ_OPSET, opset_of
+from edgeport.quantize.calibrate import DatasetReader
+from edgeport.quantize.rewrites import apply_rewrites
+
+
+def _quant_type(name: str):
+    from onnxruntime.quantization import QuantType
+
+    return {"uint8": QuantType.QUInt8, "int16": QuantType.QInt16}.get(name, QuantType.QInt8)
+
+
+@contextlib.contextmanager
+def in_work_folder(work: Path) -> Iterator[Path]:
+    """Run third-party ONNX tools with a fresh folder inside ``work`` as the working directory;
+    yields that folder (removed with ``work``).
+
+    Why: ONNX Runtime's symbolic shape inference (run by ``quant_pre_process``) saves
+    ``sym_shape_infer_temp.onnx`` plus a uuid-named ``.data`` file holding every weight into the
+    *current directory* whenever it cannot infer every shape, and never removes them
+    (onnxruntime/tools/symbolic_shape_infer.py, ``infer_shapes``). One ``auto`` run quantizes many
+    candidates, so a 90 MB model left ~50 such files in the user's folder. Callers pass absolute
+    paths. The working directory is process-wide: do not quantize from two threads at once.
+    """
+    folder = work.resolve() / "cwd"
+    folder.mkdir(parents=True, exist_ok=True)
+    with contextlib.chdir(folder):
+        yield folder
+
+
+def _file_key(path: Path) -> str:
+    """A short key naming one version of a file (path, size, modification time)."""
+    stat = path.stat()
+    return hashlib.sha256(f"{path.resolve()}:{stat.st_size}:{stat.st_mtime_ns}".encode()).hexdigest()[:16]
+
+
+def _preprocess(fp32_path: Path, work: Path, notes: list[str]) -> Path:
+    """Run ORT's quant_pre_process shape inference when it can; else keep the input.
+
+    Returns the preprocessed file, made once per fp32 file and reused (``auto`` quantizes the
+    same baseline for every candidate). When symbolic shape inference cannot finish (shapes
+    that depend on data, e.g. an Expand to a computed shape) ONNX shape inference alone is tried.
+
+    Its graph optimization is skipped: it fuses MatMul+Add into Gemm under new node names,
+    which the plan cannot address, and ORT then refused partly quantized MiniLM models
+    (bench/results/minilm_explore.md). The session optimizer fuses at load time anyway.
+    """
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    key = _file_key(fp32_path)
+    out = work / f"preprocessed-{key}.onnx"
+    failed = work / f"preprocessed-{key}.failed"
+    if out.exists():
+        return out
+    if failed.exists():
+        notes.append(failed.read_text())
+        return fp32_path
+    errors = []
+    for symbolic in (True, False):
+        try:
+            quant_pre_process(str(fp32_path), str(out), skip_optimization=True, skip_symbolic_shape=not symbolic)
+            if errors:
+                notes.append(f"quant_pre_process without symbolic shape inference ({errors[0]})")
+            return out
+        except Exception as exc:  # it fails on some graphs; quantization can still go on
+            errors.append(describe_exception(exc))
+    failed.write_text(f"quant_pre_process skipped: {'; '.join(errors)}")
+    notes.append(failed.read_text())
+    return fp32_path
+
+
+def _to_fp16(fp32_path: Path, out: Path, notes: list[str]) -> None:
+    """Convert to fp16 with fp32 I/O, trying both converters (each fails on some graphs)."""
+    from edgeport.runtime.ort import OrtRunner
+
+    model = onnx.load(str(fp32_path))
+    errors = []
+    for name in ("onnxconverter-common", "onnxruntime.transformers"):
+        try:
+            if name == "onnxconverter-common":
+                from onnxconverter_common import float16
+
+                converted = float16.convert_float_to_float16(model, keep_io_types=True)
+            else:
+                from onnxruntime.transformers.onnx_model import OnnxModel
+
+                wrapper = OnnxModel(onnx.load(str(fp32_path)))
+                wrapper.convert_float_to_float16(keep_io_types=True)
+                wrapper.topological_sort()
+                converted = wrapper.model
+            onnx.checker.check_model(converted)
+            OrtRunner(converted.SerializeToString())  # ORT must accept it, not only the checker
+            onnx.save(converted, str(out))
+            notes.append(f"fp16 conversion by {name}")
+            return
+        except Exception as exc:
+            errors.append(f"{name}: {describe_exception(exc)}")
+    raise ConversionError("fp16 conversion failed with both converters: " + "; ".join(errors))
+
+
+# ORT's MatMulNBits: block-wise weight-only quantization of MatMul weights (compute in float).
+WEIGHT_ONLY_BITS = {"int8-weight": 8, "int4-weight": 4}
+
+
+def _weight_only(fp32_path: Path, plan: PrecisionPlan, out: Path, notes: list[str]) -> None:
+    """Weight-only int8/int4 through MatMulNBits; layers it cannot express stay fp32 (noted)."""
+    from onnxruntime.quantization.matmul_nbits_quantizer import MatMulNBitsQuantizer
+
+    model = onnx.load(str(fp32_path))
+    initializers = {i.name: i for i in model.graph.initializer}
+    by_name = {n.name: n for n in model.graph.node}
+    include, skipped = [], []
+    for layer_name, layer in plan.layers.items():
+        if layer.precision != plan.scheme:
+            continue
+        for node_name in layer.nodes:
+            node = by_name.get(node_name)
+            weight = initializers.get(node.input[1]) if node is not None and len(node.input) > 1 else None
+            if node is not None and node.op_type == "MatMul" and weight is not None and len(weight.dims) == 2:
+                include.append(node_name)
+            else:
+                skipped.append(layer_name)
+    if skipped:
+        notes.append(
+            f"{plan.scheme} not expressible in ONNX for {len(set(skipped))} layer(s) "
+            f"(MatMulNBits covers MatMul with 2-D constant weights only), kept fp32: "
+            + ", ".join(sorted(set(skipped))[:8])
+        )
+    if not include:
+        shutil.copyfile(fp32_path, out)
+        return
+    block = int(plan.details.get("block_size", 32))
+    try:
+        quantizer = MatMulNBitsQuantizer(
+            model,
+            bits=WEIGHT_ONLY_BITS[plan.scheme],
+            block_size=block,
+            is_symmetric=bool(plan.details.get("symmetric", True)),
+            nodes_to_include=include,
+            op_types_to_quantize=("MatMul",),
+        )
+        quantizer.process()
+        quantizer.model.save_model_to_file(str(out), use_external_data_format=False)
+    except Exception as exc:
+        raise ConversionError(f"weight-only quantization ({plan.scheme}) failed: {describe_exception(exc)}") from exc
+
+
+ACTIVATIONS = ("Relu", "Clip", "LeakyRelu", "Sigmoid", "HardSigmoid", "HardSwish")
+
+
+def _trailing_activations(model: onnx.ModelProto, layer_nodes: list[str]) -> list[str]:
+    """The activation right after each float layer: it belongs to the layer. Quantizing it
+    alone puts a Q/DQ pair between a float conv and its ReLU6, which ORT cannot fuse, and
+    the search then sees accuracy fall when it keeps more layers in float."""
+    wanted = set(layer_nodes)
+    consumers: dict[str, list[onnx.NodeProto]] = {}
+    for node in model.graph.node:
+        for name in node.input:
+            consumers.setdefault(name, []).append(node)
+    extra = []
+    for node in model.graph.node:
+        if node.name in wanted and node.output:
+            following = consumers.get(node.output[0], [])
+            if len(following) == 1 and following[0].op_type in ACTIVATIONS:
+                extra.append(following[0].name)
+    return extra
+
+
+# A constant this large is a mask fill value (transformers' attention mask adds float32.min),
+# not a number int8 should represent: a tensor carrying it calibrates to a scale of ~1e36 and
+# every real value in it quantizes to zero (all-MiniLM-L6-v2: cosine 0.41 with static int8).
+MASK_FILL_MAGNITUDE = 1e9
+# Ops through which a mask fill value reaches other tensors unchanged in magnitude.
+_MASK_CARRIERS = {
+    "Add", "Sub", "Mul", "Div", "Neg", "Where", "Expand", "Cast", "Reshape", "Unsqueeze", "Squeeze",
+    "Transpose", "Concat", "Slice", "Gather", "Identity", "Min", "Max", "Tile",
+}  # fmt: skip
+
+
+def mask_fill_nodes(model: onnx.ModelProto) -> list[str]:
+    """Nodes that take a tensor carrying a mask fill constant (|x| >= 1e9) as input.
+
+    Static int8 must leave them in float: the attention-mask arithmetic, the ``scores + mask``
+    Add and the Softmax it feeds (its output, in [0, 1], is an ordinary activation again).
+    """
+    import numpy as np
+    from onnx import numpy_helper
+
+    def extreme(array: np.ndarray) -> bool:
+        return array.dtype.kind == "f" and array.size > 0 and bool(np.max(np.abs(array)) >= MASK_FILL_MAGNITUDE)
+
+    carrying = {i.name for i in model.graph.initializer if extreme(numpy_helper.to_array(i))}
+    for node in model.graph.node:
+        if node.op_type == "Constant" and node.attribute and node.attribute[0].name == "value":
+            if extreme(numpy_helper.to_array(node.attribute[0].t)):
+                carrying.update(node.output)
+    excluded = []
+    for node in model.graph.node:  # topological order: producers before consumers
+        if node.op_type == "Constant" or not any(name in carrying for name in node.input):
+            continue
+        excluded.append(node.name)
+        if node.op_type in _MASK_CARRIERS:
+            carrying.update(node.output)
+    return excluded
+
+
+def _calibration_method(details: dict):
+    """ORT calibration method named in the plan (minmax by default)."""
+    from onnxruntime.quantization import CalibrationMethod
+
+    return {"percentile": CalibrationMethod.Percentile, "entropy": CalibrationMethod.Entropy}.get(
+        str(details.get("calibration", "minmax")).lower(), CalibrationMethod.MinMax
+    )
+
+
+def apply_plan(
+    fp32_path: Path,
+    plan: PrecisionPlan,
+    out: Path,
+    work: Path,
+    calibration: Dataset | None,
+    batch_size: int,
+    progress=None,
+) -> list[str]:
+    """Write ``fp32_path`` quantized as ``plan`` says to ``out``; return notes on what was done.
+
+    Everything the third-party quantizers write goes to ``work`` (see :func:`in_work_folder`).
+    Raises ConversionError when the quantizer fails.
+    """
+    fp32_path, out, work = fp32_path.resolve(), out.resolve(), work.resolve()
+    with in_work_folder(work):
+        return _apply_plan(fp32_path, plan, out, work, calibration, batch_size, progress)
+
+
+def _apply_plan(
+    fp32_path: Path,
+    plan: PrecisionPlan,
+    out: Path,
+    work: Path,
+    calibration: Dataset | None,
+    batch_size: int,
+    progress=None,
+) -> list[str]:
+    """The body of :func:`apply_plan` (absolute paths, run inside the work folder)."""
+    notes: list[str] = []
+    if plan.scheme == "none":
+        shutil.copyfile(fp32_path, out)
+        return notes
+    if plan.scheme == "fp16":
+        _to_fp16(fp32_path, out, notes)
+        return notes
+    if plan.scheme in WEIGHT_ONLY_BITS:
+        _weight_only(fp32_path, plan, out, notes)
+        return notes
+    source = apply_rewrites(_preprocess(fp32_path, work, notes), plan, work, calibration, notes)
+    # Weighted layers planned in another precision are excluded; everything else the quantizer
+    # can handle (Relu, MaxPool, Add...) is quantized too, so int8 tensors flow between layers
+    # without a Dequantize/Quantize pair at every op (measured: 2.27x -> 2.57x on the example).
+    excluded = plan.nodes_not_in(plan.scheme)
+    graph = onnx.load(str(source))
+    excluded += _trailing_activations(graph, excluded)
+    if plan.scheme in CALIBRATED_SCHEMES:
+        masked = [n for n in mask_fill_nodes(graph) if n not in excluded]
+        if masked:
+            excluded += masked
+            notes.append(
+                f"{len(masked)} node(s) fed by mask fill values (|x| >= {MASK_FILL_MAGNITUDE:g}, e.g. the attention "
+                "mask) kept in float: int8 activations cannot represent them"
+            )
+    if not plan.nodes_in(plan.scheme):
+        notes.append("no weighted layer to quantize: the artifact equals the fp32 model")
+        shutil.copyfile(fp32_path, out)
+        return notes
+    per_channel = bool(plan.details.get("per_channel"))
+    opset = opset_of(graph)
+    if per_channel and plan.scheme in CALIBRATED_SCHEMES and opset < PER_CHANNEL_QDQ_OPSET:
+        per_channel = False
+        notes.append(
+            f"per-tensor weights instead of per-channel: the model is at opset {opset} and per-channel "
+            f"Q/DQ needs opset {PER_CHANNEL_QDQ_OPSET} (its upgrade did not pass)"
+        )
+    # ORT's quantizer logs every node at INFO and warns about things edgeport reports itself.
+    logging.getLogger().setLevel(logging.WARNING)
+    attempts = [("the plan's scheme", source, per_channel, False)]
+    if per_channel:
+        attempts.append(("per-tensor weights", source, False, False))
+    # ONNX Runtime's own defaults on the unprocessed model: edgeport never does worse than the
+    # quantizer it wraps called by hand (the plan's float layers stay excluded).
+    attempts.append(("ONNX Runtime's default settings", fp32_path, False, True))
+    # ``auto`` quantizes the same baseline for every candidate: once a fallback was needed, later
+    # candidates start from it instead of failing (and calibrating) again.
+    memo = work / f"quantizer-{_file_key(fp32_path)}-{plan.scheme}.json"
+    worked, errors = json.loads(memo.read_text()) if memo.exists() else (None, [])
+    start = next((i for i, attempt in enumerate(attempts) if attempt[0] == worked), 0)
+    for what, model_path, channel, defaults in attempts[start:]:
+        try:
+            _quantize(model_path, out, plan, excluded, calibration, batch_size, progress, channel, defaults)
+            _check_quantized(out)
+        except Exception as exc:  # ORT raises many types; the checker ValidationError; ORT's Fail
+            errors.append(f"{what}: {describe_exception(exc, with_type=False)}")
+            continue
+        if errors:
+            notes.append(f"{plan.scheme} with {what}, because {'; '.join(errors)}")
+            memo.write_text(json.dumps([what, errors]))
+        return notes
+    raise ConversionError(
+        f"onnxruntime quantization ({plan.scheme}) failed: {errors[0]}",
+        hint="try --quantization int8-dynamic or fp16; every fallback failed too: " + "; ".join(errors[1:]),
+    )
+
+
+def _quantize(
+    source: Path,
+    out: Path,
+    plan: PrecisionPlan,
+    excluded: list[str],
+    calibration: Dataset | None,
+    batch_size: int,
+    progress,
+    per_channel: bool,
+    defaults: bool,
+) -> None:
+    """Run ORT's quantize_static (QDQ) or quantize_dynamic once; ``defaults``: ORT's own
+    settings (only the excluded nodes kept), else the plan's details. Raises what ORT raises."""
+    from onnxruntime.quantization import QuantFormat, quantize_dynamic, quantize_static
+
+    details = plan.details
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        if plan.scheme in CALIBRATED_SCHEMES:
+            assert calibration is not None
+            reader = DatasetReader(calibration, batch_size, progress)
+            if defaults:
+                strided = {"CalibStridedMinMax": 1} if calibration.ragged else None
+                quantize_static(str(source), str(out), reader, nodes_to_exclude=excluded, extra_options=strided)
+                return
+            quantize_static(
+                str(source),
+                str(out),
+                reader,
+                quant_format=QuantFormat.QDQ,
+                activation_type=_quant_type(details["activation_type"]),
+                weight_type=_quant_type(details["weight_type"]),
+                per_channel=per_channel,
+                reduce_range=details.get("reduce_range", False),
+                nodes_to_exclude=excluded,
+                calibrate_method=_calibration_method(details),
+                extra_options={
+                    # Ragged data (sentences at their own length): collect one batch at a
+                    # time, since the histogram calibrators cannot stack shapes that differ.
+                    "CalibStridedMinMax": 1 if calibration.ragged else None,
+                    "CalibPercentile": float(details.get("percentile", 99.999)),
+                    # Keep ReLU/Clip nodes when some layers stay float: ORT's optimizer
+                    # mis-ran a float conv fed by a quantized conv whose Clip the quantizer
+                    # had removed (EfficientNet-Lite0: 0.92 -> 0.62 top-1 agreement).
+                    "QDQKeepRemovableActivations": bool(excluded),
+                    "WeightSymmetric": details.get("weight_symmetric", True),
+                    "ActivationSymmetric": details.get("activation_symmetric", False),
+                    # 16-bit Q/DQ is standard only from opset 21; the com.microsoft
+                    # Q/DQ ops carry it at any opset on ORT.
+                    "UseQDQContribOps": details.get("activation_type") == "int16",
+                },
+            )
+        elif defaults:
+            quantize_dynamic(str(source), str(out), nodes_to_exclude=excluded)
+        else:
+            quantize_dynamic(
+                str(source),
+                str(out),
+                weight_type=_quant_type(details["weight_type"]),
+                per_channel=per_channel,
+                reduce_range=details["reduce_range"],
+                nodes_to_exclude=excluded,
+            )
+
+
+def _check_quantized(path: Path) -> None:
+    """The quantized file must pass onnx.checker and load in ONNX Runtime (raises otherwise)."""
+    from edgeport.runtime.ort import OrtRunner
+
+    try:
+        onnx.checker.check_model(str(path))
+    except onnx.checker.ValidationError as exc:
+        raise ValueError(f"the quantized model fails onnx.checker: {describe_exception(exc, with_type=False)}") from exc
+    OrtRunner(path)

@@ -1,0 +1,19 @@
+"""Static input sizes for TFLite conversion."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def static_shapes(specs: list[Any], samples: dict[str, Any]) -> dict[str, list[int]]:
+    """Return ``{input: shape}`` with each symbolic dim taken from the sample of that input
+    (``samples``: arrays by input name), -1 where neither the spec nor a sample knows it."""
+    shapes = {}
+    for spec in specs:
+        sample = samples.get(spec.name)
+        sample_shape = list(getattr(sample, "shape", ()))
+        shapes[spec.name] = [
+            d if isinstance(d, int) else (int(sample_shape[i]) if len(sample_shape) == len(spec.shape) else -1)
+            for i, d in enumerate(spec.shape)
+        ]
+    return shapes

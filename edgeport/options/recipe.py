@@ -1,0 +1,172 @@
+"""The resolved options of one conversion (``Recipe``) and the parsing of shape/dtype flags."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from edgeport.core.errors import InputError
+from edgeport.core.registry import format_names
+from edgeport.profiles.schema import SCHEMES
+
+# Formats whose backend exists today; the others are planned and refused with a clear message.
+QUANTIZATIONS = ("none", "fp32", *SCHEMES[1:], "auto")  # "fp32" is an alias of "none"
+DTYPES = ("float32", "float16", "int64", "int32", "uint8", "int8", "bool")
+
+
+@dataclass
+class InputShape:
+    """A user-given input shape: ``name`` is None for positional (``1,3,224,224``)."""
+
+    name: str | None
+    dims: list[int]
+
+
+@dataclass
+class Recipe:
+    """Everything one conversion needs, resolved from CLI flags or :func:`edgeport.convert` kwargs."""
+
+    input_model: str
+    output_format: str = "onnx"
+    quantization: str = "int8"
+    optimize_for: str = "cpu"
+    calibration_data: str | None = None
+    eval_data: str | None = None
+    output_dir: str | None = None
+    input_shape: list[InputShape] = field(default_factory=list)
+    input_dtype: dict[str | None, str] = field(default_factory=dict)
+    dynamic_batch: bool = False
+    model_class: str | None = None
+    allow_pickle: bool = False
+    max_accuracy_drop: float | None = None
+    preprocess: str | None = None
+    calibration_samples: int = 256
+    eval_samples: int | None = None
+    threads: int = 1
+    latency_runs: int = 200
+    warmup_runs: int = 20
+    parity_rtol: float = 1e-3
+    parity_atol: float = 1e-4
+    opset: int = 18
+    seed: int = 0
+    # What the gate compares: auto (by evidence, per output), a measure for every output, output=measure
+    # items, or the user's evaluator (module:function, file.py:function, or a callable from the API).
+    metric: str | Callable[..., Any] = "auto"
+    io_dtype: str = "float32"
+    precision_plan: str | None = None
+    search_budget: str | None = None
+    # Hugging Face folders: the export task (default from config.json) and the fixed token length.
+    task: str | None = None
+    sequence_length: int | None = None
+    # Pruning (edgeport/prune): "magnitude:0.5", "channels:0.3" or per-layer "name=ratio" items;
+    # recovery by distillation from the original model for this many steps (channels only).
+    prune: str | None = None
+    finetune_steps: int = 0
+    # Core ML: image-like inputs (4-D float, 1 or 3 channels) become Core ML image types (8-bit
+    # pixels) with the scale/bias of --preprocess (edgeport.formats.coreml.convert.image_inputs).
+    coreml_image_input: bool = False
+    # Memory budget of the conversion ("4GB", "512MB" or bytes); None: 80% of the available RAM
+    # (edgeport.core.limits). A model or input that would need more is refused before it is loaded.
+    max_memory: str | None = None
+
+    def __post_init__(self) -> None:
+        self.output_format = self.output_format.lower()
+        self.quantization = "none" if self.quantization.lower() == "fp32" else self.quantization.lower()
+        if self.output_format not in format_names():
+            raise InputError(
+                f"unknown --output_format {self.output_format!r}",
+                hint=f"choose one of {', '.join(format_names())}",
+            )
+        if self.quantization not in QUANTIZATIONS:
+            raise InputError(
+                f"unknown --quantization {self.quantization!r}",
+                hint=f"choose one of {', '.join(q for q in QUANTIZATIONS if q != 'fp32')}",
+            )
+        if self.io_dtype not in ("float32", "int8", "uint8"):
+            raise InputError(f"unknown --io_dtype {self.io_dtype!r}", hint="choose float32, int8 or uint8")
+        from edgeport.verify.gate import validate_metric
+
+        validate_metric(self.metric)  # fail fast (exit 2); an evaluator is imported when the run starts
+        if self.max_accuracy_drop is not None and self.max_accuracy_drop < 0:
+            raise InputError("--max_accuracy_drop must be >= 0 (percentage points)")
+        for name in ("calibration_samples", "latency_runs", "threads"):
+            if getattr(self, name) < 1:
+                raise InputError(f"--{name} must be >= 1")
+        if self.eval_samples is not None and self.eval_samples < 1:
+            raise InputError("--eval_samples must be >= 1")
+        if self.sequence_length is not None and self.sequence_length < 1:
+            raise InputError("--sequence_length must be >= 1")
+        if self.prune:
+            from edgeport.options.prune_spec import parse_prune
+
+            parse_prune(self.prune)  # fail fast (exit 2) on a malformed --prune
+        if self.max_memory not in (None, ""):
+            from edgeport.core.limits import parse_memory
+
+            parse_memory(self.max_memory)  # fail fast (exit 2) on a malformed --max_memory
+        if self.coreml_image_input and self.output_format != "coreml":
+            raise InputError("--coreml_image_input applies to --output_format coreml only")
+        if self.finetune_steps < 0:
+            raise InputError("--finetune_steps must be >= 0")
+        if self.finetune_steps and not self.prune:
+            raise InputError(
+                "--finetune_steps recovers a pruned model: it needs --prune", hint="e.g. --prune channels:0.3"
+            )
+
+    def as_dict(self) -> dict[str, Any]:
+        """Return the recipe as JSON-ready data (for the manifest and the report)."""
+        data = asdict(self)
+        data["input_shape"] = [f"{s.name}:" if s.name else "" for s in self.input_shape]
+        data["input_shape"] = [
+            (f"{s.name}:" if s.name else "") + ",".join(str(d) for d in s.dims) for s in self.input_shape
+        ]
+        data["input_dtype"] = {k or "*": v for k, v in self.input_dtype.items()}
+        if callable(self.metric):
+            data["metric"] = f"{getattr(self.metric, '__module__', '?')}:{getattr(self.metric, '__name__', '?')}"
+        return data
+
+
+_SHAPE_RE = re.compile(r"^(?:(?P<name>[^:\s]+):)?(?P<dims>\d+(?:[,x]\d+)*)$")
+
+
+def parse_input_shapes(values: list[str] | tuple[str, ...] | str | None) -> list[InputShape]:
+    """Parse ``--input_shape`` values (``1,3,224,224`` or ``name:1,3,224,224``; several
+    separated by spaces/semicolons or repeated) into :class:`InputShape` objects."""
+    if not values:
+        return []
+    if isinstance(values, str):
+        values = [values]
+    items = [item for value in values for item in re.split(r"[;\s]+", value.strip()) if item]
+    shapes = []
+    for item in items:
+        match = _SHAPE_RE.match(item)
+        if not match:
+            raise InputError(
+                f"bad --input_shape {item!r}",
+                hint="write it as 1,3,224,224 or name:1,3,224,224 (positive integers)",
+            )
+        dims = [int(d) for d in re.split(r"[,x]", match.group("dims"))]
+        if any(d <= 0 for d in dims):
+            raise InputError(f"bad --input_shape {item!r}: every dimension must be positive")
+        shapes.append(InputShape(match.group("name"), dims))
+    if len(shapes) > 1 and any(s.name is None for s in shapes):
+        raise InputError("several --input_shape values need names", hint="use name:1,3,224,224 for each input")
+    return shapes
+
+
+def parse_input_dtypes(values: list[str] | tuple[str, ...] | str | None) -> dict[str | None, str]:
+    """Parse ``--input_dtype`` values (``float32`` for all inputs or ``name:int64``) into a map;
+    the key None means every input without its own entry."""
+    if not values:
+        return {}
+    if isinstance(values, str):
+        values = [values]
+    result: dict[str | None, str] = {}
+    for item in (i for v in values for i in re.split(r"[;,\s]+", v.strip()) if i):
+        name, _, dtype = item.rpartition(":")
+        if dtype not in DTYPES:
+            raise InputError(f"bad --input_dtype {item!r}", hint=f"dtypes: {', '.join(DTYPES)}")
+        result[name or None] = dtype
+    return result
