@@ -20,7 +20,6 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
-import os
 import platform
 import shutil
 import sys
@@ -60,14 +59,6 @@ LIBRARIES = (
     "optimum",
     "optimum-onnx",
 )
-
-
-def cache_root(option: str | Path | None = None) -> Path:
-    """The cache folder: ``option`` (``--cache``), else ``$EDGEPORT_CACHE_DIR``, else ``~/.cache/edgeport``."""
-    if option:
-        return Path(option).expanduser().resolve()
-    env = os.environ.get("EDGEPORT_CACHE_DIR")
-    return Path(env).expanduser().resolve() if env else Path.home() / ".cache" / "edgeport"
 
 
 @functools.cache

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from edgeport.ci.cache import BuildCache, cache_key, cache_root, input_digests, key_inputs, place_bundle
+from edgeport.ci.cache import BuildCache, cache_key, input_digests, key_inputs, place_bundle
 from edgeport.ci.config import BuildConfig, Job, load_config
 from edgeport.ci.summary import (
     apply_baseline,
@@ -32,6 +32,7 @@ from edgeport.ci.summary import (
     report_metrics,
     write_summary,
 )
+from edgeport.core.cache import cache_root
 from edgeport.core.errors import InputError
 from edgeport.core.hashing import sha256_file
 

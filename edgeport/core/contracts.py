@@ -85,10 +85,6 @@ class FormatBackend(ABC):
         self.samples = samples or {}
 
     @abstractmethod
-    def runner(self, path: Path) -> RunnerSpec:
-        """How to run an artifact of this format at ``path``."""
-
-    @abstractmethod
     def build(
         self,
         baseline: Path,
@@ -100,7 +96,9 @@ class FormatBackend(ABC):
         progress: Progress | None = None,
     ) -> Artifact:
         """Apply ``plan`` to the fp32 ONNX file ``baseline`` and write the artifact to ``out``
-        (``work``: a scratch folder). Raises ConversionError when the format cannot express it."""
+        (``work``: a scratch folder). The Artifact says how to run it (its RunnerSpec carries what
+        the export learnt: layouts, tensor names). Raises ConversionError when the format cannot
+        express the model or the plan."""
 
     @abstractmethod
     def fp32_reference(self, baseline: Path, out_dir: Path, work: Path) -> tuple[RunnerSpec, Path | None]:

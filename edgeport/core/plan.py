@@ -10,12 +10,15 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import onnx
 
 from edgeport.core.layers import layer_name
-from edgeport.profiles.schema import PRECISIONS, SCHEMES, DeviceProfile
+from edgeport.core.vocabulary import CALIBRATED_SCHEMES, PRECISIONS, SCHEMES  # noqa: F401  (CALIBRATED_SCHEMES: re-exported)
+
+if TYPE_CHECKING:  # annotations only: profiles sit above core
+    from edgeport.profiles.schema import DeviceProfile
 
 PLAN_VERSION = 1
 # Op types whose weights/compute a plan assigns a precision to (ORT quantizes these).
@@ -126,11 +129,6 @@ def uniform_plan(model: onnx.ModelProto, scheme: str, profile: DeviceProfile) ->
     return plan
 
 
-# One vocabulary for profiles, plans and the CLI: the profile schema owns it.
-PLAN_SCHEMES = SCHEMES
-# Schemes with static activation ranges, which need calibration data.
-CALIBRATED_SCHEMES = ("int8", "int16")
-LAYER_PRECISIONS = PRECISIONS
 # Precisions only some output formats can express (the others express every precision, or map
 # it and say so): palettization is a Core ML storage format (constexpr_lut_to_dense); neither
 # ONNX nor TFLite has a look-up-table weight type.
@@ -186,8 +184,8 @@ def load_plan(path: Path, model: onnx.ModelProto, output_format: str | None = No
     if not isinstance(data, dict) or data.get("version") != PLAN_VERSION:
         raise InputError(f"{path} is not an edgeport precision plan (version {PLAN_VERSION})")
     scheme = data.get("scheme")
-    if scheme not in PLAN_SCHEMES:
-        raise InputError(f"{path}: field 'scheme': {scheme!r} is not one of {', '.join(PLAN_SCHEMES)}")
+    if scheme not in SCHEMES:
+        raise InputError(f"{path}: field 'scheme': {scheme!r} is not one of {', '.join(SCHEMES)}")
     layers = data.get("layers")
     if not isinstance(layers, dict) or not isinstance(data.get("details"), dict):
         raise InputError(f"{path}: fields 'layers' and 'details' must be mappings")
@@ -208,9 +206,9 @@ def load_plan(path: Path, model: onnx.ModelProto, output_format: str | None = No
         precision = entry.get("precision") if isinstance(entry, dict) else None
         if precision is None:
             raise InputError(f"{path}: layer {name!r} of the model has no precision in the plan")
-        if precision not in LAYER_PRECISIONS:
+        if precision not in PRECISIONS:
             raise InputError(
-                f"{path}: layers.{name}.precision: {precision!r} is not one of {', '.join(LAYER_PRECISIONS)}"
+                f"{path}: layers.{name}.precision: {precision!r} is not one of {', '.join(PRECISIONS)}"
             )
         layer.precision = precision
     if output_format is not None:

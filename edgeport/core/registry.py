@@ -98,6 +98,11 @@ def format_entry(name: str) -> FormatEntry:
     return entry
 
 
+def profile_sections() -> tuple[str, ...]:
+    """The format sections a device profile may describe (one per format, shared sections once)."""
+    return tuple(dict.fromkeys(entry.section(name) for name, entry in FORMATS.items()))
+
+
 def backend_class(name: str) -> type:
     """Return the FormatBackend subclass of output format ``name``, imported on demand."""
     return load_object(format_entry(name).backend)

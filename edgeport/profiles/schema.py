@@ -20,27 +20,13 @@ from typing import Any
 import yaml
 
 from edgeport.core.errors import InputError, describe_exception
+from edgeport.core.registry import profile_sections
+from edgeport.core.vocabulary import PRECISIONS, SCHEMES  # noqa: F401  (re-exported: the profile's vocabulary)
 
 SCHEMA_VERSION = 2
-# Quantization schemes (what the user asks for with --quantization); "none" is fp32.
-# "int16" is 16-bit activations with int8 weights (TFLite 16x8, ORT QDQ int16 activations).
-# "palettize-8/6/4": weights as n-bit indices into a k-means look-up table (Core ML palettization).
-SCHEMES = (
-    "none",
-    "fp16",
-    "int8",
-    "int8-dynamic",
-    "int8-weight",
-    "int4-weight",
-    "int16",
-    "palettize-8",
-    "palettize-6",
-    "palettize-4",
-)
-# Precisions in op_classes: the schemes, with fp32 instead of "none".
-PRECISIONS = tuple("fp32" if s == "none" else s for s in SCHEMES)
 OP_CLASSES = ("conv", "depthwise_conv", "matmul", "attention", "elementwise", "norm", "pooling", "other")
-FORMATS = ("onnx", "tflite", "coreml")
+# The format sections a profile may have: one per registered output format (core/registry.py).
+FORMATS = profile_sections()
 FLOAT_COMPUTE = ("fp32", "fp16")
 ACTIVATION_TYPES = ("uint8", "int8")
 WEIGHT_TYPES = ("int8", "uint8")

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import numpy as np
 
-PALETTE_SCHEMES = {"palettize-8": 8, "palettize-6": 6, "palettize-4": 4}
+from edgeport.core.vocabulary import PALETTE_SCHEMES
+
 ITERATIONS = 12
 
 

@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from pathlib import Path
 
 import numpy as np
 import onnx
 
+from edgeport.core.cache import cache_root
 from edgeport.core.plan import PrecisionPlan
 from edgeport.quantize.sensitivity import LayerSensitivity
 
@@ -35,8 +35,7 @@ def sensitivity_cache_path(
         for name in sorted(feed):
             digest.update(name.encode())
             digest.update(np.ascontiguousarray(feed[name]).tobytes())
-    root = Path(os.environ.get("EDGEPORT_CACHE_DIR", Path.home() / ".cache" / "edgeport"))
-    return root / "sensitivity" / f"{digest.hexdigest()}.json"
+    return cache_root() / "sensitivity" / f"{digest.hexdigest()}.json"
 
 
 def load_cached_sensitivity(path: Path) -> dict[str, LayerSensitivity] | None:
