@@ -248,7 +248,7 @@ def start_variants(scheme: str, model: onnx.ModelProto, real_calibration: bool, 
     """The all-quantized starting points tried for ``scheme``: plain, plus the accuracy
     techniques that apply to this model (they need real calibration data); every format
     applies them (edgeport/quantize/rewrites.py, percentile ranges in each calibrator; TFLite
-    corrects biases and rounds weights on its int8 file, converters/tflite_bias.py)."""
+    corrects biases and rounds weights on its int8 file, formats/tflite/bias.py)."""
     variants: list[dict] = [{}]
     if not real_calibration:
         return variants
@@ -257,7 +257,7 @@ def start_variants(scheme: str, model: onnx.ModelProto, real_calibration: bool, 
         # percentile ranges, 0.92 with bias correction too.
         variants.append(dict(CORRECTED_STATIC))
         if weight_rounding:
-            # GPTQ rounding on the int8 TFLite model (converters/tflite_rounding.py): logit
+            # GPTQ rounding on the int8 TFLite model (formats/tflite/rounding.py): logit
             # cosine 0.9974 -> 0.9980 on EfficientNet-Lite0 over bias correction alone.
             variants.append({**CORRECTED_STATIC, "weight_rounding": "gptq"})
     if smoothable_groups(model):
