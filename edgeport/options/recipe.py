@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import MISSING, asdict, dataclass, field, fields
 from typing import Any
 
 from edgeport.core.errors import InputError
@@ -126,6 +126,18 @@ class Recipe:
         if callable(self.metric):
             data["metric"] = f"{getattr(self.metric, '__module__', '?')}:{getattr(self.metric, '__name__', '?')}"
         return data
+
+
+def default_of(name: str) -> Any:
+    """The default of option ``name``: written once, in Recipe's fields; the CLI and the API read it."""
+    for item in fields(Recipe):
+        if item.name == name:
+            if item.default is not MISSING:
+                return item.default
+            if item.default_factory is not MISSING:
+                return item.default_factory()
+            raise KeyError(f"option {name!r} has no default")
+    raise KeyError(f"no option {name!r}")
 
 
 _SHAPE_RE = re.compile(r"^(?:(?P<name>[^:\s]+):)?(?P<dims>\d+(?:[,x]\d+)*)$")
