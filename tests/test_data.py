@@ -9,7 +9,8 @@ from PIL import Image
 from edgeport.api import convert
 from edgeport.core.errors import InputError
 from edgeport.core.model_bundle import TensorSpec
-from edgeport.data import _read_arrays, load_dataset, parse_preprocess
+from edgeport.data import load_dataset, parse_preprocess
+from edgeport.data.npz import read_arrays
 from tests.conftest import EXAMPLES
 
 NCHW = [TensorSpec("x", ["batch", 3, 4, 4])]
@@ -18,7 +19,7 @@ NCHW = [TensorSpec("x", ["batch", 3, 4, 4])]
 def test_npz_reads_only_the_rows_asked_for(tmp_path):
     path = tmp_path / "big.npz"
     np.savez(path, x=np.arange(1000 * 48, dtype=np.float32).reshape(1000, 3, 4, 4), y=np.arange(1000))
-    arrays = _read_arrays(path, 7)
+    arrays = read_arrays(path, 7)
     assert arrays["x"].shape == (7, 3, 4, 4) and arrays["y"].shape == (7,)
     np.testing.assert_array_equal(arrays["x"][6].ravel(), np.arange(6 * 48, 7 * 48))
     dataset = load_dataset(str(path), NCHW, 10, parse_preprocess(None))
