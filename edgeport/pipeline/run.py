@@ -29,7 +29,9 @@ from edgeport.core.progress import Progress
 from edgeport.core.registry import backend_class
 from edgeport.core.runner_spec import RunnerSpec
 from edgeport.core.version import __version__
-from edgeport.data import Dataset, load_dataset, parse_preprocess
+from edgeport.data.dataset import Dataset
+from edgeport.data.load import load_dataset
+from edgeport.data.preprocess import parse_preprocess
 from edgeport.frontends import ingest
 from edgeport.frontends.normalize import normalize
 from edgeport.options.recipe import Recipe

@@ -23,7 +23,9 @@ from edgeport.core.errors import InputError
 from edgeport.core.model_bundle import ModelBundle, SourceModel
 from edgeport.core.progress import Progress
 from edgeport.core.registry import backend_class
-from edgeport.data import Dataset, load_dataset, parse_preprocess
+from edgeport.data.dataset import Dataset
+from edgeport.data.load import load_dataset
+from edgeport.data.preprocess import parse_preprocess
 from edgeport.options.prune_spec import MAX_RATIO, PruneSpec, parse_prune
 from edgeport.options.recipe import Recipe
 from edgeport.prune import budget as budget_mod

@@ -20,7 +20,7 @@ from edgeport.core.errors import ConversionError, EdgeportError, InputError, des
 from edgeport.core.plan import PrecisionPlan, uniform_plan
 from edgeport.core.progress import Progress
 from edgeport.core.registry import backend_class
-from edgeport.data import Dataset
+from edgeport.data.dataset import Dataset
 from edgeport.profiles import op_class
 from edgeport.profiles.schema import DeviceProfile
 from edgeport.quantize.floor import float_fallback

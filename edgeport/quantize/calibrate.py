@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from onnxruntime.quantization import CalibrationDataReader
 
-from edgeport.data import Dataset
+from edgeport.data.dataset import Dataset
 
 
 class DatasetReader(CalibrationDataReader):

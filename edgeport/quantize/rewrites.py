@@ -9,7 +9,7 @@ from pathlib import Path
 import onnx
 
 from edgeport.core.plan import PrecisionPlan
-from edgeport.data import Dataset
+from edgeport.data.dataset import Dataset
 
 REWRITE_SAMPLES = 32
 

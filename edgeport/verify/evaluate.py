@@ -12,7 +12,7 @@ import numpy as np
 from edgeport.core.errors import ConversionError, describe_exception
 from edgeport.core.progress import Progress
 from edgeport.core.runner_spec import RunnerSpec
-from edgeport.data import Dataset
+from edgeport.data.dataset import Dataset
 from edgeport.runtime.ort import OrtRunner
 from edgeport.verify.latency import measure_over_samples
 from edgeport.verify.memory import measure_peak_memory

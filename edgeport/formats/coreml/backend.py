@@ -20,7 +20,8 @@ from edgeport.core.errors import InputError
 from edgeport.core.model_bundle import ModelBundle
 from edgeport.core.plan import PrecisionPlan, uniform_plan
 from edgeport.core.runner_spec import RunnerSpec
-from edgeport.data import Dataset, parse_preprocess
+from edgeport.data.dataset import Dataset
+from edgeport.data.preprocess import parse_preprocess
 from edgeport.formats.coreml.convert import can_predict, check_source, coreml_target, export_coreml, image_inputs
 from edgeport.options.recipe import Recipe
 from edgeport.profiles.schema import DeviceProfile

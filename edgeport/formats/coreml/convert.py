@@ -63,7 +63,7 @@ from edgeport.core.hashing import sha256_path
 from edgeport.core.model_bundle import SourceModel, TensorSpec
 from edgeport.core.plan import PrecisionPlan
 from edgeport.core.reproducible import canonicalize_mlpackage
-from edgeport.data import Preprocess
+from edgeport.data.preprocess import Preprocess
 from edgeport.profiles.schema import DeviceProfile, FormatTarget
 from edgeport.runtime import coreml as coreml_runtime
 from edgeport.runtime.coreml import can_predict, coreml_version  # noqa: F401  (re-exported for the backend)

@@ -15,7 +15,7 @@ import onnx
 
 from edgeport.core.errors import ConversionError, describe_exception
 from edgeport.core.plan import CALIBRATED_SCHEMES, PrecisionPlan
-from edgeport.data import Dataset
+from edgeport.data.dataset import Dataset
 from edgeport.frontends.onnx import PER_CHANNEL_QDQ_OPSET, opset_of
 from edgeport.quantize.calibrate import DatasetReader
 from edgeport.quantize.rewrites import apply_rewrites

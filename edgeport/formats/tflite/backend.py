@@ -12,7 +12,7 @@ from edgeport.core.contracts import Artifact, FormatBackend
 from edgeport.core.errors import ConversionError
 from edgeport.core.plan import PrecisionPlan, uniform_plan
 from edgeport.core.runner_spec import RunnerSpec
-from edgeport.data import Dataset
+from edgeport.data.dataset import Dataset
 from edgeport.formats.tflite.shapes import static_shapes
 
 # Plan details that rewrite the ONNX graph before conversion (edgeport/quantize/rewrites.py):

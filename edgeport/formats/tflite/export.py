@@ -62,7 +62,7 @@ import onnx
 
 from edgeport.core.errors import ConversionError, InputError, describe_exception
 from edgeport.core.plan import PrecisionPlan
-from edgeport.data import Dataset
+from edgeport.data.dataset import Dataset
 from edgeport.formats.tflite.layers import (
     channel_last_perm,
     layer_precisions,
