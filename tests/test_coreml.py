@@ -16,7 +16,8 @@ import pytest
 
 from edgeport.api import convert
 from edgeport.core.errors import ConversionError, InputError
-from edgeport.formats.coreml.convert import import_coremltools, inspect_package
+from edgeport.formats.coreml.inspect import inspect_package
+from edgeport.formats.coreml.tools import import_coremltools
 from edgeport.verify.bundle_check import check_files, load_manifest, verify_bundle
 from tests.conftest import EXAMPLES, REPO
 
@@ -325,7 +326,9 @@ def test_rgb_image_input_bias_from_mean_std_and_clear_refusals(tmp_path):
     preprocessing ops; unequal stds and inputs that are no image are refused (exit 2, one line)."""
     from edgeport.core.model_bundle import SourceModel, TensorSpec
     from edgeport.data import parse_preprocess
-    from edgeport.formats.coreml.convert import convert_source, image_inputs, quiet
+    from edgeport.formats.coreml.convert import convert_source
+    from edgeport.formats.coreml.images import image_inputs
+    from edgeport.formats.coreml.tools import quiet
     from edgeport.profiles import resolve_profile
     from tests.models_architectures import ARCHITECTURES
 
@@ -428,7 +431,7 @@ def test_tf_frontend_is_enabled_after_coremltools_hid_tensorflow():
     """edgeport imports coremltools with TensorFlow hidden (faster); a TF source later in the same
     process must still find the TF2 frontend (checked in a fresh interpreter)."""
     code = (
-        "from edgeport.formats.coreml.convert import import_coremltools, enable_tf_frontend\n"
+        "from edgeport.formats.coreml.tools import import_coremltools, enable_tf_frontend\n"
         "ct = import_coremltools()\n"
         "import coremltools._deps as deps\n"
         "assert not deps._HAS_TF_2\n"
@@ -447,7 +450,7 @@ def test_tf_frontend_is_enabled_after_coremltools_hid_tensorflow():
 def test_int8_activations_only_where_the_profile_runs_them():
     """W8A8 is planned only on a profile whose Core ML schemes list int8 (ane, iOS17) and applied
     only where Core ML can calibrate (macOS); otherwise int8 weights, with the reason reported."""
-    from edgeport.formats.coreml.convert import _expected
+    from edgeport.formats.coreml.export import _expected
     from edgeport.profiles import resolve_profile
 
     metal = resolve_profile("metal")[0].formats["coreml"]

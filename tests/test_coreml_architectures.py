@@ -11,7 +11,9 @@ import pytest
 from edgeport.api import convert
 from edgeport.core.errors import ConversionError
 from edgeport.core.model_bundle import SourceModel, TensorSpec
-from edgeport.formats.coreml.convert import convert_source, inspect_package, quiet
+from edgeport.formats.coreml.convert import convert_source
+from edgeport.formats.coreml.inspect import inspect_package
+from edgeport.formats.coreml.tools import quiet
 from edgeport.profiles import resolve_profile
 from tests.models_architectures import ARCHITECTURES
 

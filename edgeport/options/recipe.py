@@ -65,7 +65,7 @@ class Recipe:
     prune: str | None = None
     finetune_steps: int = 0
     # Core ML: image-like inputs (4-D float, 1 or 3 channels) become Core ML image types (8-bit
-    # pixels) with the scale/bias of --preprocess (edgeport.formats.coreml.convert.image_inputs).
+    # pixels) with the scale/bias of --preprocess (edgeport.formats.coreml.images.image_inputs).
     coreml_image_input: bool = False
     # Memory budget of the conversion ("4GB", "512MB" or bytes); None: 80% of the available RAM
     # (edgeport.core.limits). A model or input that would need more is refused before it is loaded.

@@ -22,9 +22,12 @@ from edgeport.core.plan import PrecisionPlan, uniform_plan
 from edgeport.core.runner_spec import RunnerSpec
 from edgeport.data.dataset import Dataset
 from edgeport.data.preprocess import parse_preprocess
-from edgeport.formats.coreml.convert import can_predict, check_source, coreml_target, export_coreml, image_inputs
+from edgeport.formats.coreml.convert import check_source
+from edgeport.formats.coreml.export import coreml_target, export_coreml
+from edgeport.formats.coreml.images import image_inputs
 from edgeport.options.recipe import Recipe
 from edgeport.profiles.schema import DeviceProfile
+from edgeport.runtime.coreml import can_predict
 
 # Starts of the auto search, most compressed first: the 4-bit schemes, then one 8-bit scheme as
 # the safe start when 4 bits lose too much (EfficientNet-Lite0: 4-bit top-1 agreement < 0.1).

@@ -44,7 +44,8 @@ def decompressed_weights(package: Path) -> dict[str, np.ndarray]:
     package: plain constants as stored (fp16/fp32), ``constexpr_*`` ops decompressed by coremltools."""
     from coremltools.converters.mil.frontend.milproto.load import load as load_milproto
 
-    from edgeport.formats.coreml.convert import WEIGHT_INPUTS, _walk, import_coremltools, quiet
+    from edgeport.formats.coreml.match import WEIGHT_INPUTS, walk_ops
+    from edgeport.formats.coreml.tools import import_coremltools, quiet
 
     ct = import_coremltools()
     with quiet():
@@ -55,7 +56,7 @@ def decompressed_weights(package: Path) -> dict[str, np.ndarray]:
         )
     weights: dict[str, np.ndarray] = {}
     for function in program.functions.values():
-        for op in _walk(function):
+        for op in walk_ops(function):
             for input_name in WEIGHT_INPUTS.get(op.op_type, ()):
                 var = op.inputs.get(input_name)
                 producer = getattr(var, "op", None)
@@ -177,13 +178,13 @@ def build_emulation(
     Returns ``{"replaced": n weights, "rounded_tensors": n, "how": text}``. Raises ValueError when
     a matched weight is missing from the package (the emulation would not be the package).
     """
-    from edgeport.formats.coreml.convert import _const_of
+    from edgeport.formats.coreml.match import const_of
 
     model = onnx.load(str(baseline))
     weights = decompressed_weights(package)
     by_const: dict[str, str] = {}
     for name in weights:
-        const = _const_of(name, {f["const"] for f in weights_facts.values()})
+        const = const_of(name, {f["const"] for f in weights_facts.values()})
         if const is not None:
             by_const[const] = name
     initializers = {i.name: i for i in model.graph.initializer}

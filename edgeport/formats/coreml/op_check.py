@@ -14,7 +14,7 @@ def check_coreml(path: Path, profile: DeviceProfile) -> dict[str, Any]:
     """Count the ops of a saved .mlpackage (read, not run) and flag what the profile's Core ML
     target would not run where meant: fp32 compute on an fp16-only Neural Engine, flexible
     input shapes on a static-shapes-only target."""
-    from edgeport.formats.coreml.convert import inspect_package
+    from edgeport.formats.coreml.inspect import inspect_package
 
     structure = inspect_package(path)
     target = profile.formats.get("coreml")
