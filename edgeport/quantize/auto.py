@@ -15,14 +15,14 @@ from typing import Any
 import numpy as np
 import onnx
 
-from edgeport.core.bundle import path_bytes
-from edgeport.core.errors import ConversionError, EdgeportError, InputError, describe_exception
+from edgeport.core.errors import ConversionError, InputError
 from edgeport.core.plan import PrecisionPlan, uniform_plan
 from edgeport.core.progress import Progress
 from edgeport.core.registry import backend_class
 from edgeport.data.dataset import Dataset
 from edgeport.profiles import op_class
 from edgeport.profiles.schema import DeviceProfile
+from edgeport.quantize.candidates import CandidateEvaluator
 from edgeport.quantize.floor import float_fallback
 from edgeport.quantize.search import SearchPoint, SearchResult, search
 from edgeport.quantize.sensitivity import layer_sensitivity
@@ -33,16 +33,12 @@ from edgeport.quantize.sensitivity_cache import (
 )
 from edgeport.quantize.smoothing import DEFAULT_ALPHA, smooth, smoothable_groups
 from edgeport.runtime.ort import OrtRunner
-from edgeport.verify.evaluate import run_dataset
 from edgeport.verify.gate import DEFAULT_BUDGET, Gate
-from edgeport.verify.latency import measure_side_by_side
-from edgeport.verify.metrics import accuracy_drop, compare
 
 SENSITIVITY_SAMPLES = 16
 # An untimed all-compressed start whose drop is within this many budgets is searched from (the
 # Fashion-MNIST CNN: 4-bit palettization 1.3 points -> 1.0 with one layer kept in fp16).
 RECOVERABLE = 5.0
-SEARCH_LATENCY_RUNS = 40
 # Relative cost per MAC on a CPU when the profile gives none (fp32 = 1): int8 GEMMs ran
 # ~3.75x faster than fp32 here (../shared/STACK.md); dynamic pays run-time quantization.
 DEFAULT_COSTS = {
@@ -279,111 +275,26 @@ def variant_name(scheme: str, variant: dict) -> str:
     return "+".join(parts)
 
 
-def auto_quantize(
-    baseline: Path,
-    model: onnx.ModelProto,
-    profile: DeviceProfile,
-    *,
-    backend: Any,
-    eval_data: Dataset,
-    calibration: Dataset | None,
-    batch: int,
-    dynamic: bool,
-    latency_batch: int,
-    threads: int,
-    budget: float,
-    search_budget: SearchBudget,
-    work: Path,
-    progress: Progress,
-    gate: Gate,
-) -> AutoResult:
-    """Search the cheapest mixed-precision plan within ``budget`` (gate points, measured as
-    ``gate`` says); return it, its artifact and every point tried.
-
-    The float model is always one of the points: when no quantized plan meets the budget, or the
-    best that does is not measurably faster than fp32 in the same runtime, the float model is
-    returned (``AutoResult.fallback`` says why and which quantized point came nearest).
-    """
-    reference_runner = OrtRunner(baseline, threads)
-    output_names = [o.name for o in model.graph.output]
-    with progress.step("fp32 reference outputs for the search"):
-        reference_outputs = run_dataset(reference_runner, eval_data, batch, dynamic)
-        timing_reference = None
-        # Candidates are timed only where the format's runtime runs (not Core ML off macOS).
-        if backend.times_on_host:
-            timing_spec, _ = backend.fp32_reference(baseline, work, work)
-            timing_reference = timing_spec.open(threads)
-    float_precision = backend.float_precision  # what a layer kept out of the scheme runs in
-    labels = eval_data.labels[: len(reference_outputs[0])] if eval_data.labels is not None else None
-    latency_feeds = eval_data.batch(0, latency_batch)
-    cache: dict[str, SearchPoint] = {}
-    counter = [0]
-
-    def evaluate(plan: PrecisionPlan) -> SearchPoint:
-        if plan.layers and all(layer.precision == float_precision for layer in plan.layers.values()):
-            # Every layer in float is the float model itself, without quantize/dequantize leftovers.
-            plan = uniform_plan(model, "none" if float_precision == "fp32" else float_precision, profile)
-        key = plan.to_json()
-        if key in cache:
-            return cache[key]
-        counter[0] += 1
-        path = work / f"candidate_{counter[0]}{Path(backend.file_name).suffix}"
-        try:
-            artifact = backend.build(baseline, plan, path, work, calibration, batch)
-            # An artifact that cannot run here (Core ML off macOS) is evaluated through its emulation, untimed.
-            runner = (artifact.emulation or artifact.runner).open(threads)
-            outputs = run_dataset(runner, eval_data, batch, dynamic)
-        except (EdgeportError, RuntimeError, ValueError, OSError) as exc:
-            if plan.scheme in ("none", float_precision):
-                raise  # the float model is the search's floor: its failure is the run's
-            # One candidate that a converter or runtime cannot build or run ends that candidate,
-            # not the search: the other candidates, and the float model, remain.
-            failure = f"{plan.scheme} candidate failed: {describe_exception(exc)}"
-            cache[key] = SearchPoint(
-                [], math.inf, False, None, None, None, {"scheme": plan.scheme, "failed": failure, "notes": [failure]}
-            )
-            return cache[key]
-        notes = artifact.notes
-        fidelity = compare(reference_outputs, outputs, output_names, labels, gate)
-        drop, metric = accuracy_drop(fidelity)
-        speedup = None
-        if timing_reference is not None and artifact.emulation is None:
-            latency = measure_side_by_side(
-                {"fp32": timing_reference, "candidate": runner}, latency_feeds, SEARCH_LATENCY_RUNS, 5
-            )
-            speedup = latency["fp32"]["p50_ms"] / latency["candidate"]["p50_ms"]
-        summary = {k: fidelity[k] for k in ("top1_agreement", "artifact_top1", "reference_top1") if k in fidelity}
-        first = next(iter(fidelity["outputs"].values()))
-        summary.update(
-            {
-                "cosine_mean": first["cosine_mean"],
-                "cosine_min": first["cosine_min"],
-                "metric": metric,
-                "outputs": {
-                    name: {k: v for k, v in entry.items() if k in ("measure", "value", "drop", "budget")}
-                    for name, entry in fidelity["measures"]["outputs"].items()
-                },
-                "scheme": plan.scheme,
-                "notes": notes,
-            }
-        )
-        point = SearchPoint(
-            [],
-            drop,
-            False,
-            speedup,
-            None,
-            path_bytes(artifact.path),
-            summary,
-            artifact,
-        )
-        cache[key] = point
-        return point
-
-    sensitivity_feeds = [
+def _sensitivity_feeds(calibration: Dataset | None, eval_data: Dataset) -> list[dict[str, np.ndarray]]:
+    """The single samples sensitivity is measured on: calibration samples, else eval samples."""
+    return [
         calibration.batch(i, i + 1) if calibration is not None else eval_data.batch(i, i + 1)
         for i in range(min(SENSITIVITY_SAMPLES, len(calibration or eval_data)))
     ]
+
+
+def _search_starts(
+    model: onnx.ModelProto,
+    profile: DeviceProfile,
+    backend: Any,
+    evaluate: Callable[[PrecisionPlan], SearchPoint],
+    calibration: Dataset | None,
+    budget: float,
+    progress: Progress,
+) -> tuple[list[str], dict[str, dict[str, Any]], tuple[str, PrecisionPlan, SearchPoint] | None]:
+    """Build and measure every all-quantized starting point (each scheme, each variant).
+    Returns the schemes, each start's figures (or failure) by name, and the start the search
+    begins from (scheme, plan, point), or None when every start failed."""
     base_points: dict[str, dict[str, Any]] = {}
     best_base: tuple[str, PrecisionPlan, SearchPoint] | None = None
     best_rank: tuple = ()
@@ -416,56 +327,105 @@ def auto_quantize(
                 rank = (usable, (point.speedup or -order) if usable else -point.drop)
                 if best_base is None or rank > best_rank:
                     best_base, best_rank = (scheme, plan, point), rank
-    if best_base is None:
-        # Every all-quantized start failed to build or run: nothing to search from, so the float
-        # model is the answer, and the decision names the failures.
-        failures = "; ".join(f"{k}: {v['failed']}" for k, v in base_points.items())
-        failed = SearchPoint([], math.inf, False, None, None, None, {"failed": failures[:600], "notes": []})
-        result = SearchResult(failed, [failed], [], False, "every quantized candidate failed", budget)
-        plan = uniform_plan(model, schemes[0], profile)
-        return _with_float_fallback(
-            AutoResult(plan, None, result, schemes[0], base_points, {}, []),
-            result, model, profile, float_precision, evaluate, budget, progress,
-        )  # fmt: skip
-    scheme, plan, base_point = best_base
-    cache_file = sensitivity_cache_path(model, plan, backend.format, sensitivity_feeds)
+    return schemes, base_points, best_base
+
+
+def _every_start_failed(
+    model: onnx.ModelProto,
+    profile: DeviceProfile,
+    schemes: list[str],
+    base_points: dict[str, dict[str, Any]],
+    evaluate: CandidateEvaluator,
+    budget: float,
+    progress: Progress,
+) -> AutoResult:
+    """Every all-quantized start failed to build or run: nothing to search from, so the float
+    model is the answer, and the decision names the failures."""
+    failures = "; ".join(f"{k}: {v['failed']}" for k, v in base_points.items())
+    failed = SearchPoint([], math.inf, False, None, None, None, {"failed": failures[:600], "notes": []})
+    result = SearchResult(failed, [failed], [], False, "every quantized candidate failed", budget)
+    plan = uniform_plan(model, schemes[0], profile)
+    return _with_float_fallback(
+        AutoResult(plan, None, result, schemes[0], base_points, {}, []),
+        result, model, profile, evaluate.float_precision, evaluate, budget, progress,
+    )  # fmt: skip
+
+
+def _plan_sensitivity(
+    plan: PrecisionPlan,
+    scheme: str,
+    base_feasible: bool,
+    evaluate: CandidateEvaluator,
+    feeds: list[dict[str, np.ndarray]],
+    progress: Progress,
+) -> tuple[dict[str, Any], str]:
+    """Per-layer sensitivity of ``plan`` (cached per model, plan and format): simulated, and
+    measured one layer at a time when the search will need the order (the start misses the
+    budget) and the model is small enough. Returns it by layer, and a note when measuring failed."""
+    model, backend, work = evaluate.model, evaluate.backend, evaluate.work
+    cache_file = sensitivity_cache_path(model, plan, backend.format, feeds)
     # Measuring only orders the layers to keep in float; when every layer quantized already
     # meets the budget none is kept, and one build per layer would be wasted (all-MiniLM-L6-v2:
     # 42 builds, ~5 minutes). The simulated ranking is then reported, and cached apart so that
     # a later run that needs the measured one does not take it for final.
     measurable = len(plan.layers) <= MEASURED_SENSITIVITY_MAX_LAYERS and backend.measure_sensitivity
-    measure = measurable and not base_point.feasible
+    measure = measurable and not base_feasible
     simulated_file = cache_file.with_name(f"{cache_file.stem}-simulated.json")
     sensitivity = load_cached_sensitivity(cache_file)
     sensitivity_note = ""
     if sensitivity is None and measurable and not measure:
         sensitivity = load_cached_sensitivity(simulated_file)
-    if sensitivity is None:
-        with progress.step(f"per-layer sensitivity ({scheme})"):
-            analysed = model
-            if plan.details.get("smoothing"):
-                analysed, _ = smooth(model, sensitivity_feeds, plan.details["smoothing"]["alpha"])
-            sensitivity = layer_sensitivity(analysed, plan, sensitivity_feeds, scheme)
-        if measure:
-            # A TFLite build runs onnx2tf and the TF converter (seconds to a minute); one per
-            # layer is too slow, so ONNX Runtime's int8 measures the layers as a proxy.
-            measuring = backend if backend.format == "onnx" else proxy_onnx_backend()
-            where = "" if measuring is backend else ", on ONNX Runtime as a proxy"
-            try:
-                with progress.step(f"measured sensitivity ({len(plan.layers)} layers, one at a time{where})"):
-                    measured = measured_sensitivity(
-                        baseline, plan, measuring, work, calibration, batch, sensitivity_feeds, reference_runner
-                    )
-            except ConversionError as exc:
-                # Measuring only orders the layers: when its builds fail (the ONNX proxy on an
-                # opset-12 model: per-channel Q/DQ needs opset 13) the simulated order stands.
-                measured, measure = {}, False
-                sensitivity_note = f"layer order from simulated sensitivity: measuring it failed ({exc.message})"
-            for name, loss in measured.items():
-                if name in sensitivity:
-                    # The runtime's own error with only this layer quantized replaces the simulation.
-                    sensitivity[name].sqnr_db = float("inf") if loss <= 0 else -10 * math.log10(loss)
-        store_cached_sensitivity(simulated_file if measurable and not measure else cache_file, sensitivity)
+    if sensitivity is not None:
+        return sensitivity, sensitivity_note
+    with progress.step(f"per-layer sensitivity ({scheme})"):
+        analysed = model
+        if plan.details.get("smoothing"):
+            analysed, _ = smooth(model, feeds, plan.details["smoothing"]["alpha"])
+        sensitivity = layer_sensitivity(analysed, plan, feeds, scheme)
+    if measure:
+        # A TFLite build runs onnx2tf and the TF converter (seconds to a minute); one per
+        # layer is too slow, so ONNX Runtime's int8 measures the layers as a proxy.
+        measuring = backend if backend.format == "onnx" else proxy_onnx_backend()
+        where = "" if measuring is backend else ", on ONNX Runtime as a proxy"
+        try:
+            with progress.step(f"measured sensitivity ({len(plan.layers)} layers, one at a time{where})"):
+                measured = measured_sensitivity(
+                    evaluate.baseline,
+                    plan,
+                    measuring,
+                    work,
+                    evaluate.calibration,
+                    evaluate.batch,
+                    feeds,
+                    evaluate.reference_runner,
+                )
+        except ConversionError as exc:
+            # Measuring only orders the layers: when its builds fail (the ONNX proxy on an
+            # opset-12 model: per-channel Q/DQ needs opset 13) the simulated order stands.
+            measured, measure = {}, False
+            sensitivity_note = f"layer order from simulated sensitivity: measuring it failed ({exc.message})"
+        for name, loss in measured.items():
+            if name in sensitivity:
+                # The runtime's own error with only this layer quantized replaces the simulation.
+                sensitivity[name].sqnr_db = float("inf") if loss <= 0 else -10 * math.log10(loss)
+    store_cached_sensitivity(simulated_file if measurable and not measure else cache_file, sensitivity)
+    return sensitivity, sensitivity_note
+
+
+def _searched(
+    plan: PrecisionPlan,
+    scheme: str,
+    sensitivity: dict[str, Any],
+    base_points: dict[str, dict[str, Any]],
+    evaluate: CandidateEvaluator,
+    profile: DeviceProfile,
+    budget: float,
+    search_budget: SearchBudget,
+    progress: Progress,
+) -> AutoResult:
+    """Run the mixed-precision search from ``plan`` (the start ``scheme``'s best variant) and
+    return its choice as an AutoResult (the float model when :func:`_with_float_fallback` says so)."""
+    model, float_precision = evaluate.model, evaluate.float_precision
     cost = cost_function(profile, model, plan)
     with progress.step("mixed-precision search") as _:
         result = search(
@@ -492,7 +452,58 @@ def auto_quantize(
         {k: v.as_dict() for k, v in sensitivity.items()},
         list(result.best.metrics.get("notes", [])),
     )
-    auto = _with_float_fallback(auto, result, model, profile, float_precision, evaluate, budget, progress)
+    return _with_float_fallback(auto, result, model, profile, float_precision, evaluate, budget, progress)
+
+
+def auto_quantize(
+    baseline: Path,
+    model: onnx.ModelProto,
+    profile: DeviceProfile,
+    *,
+    backend: Any,
+    eval_data: Dataset,
+    calibration: Dataset | None,
+    batch: int,
+    dynamic: bool,
+    latency_batch: int,
+    threads: int,
+    budget: float,
+    search_budget: SearchBudget,
+    work: Path,
+    progress: Progress,
+    gate: Gate,
+) -> AutoResult:
+    """Search the cheapest mixed-precision plan within ``budget`` (gate points, measured as
+    ``gate`` says); return it, its artifact and every point tried.
+
+    The float model is always one of the points: when no quantized plan meets the budget, or the
+    best that does is not measurably faster than fp32 in the same runtime, the float model is
+    returned (``AutoResult.fallback`` says why and which quantized point came nearest).
+    """
+    evaluate = CandidateEvaluator(
+        baseline,
+        model,
+        profile,
+        backend=backend,
+        eval_data=eval_data,
+        calibration=calibration,
+        batch=batch,
+        dynamic=dynamic,
+        latency_batch=latency_batch,
+        threads=threads,
+        work=work,
+        progress=progress,
+        gate=gate,
+    )
+    sensitivity_feeds = _sensitivity_feeds(calibration, eval_data)
+    schemes, base_points, best_base = _search_starts(model, profile, backend, evaluate, calibration, budget, progress)
+    if best_base is None:
+        return _every_start_failed(model, profile, schemes, base_points, evaluate, budget, progress)
+    scheme, plan, base_point = best_base
+    sensitivity, sensitivity_note = _plan_sensitivity(
+        plan, scheme, base_point.feasible, evaluate, sensitivity_feeds, progress
+    )
+    auto = _searched(plan, scheme, sensitivity, base_points, evaluate, profile, budget, search_budget, progress)
     if sensitivity_note and auto.artifact is not None:
         auto.artifact.notes.append(sensitivity_note)  # the report's notes come from the artifact
     return auto

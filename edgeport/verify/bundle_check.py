@@ -16,6 +16,7 @@ import os
 import platform
 import re
 import tempfile
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -265,6 +266,174 @@ def comparison_table(section: dict[str, Any]) -> list[dict[str, Any]]:
     ]
 
 
+@dataclass
+class _CheckedBundle:
+    """What a bundle holds for verification, read after its files matched the manifest."""
+
+    files_checked: int
+    artifact: dict[str, Any]  # runner kind, file, kwargs
+    reference: dict[str, Any] | None  # the fp32 timing reference's runner spec, if the bundle has one
+    feeds: dict[str, np.ndarray]
+    output_names: list[str]
+    stored_outputs: list
+    labels: np.ndarray | None
+    old_report: dict[str, Any]
+    latency_batch: int
+    axes: dict[str, int | None]
+
+
+def _read_bundle(bundle_dir: Path) -> _CheckedBundle:
+    """Check every file against the manifest, then read the runner specs, the reference inputs
+    and outputs and the original report. Raises InputError naming what is missing or wrong."""
+    manifest = load_manifest(bundle_dir)
+    files_checked = check_files(bundle_dir, manifest)
+    run_spec = manifest["runner"]
+    artifact = {
+        "kind": run_spec.get("kind"),
+        "file": _listed(manifest, run_spec.get("file"), "artifact"),
+        "kwargs": dict(run_spec.get("kwargs") or {}),
+    }
+    if artifact["kind"] not in RUNTIMES:
+        raise InputError(f"the manifest's runner kind {artifact['kind']!r} is not one of {', '.join(RUNTIMES)}")
+    _listed(manifest, REFERENCE_FILE, "reference inputs")
+    old_report = read_report(bundle_dir / _listed(manifest, REPORT_FILE, "report"))
+    reference = _reference_spec(manifest)
+    feeds, output_names, stored_outputs, labels = load_reference(bundle_dir, manifest)
+    old_latency = old_report.get("latency") or {}
+    latency_batch = int(old_latency.get("batch") or 1)
+    # The batch may sit at any axis (a state [2, batch, 128]) or nowhere (a rank-0 sample rate).
+    axes = batch_axes([TensorSpec(i["name"], list(i["shape"]), i["dtype"]) for i in manifest.get("inputs") or []])
+    return _CheckedBundle(
+        files_checked, artifact, reference, feeds, output_names, stored_outputs, labels, old_report, latency_batch, axes
+    )
+
+
+def _run_bundle(
+    bundle_dir: Path,
+    bundle: _CheckedBundle,
+    runner: str,
+    threads: int,
+    runs: int,
+    warmup: int,
+    ssh_options: list[str] | None,
+    timeout: float | None,
+) -> dict[str, Any]:
+    """Run the artifact (and its fp32 reference) here or over SSH; return what ran and measured."""
+    if runner == "local":
+        return _run_local(
+            bundle_dir,
+            bundle.artifact,
+            bundle.reference,
+            bundle.feeds,
+            threads,
+            runs,
+            warmup,
+            bundle.latency_batch,
+            bundle.axes,
+        )
+    from edgeport.verify.remote import RUN_TIMEOUT_S, parse_target, run_remote
+
+    target = parse_target(runner)
+    reference = bundle.reference
+    files = [bundle_dir / bundle.artifact["file"]] + ([bundle_dir / reference["file"]] if reference else [])
+    return run_remote(
+        target,
+        bundle.artifact,
+        reference,
+        files,
+        bundle.feeds,
+        bundle.output_names,
+        threads=threads,
+        runs=runs,
+        warmup=warmup,
+        latency_batch=bundle.latency_batch,
+        batch_axes=bundle.axes,
+        ssh_options=ssh_options,
+        timeout=timeout or RUN_TIMEOUT_S,
+    )
+
+
+def _verification_section(
+    bundle: _CheckedBundle, ran: dict[str, Any], threads: int, runs: int, warmup: int, now: datetime
+) -> dict[str, Any]:
+    """The report's ``verification`` section: fidelity against the stored fp32 outputs (with
+    the conversion's gate measures), latency side by side, and the original report's figures."""
+    old_report, reference = bundle.old_report, bundle.reference
+    stored, names, labels = bundle.stored_outputs, bundle.output_names, bundle.labels
+    gate = gate_from_report(old_report)  # the same per-output measures as the conversion's report
+    fidelity = compare(stored, [np.asarray(o) for o in ran["outputs"]], names, labels, gate)
+    reference_fidelity = (
+        compare(stored, [np.asarray(o) for o in ran["reference_outputs"]], names, labels, gate)
+        if ran.get("reference_outputs") is not None
+        else None
+    )
+    latency: dict[str, Any] = dict(ran["latency"])
+    if "reference" in latency:
+        latency["speedup"] = latency["reference"]["p50_ms"] / latency["artifact"]["p50_ms"]
+    runtime = ran["runtime"]
+    latency.update(
+        {
+            "runtime": f"{runtime.get('runtime')} {runtime.get('version', '')}".strip(),
+            "reference_model": reference["file"] if reference else None,
+            "threads": threads,
+            "batch": bundle.latency_batch,
+            "warmup": warmup,
+        }
+    )
+    section: dict[str, Any] = {
+        "created": now.isoformat(timespec="seconds"),
+        "runner": ran["target"],
+        "device": ran["device"],
+        "runtime": runtime,
+        "threads": threads,
+        "runs": runs,
+        "files_checked": bundle.files_checked,
+        "fidelity": fidelity,
+        "reference_fidelity": reference_fidelity,
+        "latency": latency,
+        "load_time_s": ran["load_time_s"],
+        "previous": {
+            "created": old_report.get("created"),
+            "host": (old_report.get("environment") or {}).get("host"),
+            "runtime": ((old_report.get("environment") or {}).get("runner") or {}).get("runtime"),
+            "fidelity": old_report.get("fidelity"),
+            "latency": old_report.get("latency") or {},
+        },
+        "note": f"fidelity here is on the bundle's {fidelity['samples']} reference samples against the stored "
+        "source-framework fp32 outputs; the original report's is on the whole eval set against fp32 ONNX",
+    }
+    section["table"] = comparison_table(section)
+    return section
+
+
+def _write_reports(
+    bundle_dir: Path, old_report: dict[str, Any], section: dict[str, Any], where: str, now: datetime
+) -> dict[str, Any]:
+    """Write ``report.verify-<where>-<timestamp>.json``/``.html`` (a new name, never over an
+    existing one) beside the original report; return the section with the paths written."""
+    stamp = now.strftime("%Y%m%dT%H%M%SZ")
+    base = f"report.verify-{where}-{stamp}"
+    suffix = 1
+    while (bundle_dir / f"{base}.json").exists() or (bundle_dir / f"{base}.html").exists():
+        suffix += 1
+        base = f"report.verify-{where}-{stamp}-{suffix}"
+    sections = {k: v for k, v in old_report.items() if k not in ("schema", "schema_version")}
+    report = make_report({**sections, "verification": section})
+    page = render_html(report)
+    fragment = verification_html(report["verification"])
+    page = page.replace("</body>", fragment + "</body>", 1) if "</body>" in page else page + fragment
+    json_path, html_path = bundle_dir / f"{base}.json", bundle_dir / f"{base}.html"
+    try:
+        _atomic_write(json_path, json.dumps(report, indent=2) + "\n")
+        _atomic_write(html_path, page)
+    except OSError as exc:
+        json_path.unlink(missing_ok=True)
+        raise InputError(f"cannot write the verification report in {bundle_dir}: {exc.strerror}") from exc
+    result = dict(report["verification"])
+    result["report_json"], result["report_html"] = str(json_path), str(html_path)
+    return result
+
+
 def verify_bundle(
     bundle_dir: Path,
     runner: str = "local",
@@ -287,114 +456,11 @@ def verify_bundle(
     bundle_dir = Path(bundle_dir)
     if threads < 1 or runs < 1 or warmup < 0:
         raise InputError("--threads and --runs must be at least 1")
-    manifest = load_manifest(bundle_dir)
-    files_checked = check_files(bundle_dir, manifest)
-    run_spec = manifest["runner"]
-    artifact = {
-        "kind": run_spec.get("kind"),
-        "file": _listed(manifest, run_spec.get("file"), "artifact"),
-        "kwargs": dict(run_spec.get("kwargs") or {}),
-    }
-    if artifact["kind"] not in RUNTIMES:
-        raise InputError(f"the manifest's runner kind {artifact['kind']!r} is not one of {', '.join(RUNTIMES)}")
-    _listed(manifest, REFERENCE_FILE, "reference inputs")
-    old_report = read_report(bundle_dir / _listed(manifest, REPORT_FILE, "report"))
-    reference = _reference_spec(manifest)
-    feeds, output_names, stored_outputs, labels = load_reference(bundle_dir, manifest)
-    old_latency = old_report.get("latency") or {}
-    latency_batch = int(old_latency.get("batch") or 1)
-    # The batch may sit at any axis (a state [2, batch, 128]) or nowhere (a rank-0 sample rate).
-    axes = batch_axes([TensorSpec(i["name"], list(i["shape"]), i["dtype"]) for i in manifest.get("inputs") or []])
-
-    if runner == "local":
-        ran = _run_local(bundle_dir, artifact, reference, feeds, threads, runs, warmup, latency_batch, axes)
-    else:
-        from edgeport.verify.remote import RUN_TIMEOUT_S, parse_target, run_remote
-
-        target = parse_target(runner)
-        files = [bundle_dir / artifact["file"]] + ([bundle_dir / reference["file"]] if reference else [])
-        ran = run_remote(
-            target,
-            artifact,
-            reference,
-            files,
-            feeds,
-            output_names,
-            threads=threads,
-            runs=runs,
-            warmup=warmup,
-            latency_batch=latency_batch,
-            batch_axes=axes,
-            ssh_options=ssh_options,
-            timeout=timeout or RUN_TIMEOUT_S,
-        )
-
-    gate = gate_from_report(old_report)  # the same per-output measures as the conversion's report
-    fidelity = compare(stored_outputs, [np.asarray(o) for o in ran["outputs"]], output_names, labels, gate)
-    reference_fidelity = (
-        compare(stored_outputs, [np.asarray(o) for o in ran["reference_outputs"]], output_names, labels, gate)
-        if ran.get("reference_outputs") is not None
-        else None
-    )
-    latency: dict[str, Any] = dict(ran["latency"])
-    if "reference" in latency:
-        latency["speedup"] = latency["reference"]["p50_ms"] / latency["artifact"]["p50_ms"]
-    runtime = ran["runtime"]
-    latency.update(
-        {
-            "runtime": f"{runtime.get('runtime')} {runtime.get('version', '')}".strip(),
-            "reference_model": reference["file"] if reference else None,
-            "threads": threads,
-            "batch": latency_batch,
-            "warmup": warmup,
-        }
-    )
+    bundle = _read_bundle(bundle_dir)
+    ran = _run_bundle(bundle_dir, bundle, runner, threads, runs, warmup, ssh_options, timeout)
     now = datetime.now(UTC)
-    section: dict[str, Any] = {
-        "created": now.isoformat(timespec="seconds"),
-        "runner": ran["target"],
-        "device": ran["device"],
-        "runtime": runtime,
-        "threads": threads,
-        "runs": runs,
-        "files_checked": files_checked,
-        "fidelity": fidelity,
-        "reference_fidelity": reference_fidelity,
-        "latency": latency,
-        "load_time_s": ran["load_time_s"],
-        "previous": {
-            "created": old_report.get("created"),
-            "host": (old_report.get("environment") or {}).get("host"),
-            "runtime": ((old_report.get("environment") or {}).get("runner") or {}).get("runtime"),
-            "fidelity": old_report.get("fidelity"),
-            "latency": old_latency,
-        },
-        "note": f"fidelity here is on the bundle's {fidelity['samples']} reference samples against the stored "
-        "source-framework fp32 outputs; the original report's is on the whole eval set against fp32 ONNX",
-    }
-    section["table"] = comparison_table(section)
-
+    section = _verification_section(bundle, ran, threads, runs, warmup, now)
     where = (
         "local-" + _label(platform.node()) if runner == "local" else _label(str(ran["device"].get("hostname") or ""))
     )
-    stamp = now.strftime("%Y%m%dT%H%M%SZ")
-    base = f"report.verify-{where}-{stamp}"
-    suffix = 1
-    while (bundle_dir / f"{base}.json").exists() or (bundle_dir / f"{base}.html").exists():
-        suffix += 1
-        base = f"report.verify-{where}-{stamp}-{suffix}"
-    sections = {k: v for k, v in old_report.items() if k not in ("schema", "schema_version")}
-    report = make_report({**sections, "verification": section})
-    page = render_html(report)
-    fragment = verification_html(report["verification"])
-    page = page.replace("</body>", fragment + "</body>", 1) if "</body>" in page else page + fragment
-    json_path, html_path = bundle_dir / f"{base}.json", bundle_dir / f"{base}.html"
-    try:
-        _atomic_write(json_path, json.dumps(report, indent=2) + "\n")
-        _atomic_write(html_path, page)
-    except OSError as exc:
-        json_path.unlink(missing_ok=True)
-        raise InputError(f"cannot write the verification report in {bundle_dir}: {exc.strerror}") from exc
-    result = dict(report["verification"])
-    result["report_json"], result["report_html"] = str(json_path), str(html_path)
-    return result
+    return _write_reports(bundle_dir, bundle.old_report, section, where, now)
