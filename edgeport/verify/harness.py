@@ -101,6 +101,7 @@ def run_job(job: dict[str, Any]) -> dict[str, Any]:
     for role in ("artifact", "reference"):
         if role in runners:
             outputs = runners[role].run(feeds)
+            # No zip(strict=): it needs python 3.10, and a device's python may be older.
             arrays.update({f"{role}/{name}": value for name, value in zip(job["output_names"], outputs)})  # noqa: B905
     latency_feeds = first_samples(feeds, int(job.get("latency_batch", 1)), job.get("batch_axes"))
     samples = time_side_by_side(runners, [latency_feeds], int(job.get("runs", 100)), int(job.get("warmup", 10)))
