@@ -195,7 +195,7 @@ def test_stateful_model_int8_dynamic_through_the_cli(vad, tmp_path):
 
 
 def test_first_samples_cut_along_the_batch_axis():
-    from edgeport.verify.harness import first_samples
+    from edgeport.runtime.timing import first_samples
 
     feeds = {"input": np.zeros((4, 8)), "state": np.zeros((2, 4, STATE)), "sr": np.asarray(16000)}
     cut = first_samples(feeds, 1, {"input": 0, "state": 1, "sr": None})

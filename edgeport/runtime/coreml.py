@@ -57,9 +57,18 @@ def import_coremltools():
     return coremltools
 
 
+def refusal_here() -> str | None:
+    """Return why Core ML models cannot run on this host's OS (one line), or None on macOS.
+
+    Asks nothing of coremltools, so the device harness can refuse before importing it."""
+    if platform.system() == "Darwin":
+        return None
+    return NOT_ON_THIS_HOST.format(system=platform.system())
+
+
 def can_predict() -> bool:
     """True when this host can run Core ML models (macOS with coremltools' native library)."""
-    if platform.system() != "Darwin":
+    if refusal_here():
         return False
     try:
         import_coremltools()

@@ -55,10 +55,10 @@ class LiteRTRunner:
         self.transposes = {k: list(v) for k, v in (transposes or {}).items()}
         self.output_transposes = {k: list(v) for k, v in (output_transposes or {}).items()}
         self._names = (input_names, output_names)
-        self._source = (
-            {"model_content": bytes(path)} if isinstance(path, bytes | bytearray) else {"model_path": str(path)}
-        )
-        self.path = None if isinstance(path, bytes | bytearray) else Path(path)
+        # A tuple, not bytes | bytearray: the device harness runs this file on pythons before 3.10.
+        in_memory = isinstance(path, (bytes, bytearray))
+        self._source = {"model_content": bytes(path)} if in_memory else {"model_path": str(path)}
+        self.path = None if in_memory else Path(path)
         self.label = self.path.name if self.path is not None else "the .tflite model"
         # Why XNNPACK was dropped (its delegate failed on this file), None while it runs.
         self.delegate_fallback: str | None = None
@@ -138,7 +138,7 @@ class LiteRTRunner:
             return {n: by_index[by_signature[n]] for n in names}
         if len(names) != len(details):
             raise ValueError(f"the .tflite has {len(details)} {kind}s, expected {len(names)} ({', '.join(names)})")
-        return dict(zip(names, details, strict=True))
+        return {name: details[i] for i, name in enumerate(names)}  # zip(strict=) needs python 3.10
 
     def _feed(self, name: str, value: np.ndarray) -> np.ndarray:
         detail = self._inputs[name]

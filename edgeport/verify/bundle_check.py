@@ -32,8 +32,8 @@ from edgeport.core.runner_spec import RunnerSpec
 from edgeport.reports.html import render_html
 from edgeport.reports.json import make_report, read_report
 from edgeport.runtime.host import host_description
+from edgeport.runtime.timing import first_samples
 from edgeport.verify.gate import gate_from_report
-from edgeport.verify.harness import first_samples
 from edgeport.verify.latency import measure_side_by_side
 from edgeport.verify.metrics import compare
 

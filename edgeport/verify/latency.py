@@ -1,27 +1,17 @@
 """Latency measured side by side: runners alternate run by run after a warm-up, so that a
-noisy shared machine slows them alike; the figures that matter are medians and ratios."""
+noisy shared machine slows them alike; the figures that matter are medians and ratios.
+
+The timing loop and the percentiles live in ``runtime/timing.py``, which the device harness
+ships, so a device's figures are measured as this host's; this module adds the per-shape view.
+"""
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 import numpy as np
 
-
-def percentiles_ms(samples_ns: list[int]) -> dict[str, float]:
-    """Return p50/p90/p99/mean/min in milliseconds of timings given in nanoseconds."""
-    values = np.asarray(samples_ns, dtype=np.float64) / 1e6
-    return {
-        "p50_ms": float(np.percentile(values, 50)),
-        "p90_ms": float(np.percentile(values, 90)),
-        "p99_ms": float(np.percentile(values, 99)),
-        "mean_ms": float(values.mean()),
-        "min_ms": float(values.min()),
-        "runs": int(values.size),
-        # For the report's distribution chart: every run up to 400, evenly thinned beyond.
-        "samples_ms": [round(float(v), 5) for v in values[:: max(1, values.size // 400)]],
-    }
+from edgeport.runtime.timing import percentiles_ms, time_side_by_side
 
 
 def shape_label(feeds: dict[str, np.ndarray]) -> str:
@@ -40,26 +30,15 @@ def measure_over_samples(
     (a runtime plans memory per new shape). Returns per runner name the latency percentiles in
     ms, and per distinct input shape its runs and both p50s.
     """
-    count = max(1, len(feed_list))
-    for runner in runners.values():
-        for i in range(max(warmup, len(feed_list))):
-            runner.run(feed_list[i % count])
+    samples = time_side_by_side(runners, feed_list, runs, warmup, progress)
     names = list(runners)
-    samples: dict[str, list[int]] = {name: [] for name in names}
-    by_shape: dict[str, dict[str, list[int]]] = {}
+    count = max(1, len(feed_list))
     labels = [shape_label(feeds) for feeds in feed_list]
+    by_shape: dict[str, dict[str, list[int]]] = {}
     for i in range(runs):
-        feeds = feed_list[i % count]
-        # Alternate the order so neither runner always runs right after the other.
-        order = names if i % 2 == 0 else names[::-1]
-        for name in order:
-            start = time.perf_counter_ns()
-            runners[name].run(feeds)
-            elapsed = time.perf_counter_ns() - start
-            samples[name].append(elapsed)
-            by_shape.setdefault(labels[i % count], {n: [] for n in names})[name].append(elapsed)
-        if progress:
-            progress(1)
+        times = by_shape.setdefault(labels[i % count], {n: [] for n in names})
+        for name in names:
+            times[name].append(samples[name][i])
     shapes = [
         {
             "shape": label,

@@ -6,7 +6,8 @@ hosts apply. A target is ``ssh://user@host[:port][/path/to/python]`` (default py
 ``EDGEPORT_SSH_OPTIONS`` environment variable (shell words, e.g. ``-F cfg -i key``); they must be
 options both ``ssh`` and ``scp`` take (``-F``, ``-i``, ``-J``, ``-o``).
 
-The run: ``mktemp -d`` on the device, ``scp`` of the harness (``harness.py``, numpy + the
+The run: ``mktemp -d`` on the device, ``scp`` of the harness with the part of edgeport it
+runs (:func:`stage_harness`: the runners of ``edgeport/runtime`` as they are, numpy + the
 runtime only), the model files and the inputs, one ``ssh`` running the harness (the remote
 shell removes the folder when it exits, also on a hang-up), then a final ``rm -rf`` in a
 ``finally`` in case the connection dropped. Every failure is a one-line ``RemoteError``.
@@ -14,11 +15,13 @@ shell removes the folder when it exits, also on a hang-up), then a final ``rm -r
 
 from __future__ import annotations
 
+import ast
 import base64
 import io
 import json
 import os
 import shlex
+import shutil
 import subprocess
 import tempfile
 from dataclasses import dataclass
@@ -29,8 +32,18 @@ from urllib.parse import unquote, urlsplit
 import numpy as np
 
 from edgeport.core.errors import EdgeportError, InputError
+from edgeport.verify.harness import shipped_runtime
 
 HARNESS = Path(__file__).resolve().parent / "harness.py"
+PACKAGE = Path(__file__).resolve().parents[1]  # the edgeport package folder
+# The device's edgeport/__init__.py: the real one imports the API, i.e. the whole converter.
+PACKAGE_STUB = '''"""edgeport's runners as `edgeport verify --runner ssh://` ships them: numpy + the runtime only."""
+
+import os
+
+# As in the real package: ONNX Runtime's telemetry would write a file outside the run's folder.
+os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
+'''
 REMOTE_PREFIX = "edgeport-verify."
 CONNECT_TIMEOUT_S = 10
 COPY_TIMEOUT_S = 300
@@ -153,6 +166,60 @@ class _Session:
             raise self._connection_error("copying the files", result)
 
 
+def _module_file(name: str) -> Path:
+    """The source file of edgeport module ``name`` (a package's ``__init__.py``)."""
+    path = PACKAGE.parent.joinpath(*name.split("."))
+    return path / "__init__.py" if path.is_dir() else path.with_suffix(".py")
+
+
+def _edgeport_imports(path: Path) -> set[str]:
+    """The edgeport modules ``path`` imports, function-level imports included."""
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            for alias in node.names:  # `from edgeport.core import errors` imports a module
+                module = f"{node.module}.{alias.name}"
+                found.add(module if _module_file(module).is_file() else node.module)
+    return {name for name in found if name.startswith("edgeport.")}
+
+
+def shipped_modules() -> list[str]:
+    """Return the edgeport modules a device needs to run the harness: every module of
+    ``edgeport/runtime``, and what they and the harness import in turn (the harness itself is
+    shipped beside the package, and ``edgeport/__init__.py`` as a stub)."""
+    runners = [f"edgeport.runtime.{p.stem}" for p in sorted((PACKAGE / "runtime").glob("*.py")) if p.stem != "__init__"]
+    todo = [*_edgeport_imports(HARNESS), *runners]
+    found: set[str] = set()
+    while todo:
+        name = todo.pop()
+        if name not in found:
+            found.add(name)
+            todo.extend(_edgeport_imports(_module_file(name)))
+    return sorted(found)
+
+
+def stage_harness(folder: Path) -> list[Path]:
+    """Write ``harness.py`` and the ``edgeport`` package it runs (:func:`shipped_modules`, the
+    packages' own ``__init__.py`` files, a stub for the top one) into ``folder``.
+
+    Returns the two paths to copy to the device: ``folder/harness.py`` and ``folder/edgeport``.
+    """
+    shutil.copyfile(HARNESS, folder / "harness.py")
+    for name in shipped_modules():
+        source = _module_file(name)
+        target = folder / source.relative_to(PACKAGE.parent)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(source, target)
+    root = folder / "edgeport"
+    for package in [p for p in root.rglob("*") if p.is_dir()]:
+        if not (package / "__init__.py").exists():
+            shutil.copyfile(PACKAGE / package.relative_to(root) / "__init__.py", package / "__init__.py")
+    (root / "__init__.py").write_text(PACKAGE_STUB)
+    return [folder / "harness.py", root]
+
+
 def run_remote(
     target: str | SshTarget,
     artifact: dict[str, Any],
@@ -180,6 +247,11 @@ def run_remote(
     ``batch_axes``: per input, the axis the latency batch is cut from (default axis 0).
     """
     target = parse_target(target) if isinstance(target, str) else target
+    for spec in [artifact, reference] if reference else [artifact]:
+        try:  # before connecting: a runner that cannot ship fails here, in one line
+            shipped_runtime(spec["kind"])
+        except ValueError as exc:
+            raise InputError(f"cannot verify on {target.label()}: {exc}") from exc
     session = _Session(target, ssh_base_options(target, ssh_options), timeout)
     job = {
         "artifact": artifact,
@@ -197,6 +269,7 @@ def run_remote(
         work = Path(work_name)
         np.savez(work / "inputs.npz", **feeds)
         (work / "job.json").write_text(json.dumps(job))
+        harness = stage_harness(work)
         made = session.ssh(
             f'mktemp -d "${{TMPDIR:-/tmp}}/{REMOTE_PREFIX}XXXXXXXX"', "creating a temporary folder", CLEANUP_TIMEOUT_S
         )
@@ -206,7 +279,7 @@ def run_remote(
                 f"creating a temporary folder on {target.label()} failed: {_last_line(made.stderr) or remote_dir!r}"
             )
         try:
-            session.upload([HARNESS, work / "job.json", work / "inputs.npz", *model_files], remote_dir)
+            session.upload([*harness, work / "job.json", work / "inputs.npz", *model_files], remote_dir)
             quoted = shlex.quote(remote_dir)
             command = (
                 f'd={quoted}; trap \'rm -rf "$d"\' EXIT HUP INT TERM; cd "$d" || exit 97; '
