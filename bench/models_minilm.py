@@ -43,11 +43,11 @@ def minilm_folder() -> Path:
 def load_minilm():
     """Return ``(tokenizer, wrapper)``: wrapper(input_ids, attention_mask) -> L2-normalised mean-pooled embeddings.
 
-    The wrapper is edgeport's own (``edgeport.frontends.hf``, the reference its Hugging
+    The wrapper is edgeport's own (``edgeport.frontends.hf_pooling``, the reference its Hugging
     Face ingestion checks parity against): it calls the BertModel with keyword arguments
     (positional arguments raise "multiple values for argument 'use_cache'" when exported).
     """
-    from edgeport.frontends.hf import load_sentence_encoder
+    from edgeport.frontends.hf_pooling import load_sentence_encoder
 
     return load_sentence_encoder(minilm_folder(), ("input_ids", "attention_mask"))
 

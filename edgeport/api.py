@@ -5,15 +5,16 @@ from __future__ import annotations
 from typing import Any
 
 from edgeport.core.progress import Progress
-from edgeport.options.recipe import Recipe, parse_input_dtypes, parse_input_shapes
+from edgeport.options.recipe import Recipe, default_of, parse_input_dtypes, parse_input_shapes
 
 
 def convert(
     input_model: str,
     *,
-    output_format: str = "onnx",
-    quantization: str = "int8",
-    optimize_for: str = "cpu",
+    # Defaults read from Recipe's fields, where they are written once (the CLI reads them too).
+    output_format: str = default_of("output_format"),
+    quantization: str = default_of("quantization"),
+    optimize_for: str = default_of("optimize_for"),
     input_shape: str | list[str] | None = None,
     input_dtype: str | list[str] | None = None,
     progress: Progress | None = None,

@@ -217,7 +217,7 @@ def test_incomplete_folder_is_one_line_exit_2(tmp_path):
 def test_text_file_is_tokenized_calibration_data(tmp_path):
     from transformers import AutoTokenizer
 
-    from edgeport.frontends.hf import make_tokenize
+    from edgeport.frontends.hf_text import make_tokenize
 
     specs = [TensorSpec(n, ["batch", 16], "int64") for n in ("input_ids", "attention_mask", "token_type_ids")]
     tokenizer = AutoTokenizer.from_pretrained(str(_folder()), local_files_only=True)
@@ -309,7 +309,7 @@ def test_minilm_default_export_runs_sentences_at_their_own_length(minilm_auto, r
 
 def test_sequence_length_is_fixed_only_when_asked_or_needed():
     """--sequence_length, a static-shapes profile and TFLite/Core ML fix the length; else dynamic."""
-    from edgeport.frontends.hf import _resolve_shapes
+    from edgeport.frontends.hf_shapes import resolve_shapes
     from edgeport.options.recipe import Recipe
 
     config = {"max_position_embeddings": 512}
@@ -317,7 +317,7 @@ def test_sequence_length_is_fixed_only_when_asked_or_needed():
 
     def resolve(**options):
         recipe = Recipe(input_model=str(_folder()), **options)
-        shapes, _, decision = _resolve_shapes(config, recipe, names)
+        shapes, _, decision = resolve_shapes(config, recipe.source, names)
         return shapes.sequence_length, decision
 
     length, decision = resolve()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +13,7 @@ from edgeport.cli.build import register as register_build
 from edgeport.cli.errors import handle_errors
 from edgeport.cli.verify import verify_command
 from edgeport.core.errors import GateFailed
-from edgeport.options.recipe import QUANTIZATIONS
+from edgeport.options.recipe import QUANTIZATIONS, Recipe, default_of
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -21,135 +22,156 @@ def main() -> None:
     """edgeport: convert a trained model into a verified, device-tuned artifact."""
 
 
+_RECIPE_FIELDS = {item.name for item in fields(Recipe)}
+
+# Recipe fields with no CLI flag, and why: set them from the Python API (edgeport.convert) or a
+# build config (edgeport.yaml); tests/options/test_defaults.py checks that this list is complete.
+API_ONLY_OPTIONS = {
+    "warmup_runs": "timing detail: untimed runs before latency is measured (benchmarks and tests tune it)",
+    "parity_rtol": "export parity tolerance: loosened in code for models known to export with small drift",
+    "parity_atol": "export parity tolerance: loosened in code for models known to export with small drift",
+    "opset": "the ONNX opset edgeport exports at; a fixed choice, changed only by code that knows why",
+    "seed": "sampling seed of calibration/eval subsets and made-up inputs; fixed so runs repeat",
+    "io_dtype": "TFLite input/output dtype: set per target in edgeport.yaml or from the API",
+}
+
+
+def _flag(name: str, *decls: str, **kwargs: Any) -> Callable:
+    """Return the click option of Recipe field (or CLI-only flag) ``name``.
+
+    A Recipe field's default is read from Recipe (:func:`default_of`), never written here;
+    ``decls`` replaces the flag spelling ``--name``. Repeated (``multiple``) flags keep click's
+    empty default: the Recipe holds their parsed form, empty too.
+    """
+    if name in _RECIPE_FIELDS and not kwargs.get("multiple") and not kwargs.get("required"):
+        kwargs["default"] = default_of(name)
+    return click.option(*(decls or (f"--{name}",)), name, **kwargs)
+
+
+# The flags of convert, by the stage they configure (options.groups), in --help order.
+_RUN_FLAGS = [
+    _flag(
+        "input_model",
+        required=True,
+        help="Model file (.pt2, .pt/.pth TorchScript or state_dict, .onnx, .keras, .h5), a TensorFlow SavedModel "
+        "folder, a Hugging Face model folder (config.json + weights), or package.module:factory.",
+    ),
+    _flag("output_format", show_default=True, help="onnx, tflite or coreml (.mlpackage; Apple profiles)."),
+    _flag("quantization", show_default=True, type=click.Choice(list(QUANTIZATIONS), case_sensitive=False)),
+    _flag(
+        "optimize_for",
+        show_default=True,
+        help="Device profile name, alias, auto/cpu (detect the host) or a .yaml path.",
+    ),
+    _flag("output_dir", help="Bundle folder [default: out/<model>-<format>-<quantization>-<profile>]."),
+    _flag(
+        "max_memory",
+        help="Memory budget (4GB, 512MB): a model or input that would need more is refused before it is "
+        "loaded [default: 80% of the available RAM].",
+    ),
+]
+_SOURCE_FLAGS = [
+    _flag("input_shape", multiple=True, help="1,3,224,224 or name:1,3,224,224 (repeat for several inputs)."),
+    _flag("input_dtype", multiple=True, help="float32 (all inputs) or name:int64."),
+    _flag("dynamic_batch", is_flag=True, help="Make the batch dimension dynamic (models whose file has no shapes)."),
+    _flag("model_class", help="package.module:Class (or file.py:Class) for a state_dict."),
+    _flag(
+        "task",
+        help="Hugging Face folders: export task (feature-extraction, text-classification, ...) "
+        "[default: from config.json; sentence-transformers folders export embeddings].",
+    ),
+    _flag(
+        "sequence_length",
+        type=int,
+        help="Hugging Face text models: fix the token length of the inputs [default: dynamic; 128 when the "
+        "profile or format needs static shapes].",
+    ),
+    _flag(
+        "allow_pickle",
+        "--allow-pickle",
+        "--allow_pickle",
+        is_flag=True,
+        help="Allow unpickling a whole nn.Module (runs code from the file: trusted files only).",
+    ),
+]
+_DATA_FLAGS = [
+    _flag(
+        "calibration_data",
+        help=".npz/.npy (array 'x'), a folder of images, or a .txt file of sentences (one a line, Hugging Face).",
+    ),
+    _flag(
+        "eval_data",
+        help=".npz/.npy ('x' and optional labels 'y'), a folder of images (class subfolders = labels), "
+        "or a .txt file of sentences.",
+    ),
+    _flag("preprocess", help="scale=1/255;mean=...;std=...;resize=H,W;layout=NCHW"),
+    _flag("calibration_samples", type=int, show_default=True),
+    _flag("eval_samples", type=int, help="Use at most this many eval samples [default: all]."),
+]
+_QUANTIZE_FLAGS = [
+    _flag("precision_plan", help="Re-apply a saved precision_plan.json (no search)."),
+    _flag("search_budget", help="Cap --quantization auto: N evaluations, Ns seconds, or both (N,Ns)."),
+]
+_PRUNE_FLAGS = [
+    _flag(
+        "prune",
+        help="Prune before quantizing: magnitude:R (zero the smallest weights, any source; buys compressed "
+        "size, not speed) or channels:R (remove whole channels, PyTorch nn.Module sources; smaller and faster). "
+        "R is the fraction removed, spread over layers by sensitivity within --max_accuracy_drop; add "
+        "LAYER=R items for per-layer targets (magnitude:0.5,classifier=0).",
+    ),
+    _flag(
+        "finetune_steps",
+        type=int,
+        show_default=True,
+        help="Recover a channel-pruned model by distilling the original on the calibration inputs "
+        "(no labels) for N steps; 0 = one-shot.",
+    ),
+]
+_VERIFY_FLAGS = [
+    _flag(
+        "max_accuracy_drop",
+        type=float,
+        help="Gate, in points of each output's measure (top-1 %, 100 x (1 - cosine), ...; see README); "
+        "exceeded -> exit 3.",
+    ),
+    _flag(
+        "metric",
+        show_default=True,
+        help="What the gate measures: auto (chosen per output by evidence), top1, cosine, iou, rel_error, "
+        "token_top1, binary, exact, none; output=measure items; or your evaluator as module:function "
+        "/ file.py:function.",
+    ),
+    _flag("threads", type=int, show_default=True, help="Runtime threads for evaluation and latency."),
+    _flag("latency_runs", type=int, show_default=True),
+]
+_FORMAT_FLAGS = [
+    _flag(
+        "coreml_image_input",
+        is_flag=True,
+        help="Core ML: give image-like inputs (4-D, 1 or 3 channels) as Core ML images (8-bit GRAYSCALE/RGB "
+        "pixels) that apply the --preprocess scale/mean/std (one std for all channels).",
+    ),
+]
+_DISPLAY_FLAGS = [
+    _flag("quiet", is_flag=True, help="No progress display."),
+    _flag("debug", is_flag=True, help="Show tracebacks."),
+]
+CONVERT_FLAGS = [
+    *_RUN_FLAGS,
+    *_SOURCE_FLAGS,
+    *_DATA_FLAGS,
+    *_QUANTIZE_FLAGS,
+    *_PRUNE_FLAGS,
+    *_VERIFY_FLAGS,
+    *_FORMAT_FLAGS,
+    *_DISPLAY_FLAGS,
+]
+
+
 def convert_options(func: Callable) -> Callable:
-    """The flags of ``convert`` (shared by ``edgeport convert`` and ``convert.py``)."""
-    options = [
-        click.option(
-            "--input_model",
-            required=True,
-            help="Model file (.pt2, .pt/.pth TorchScript or state_dict, .onnx, .keras, .h5), a TensorFlow SavedModel "
-            "folder, a Hugging Face model folder (config.json + weights), or package.module:factory.",
-        ),
-        click.option(
-            "--output_format",
-            default="onnx",
-            show_default=True,
-            help="onnx, tflite or coreml (.mlpackage; Apple profiles).",
-        ),
-        click.option(
-            "--quantization",
-            default="int8",
-            show_default=True,
-            type=click.Choice(list(QUANTIZATIONS), case_sensitive=False),
-        ),
-        click.option(
-            "--optimize_for",
-            default="cpu",
-            show_default=True,
-            help="Device profile name, alias, auto/cpu (detect the host) or a .yaml path.",
-        ),
-        click.option(
-            "--calibration_data",
-            default=None,
-            help=".npz/.npy (array 'x'), a folder of images, or a .txt file of sentences (one a line, Hugging Face).",
-        ),
-        click.option(
-            "--eval_data",
-            default=None,
-            help=".npz/.npy ('x' and optional labels 'y'), a folder of images (class subfolders = labels), "
-            "or a .txt file of sentences.",
-        ),
-        click.option(
-            "--output_dir", default=None, help="Bundle folder [default: out/<model>-<format>-<quantization>-<profile>]."
-        ),
-        click.option(
-            "--input_shape", multiple=True, help="1,3,224,224 or name:1,3,224,224 (repeat for several inputs)."
-        ),
-        click.option("--input_dtype", multiple=True, help="float32 (all inputs) or name:int64."),
-        click.option(
-            "--dynamic_batch", is_flag=True, help="Make the batch dimension dynamic (models whose file has no shapes)."
-        ),
-        click.option("--model_class", default=None, help="package.module:Class (or file.py:Class) for a state_dict."),
-        click.option(
-            "--task",
-            default=None,
-            help="Hugging Face folders: export task (feature-extraction, text-classification, ...) "
-            "[default: from config.json; sentence-transformers folders export embeddings].",
-        ),
-        click.option(
-            "--sequence_length",
-            type=int,
-            default=None,
-            help="Hugging Face text models: fix the token length of the inputs [default: dynamic; 128 when the "
-            "profile or format needs static shapes].",
-        ),
-        click.option(
-            "--allow-pickle",
-            "--allow_pickle",
-            "allow_pickle",
-            is_flag=True,
-            help="Allow unpickling a whole nn.Module (runs code from the file: trusted files only).",
-        ),
-        click.option(
-            "--max_accuracy_drop",
-            type=float,
-            default=None,
-            help="Gate, in points of each output's measure (top-1 %, 100 x (1 - cosine), ...; see README); "
-            "exceeded -> exit 3.",
-        ),
-        click.option(
-            "--metric",
-            default="auto",
-            show_default=True,
-            help="What the gate measures: auto (chosen per output by evidence), top1, cosine, iou, rel_error, "
-            "token_top1, binary, exact, none; output=measure items; or your evaluator as module:function "
-            "/ file.py:function.",
-        ),
-        click.option("--precision_plan", default=None, help="Re-apply a saved precision_plan.json (no search)."),
-        click.option(
-            "--search_budget", default=None, help="Cap --quantization auto: N evaluations, Ns seconds, or both (N,Ns)."
-        ),
-        click.option(
-            "--prune",
-            default=None,
-            help="Prune before quantizing: magnitude:R (zero the smallest weights, any source; buys compressed "
-            "size, not speed) or channels:R (remove whole channels, PyTorch nn.Module sources; smaller and faster). "
-            "R is the fraction removed, spread over layers by sensitivity within --max_accuracy_drop; add "
-            "LAYER=R items for per-layer targets (magnitude:0.5,classifier=0).",
-        ),
-        click.option(
-            "--finetune_steps",
-            type=int,
-            default=0,
-            show_default=True,
-            help="Recover a channel-pruned model by distilling the original on the calibration inputs "
-            "(no labels) for N steps; 0 = one-shot.",
-        ),
-        click.option(
-            "--max_memory",
-            default=None,
-            help="Memory budget (4GB, 512MB): a model or input that would need more is refused before it is "
-            "loaded [default: 80% of the available RAM].",
-        ),
-        click.option("--preprocess", default=None, help="scale=1/255;mean=...;std=...;resize=H,W;layout=NCHW"),
-        click.option(
-            "--coreml_image_input",
-            is_flag=True,
-            help="Core ML: give image-like inputs (4-D, 1 or 3 channels) as Core ML images (8-bit GRAYSCALE/RGB "
-            "pixels) that apply the --preprocess scale/mean/std (one std for all channels).",
-        ),
-        click.option("--calibration_samples", type=int, default=256, show_default=True),
-        click.option(
-            "--eval_samples", type=int, default=None, help="Use at most this many eval samples [default: all]."
-        ),
-        click.option(
-            "--threads", type=int, default=1, show_default=True, help="Runtime threads for evaluation and latency."
-        ),
-        click.option("--latency_runs", type=int, default=200, show_default=True),
-        click.option("--quiet", is_flag=True, help="No progress display."),
-        click.option("--debug", is_flag=True, help="Show tracebacks."),
-    ]
-    for option in reversed(options):
+    """Return ``func`` with the flags of ``convert`` (shared by ``edgeport convert`` and ``convert.py``)."""
+    for option in reversed(CONVERT_FLAGS):
         func = option(func)
     return func
 

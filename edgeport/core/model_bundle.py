@@ -106,8 +106,9 @@ class SourceModel:
     live_model: Any = None
     notes: list[str] = field(default_factory=list)
     # Frontends with their own ONNX exporter (TensorFlow: tf2onnx, Hugging Face: optimum) set
-    # this: (reference feeds, recipe) -> (ModelProto, exporter description, notes). PyTorch
-    # sources leave it None and normalize() exports them with torch.onnx.
+    # this: (reference feeds, source options) -> (ModelProto, exporter description, notes); the
+    # options are edgeport.options.groups.SourceOptions (typed Any: core sits below options).
+    # PyTorch sources leave it None and normalize() exports them with torch.onnx.
     to_onnx: Callable[[dict[str, np.ndarray], Any], tuple[onnx.ModelProto, str, list[str]]] | None = None
     # Turns sentences into model inputs (a Hugging Face folder's tokenizer), so that text files
     # can be calibration/eval data; None for sources that take no text.

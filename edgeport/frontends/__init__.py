@@ -4,11 +4,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from edgeport.core.errors import InputError
 from edgeport.core.imports import looks_like_object_ref
 from edgeport.core.model_bundle import SourceModel
-from edgeport.options.recipe import Recipe
+from edgeport.options.groups import SourceOptions, make_group
+
+if TYPE_CHECKING:
+    from edgeport.options.recipe import Recipe
 
 ONNX_SUFFIXES = (".onnx",)
 # Files that belong to a Hugging Face folder: weights, not models edgeport can load alone.
@@ -33,7 +37,7 @@ def _file_suffixes() -> tuple[str, ...]:
 
 def _detect_file(path: Path) -> Detection:
     """Classify a model file by its name and suffix; raise InputError for an unsupported one."""
-    from edgeport.frontends.hf import is_hf_folder
+    from edgeport.frontends.hf_folder import is_hf_folder
     from edgeport.frontends.tf import SAVED_MODEL_FILES, TF_FILE_SUFFIXES
     from edgeport.frontends.torch import TORCH_SUFFIXES
 
@@ -70,7 +74,7 @@ def _detect_folder(path: Path) -> Detection:
 
     More than one candidate is ambiguous: InputError listing them, with how to pick one.
     """
-    from edgeport.frontends.hf import is_hf_folder, read_config
+    from edgeport.frontends.hf_folder import is_hf_folder, read_config
     from edgeport.frontends.tf import is_saved_model_dir
 
     candidates: list[tuple[Detection, str]] = []  # (detection, how to pick it)
@@ -135,38 +139,40 @@ def detect_source_kind(input_model: str) -> str:
     return detect_source(input_model).kind
 
 
-def ingest(recipe: Recipe):
-    """Load ``recipe.input_model``; returns ``(SourceModel, ONNX ModelProto or None)``.
+def ingest(options: SourceOptions | Recipe):
+    """Load ``options.input_model``; returns ``(SourceModel, ONNX ModelProto or None)``.
 
-    The ModelProto is set for ONNX sources; framework sources are exported by normalize().
-    The first note of the SourceModel says what the input was detected as.
+    ``options`` is the SourceOptions (or a Recipe, whose source group is taken). The ModelProto
+    is set for ONNX sources; framework sources are exported by normalize(). The first note of
+    the SourceModel says what the input was detected as.
     """
-    detection = detect_source(recipe.input_model)
+    options = make_group(SourceOptions, options)
+    detection = detect_source(options.input_model)
     source: SourceModel
     onnx_model = None
     if detection.kind == "onnx":
         from edgeport.frontends.onnx import load_onnx_file
 
-        source, onnx_model = load_onnx_file(detection.path, recipe)
+        source, onnx_model = load_onnx_file(detection.path, options)
     elif detection.kind in ("tf_saved_model", "tf_file"):
         from edgeport.frontends.tf import load_tf_source
 
-        source = load_tf_source(detection.path, recipe)
+        source = load_tf_source(detection.path, options)
     elif detection.kind == "hf_folder":
         from edgeport.frontends.hf import load_hf_source
 
-        source = load_hf_source(detection.path, recipe)
+        source = load_hf_source(detection.path, options)
     else:
         from edgeport.frontends.torch import load_torch_factory, load_torch_file
 
         if detection.kind == "torch_factory":
-            source = load_torch_factory(recipe.input_model, recipe)
+            source = load_torch_factory(options.input_model, options)
         else:
             if detection.path.stat().st_size == 0:
-                raise InputError(f"{recipe.input_model} is empty (0 bytes)")
-            source = load_torch_file(detection.path, recipe)
+                raise InputError(f"{options.input_model} is empty (0 bytes)")
+            source = load_torch_file(detection.path, options)
     source.notes.insert(0, f"input detected as {detection.description}")
-    if recipe.task or recipe.sequence_length:
+    if options.task or options.sequence_length:
         if detection.kind != "hf_folder":
             source.notes.append("--task/--sequence_length apply to Hugging Face folders only; ignored")
     return source, onnx_model

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import io
 import warnings
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import onnx
@@ -14,8 +14,11 @@ from edgeport.core.errors import ConversionError, describe_exception
 from edgeport.core.layers import record_layer_names, restore_layer_names
 from edgeport.core.model_bundle import ModelBundle, SourceModel, TensorSpec
 from edgeport.frontends.onnx import PER_CHANNEL_QDQ_OPSET, graph_input_specs, graph_output_specs, opset_of
-from edgeport.options.recipe import Recipe
+from edgeport.options.groups import SourceOptions, make_group
 from edgeport.runtime.ort import OrtRunner
+
+if TYPE_CHECKING:
+    from edgeport.options.recipe import Recipe
 
 # Below this many bytes a ModelProto can be checked in memory; above it protobuf's 2 GB limit
 # forces a path-based check (not reached by the models edgeport targets today).
@@ -23,9 +26,9 @@ _CHECKER_INLINE_LIMIT = 1_800_000_000
 
 
 def _torch_export(
-    source: SourceModel, feeds: dict[str, np.ndarray], recipe: Recipe
+    source: SourceModel, feeds: dict[str, np.ndarray], opset: int
 ) -> tuple[onnx.ModelProto, str, list[str]]:
-    """Export a PyTorch source to ONNX: dynamo first, the TorchScript exporter as fallback."""
+    """Export a PyTorch source to ONNX at ``opset``: dynamo first, the TorchScript exporter as fallback."""
     import logging
 
     import torch
@@ -50,7 +53,7 @@ def _torch_export(
                 args,
                 dynamo=True,
                 external_data=False,
-                opset_version=recipe.opset,
+                opset_version=opset,
                 verbose=False,
                 report=False,
                 **kwargs,
@@ -72,7 +75,7 @@ def _torch_export(
                 buffer,
                 dynamo=False,
                 input_names=names,
-                opset_version=recipe.opset,
+                opset_version=opset,
                 dynamic_axes={n: {0: "batch"} for n, d in zip(names, dynamic, strict=False) if d},
             )
         except Exception as exc:
@@ -205,26 +208,31 @@ def parity_check(
 
 
 def upgrade_opset(
-    model: onnx.ModelProto, feeds: dict[str, np.ndarray], reference_outputs: list[np.ndarray], recipe: Recipe
+    model: onnx.ModelProto,
+    feeds: dict[str, np.ndarray],
+    reference_outputs: list[np.ndarray],
+    options: SourceOptions | Recipe,
 ) -> tuple[onnx.ModelProto, list[dict[str, str]]]:
     """Upgrade an ONNX source quantized to ONNX below the opset per-channel Q/DQ needs (13) with
-    the ONNX version converter, to ``recipe.opset`` or else to 13, and keep the upgrade only when
-    ONNX Runtime gives the original's outputs on ``feeds`` (parity tolerances of the recipe).
+    the ONNX version converter, to ``options.opset`` or else to 13, and keep the upgrade only when
+    ONNX Runtime gives the original's outputs on ``feeds`` (parity tolerances of the options).
+    ``options`` is the SourceOptions (or a Recipe, whose source group is taken).
 
     Returns the model (the original when no upgrade was needed or none passed) and the report
     decisions. Never raises for a failed upgrade: the quantizer then uses per-tensor weights,
     which Q/DQ supports from opset 10.
     """
+    options = make_group(SourceOptions, options)
     opset = opset_of(model)
     # Only ONNX artifacts carry Q/DQ nodes; onnx2tf and Core ML read old opsets as they are.
-    if recipe.output_format != "onnx" or recipe.quantization == "none" or not 0 < opset < PER_CHANNEL_QDQ_OPSET:
+    if options.output_format != "onnx" or options.quantization == "none" or not 0 < opset < PER_CHANNEL_QDQ_OPSET:
         return model, []
     from onnx import version_converter
 
-    asked = f"ONNX source at opset {opset}, --quantization {recipe.quantization}"
+    asked = f"ONNX source at opset {opset}, --quantization {options.quantization}"
     names = [o.name for o in model.graph.output]
     errors = []
-    for target in dict.fromkeys((max(recipe.opset, PER_CHANNEL_QDQ_OPSET), PER_CHANNEL_QDQ_OPSET)):
+    for target in dict.fromkeys((max(options.opset, PER_CHANNEL_QDQ_OPSET), PER_CHANNEL_QDQ_OPSET)):
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
@@ -234,8 +242,8 @@ def upgrade_opset(
                 reference_outputs,
                 run_onnx(upgraded, feeds, f"the model upgraded to opset {target}"),
                 names,
-                recipe.parity_rtol,
-                recipe.parity_atol,
+                options.parity_rtol,
+                options.parity_atol,
             )
         except Exception as exc:  # the converter raises RuntimeError/ValidationError/ConversionError
             errors.append(f"to {target}: {describe_exception(exc)}")
@@ -259,29 +267,34 @@ def upgrade_opset(
 
 
 def normalize(
-    source: SourceModel, onnx_model: onnx.ModelProto | None, feeds: dict[str, np.ndarray], recipe: Recipe
+    source: SourceModel,
+    onnx_model: onnx.ModelProto | None,
+    feeds: dict[str, np.ndarray],
+    options: SourceOptions | Recipe,
 ) -> tuple[ModelBundle, list[np.ndarray]]:
     """Produce the ModelBundle: export (framework sources), check, simplify, parity-check.
 
-    ``feeds`` are the reference inputs. Returns the bundle and the source's outputs on them.
+    ``feeds`` are the reference inputs; ``options`` the SourceOptions (or a Recipe, whose source
+    group is taken). Returns the bundle and the source's outputs on them.
     """
+    options = make_group(SourceOptions, options)
     notes: list[str] = list(source.notes)
     decisions: list[dict[str, str]] = []
     if onnx_model is None:
         if source.to_onnx is not None:  # TensorFlow (tf2onnx), Hugging Face (optimum)
-            model, exporter, export_notes = source.to_onnx(feeds, recipe)
+            model, exporter, export_notes = source.to_onnx(feeds, options)
         else:
-            model, exporter, export_notes = _torch_export(source, feeds, recipe)
+            model, exporter, export_notes = _torch_export(source, feeds, options.opset)
         _rename_batch_dims(model, source.inputs)
         notes += export_notes
         reference_outputs = source.run(feeds)
     else:
         model, exporter = onnx_model, "none (ONNX source)"
         reference_outputs = run_onnx(model, feeds, "the ONNX model")
-        model, decisions = upgrade_opset(model, feeds, reference_outputs, recipe)
+        model, decisions = upgrade_opset(model, feeds, reference_outputs, options)
     model, check_notes = check_and_simplify(model)
     notes += check_notes
-    parity = parity_check(model, reference_outputs, feeds, recipe.parity_rtol, recipe.parity_atol)
+    parity = parity_check(model, reference_outputs, feeds, options.parity_rtol, options.parity_atol)
     inputs = graph_input_specs(model)
     # Keep the dtypes and dims the user asked for where ONNX left dims symbolic.
     declared = {s.name: s for s in source.inputs}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import onnx
 from google.protobuf.message import DecodeError
@@ -11,7 +12,10 @@ from edgeport.core import limits
 from edgeport.core.errors import ConversionError, InputError, describe_exception
 from edgeport.core.hashing import sha256_file
 from edgeport.core.model_bundle import Dim, SourceModel, TensorSpec
-from edgeport.options.recipe import Recipe
+from edgeport.options.groups import SourceOptions, make_group
+
+if TYPE_CHECKING:
+    from edgeport.options.recipe import Recipe
 
 _ONNX_DTYPES = {
     onnx.TensorProto.FLOAT: "float32",
@@ -264,16 +268,18 @@ def read_onnx(path: Path, limit: int | None = None, notes: list[str] | None = No
     return model
 
 
-def load_onnx_file(path: Path, recipe: Recipe) -> tuple[SourceModel, onnx.ModelProto]:
+def load_onnx_file(path: Path, options: SourceOptions | Recipe) -> tuple[SourceModel, onnx.ModelProto]:
     """Ingest an ONNX file: returns the SourceModel (no framework runner) and the ModelProto.
 
-    ``--input_shape`` fixes symbolic dimensions; ``--dynamic_batch`` keeps/makes axis 0 symbolic.
+    ``options`` is the SourceOptions (or a Recipe, whose source group is taken). ``--input_shape``
+    fixes symbolic dimensions; ``--dynamic_batch`` keeps/makes axis 0 symbolic.
     """
+    options = make_group(SourceOptions, options)
     notes: list[str] = []
-    model = read_onnx(path, limits.memory_limit(recipe.max_memory), notes)
+    model = read_onnx(path, limits.memory_limit(options.max_memory), notes)
     specs = graph_input_specs(model)
     by_name = {s.name: s for s in specs}
-    for shape in recipe.input_shape:
+    for shape in options.input_shape:
         name = shape.name or (specs[0].name if len(specs) == 1 else None)
         if name not in by_name:
             raise InputError(f"--input_shape names {shape.name!r}, but the model's inputs are {', '.join(by_name)}")
@@ -285,6 +291,6 @@ def load_onnx_file(path: Path, recipe: Recipe) -> tuple[SourceModel, onnx.ModelP
         for declared, given in zip(spec.shape, shape.dims, strict=False):
             if isinstance(declared, int) and declared != given:
                 raise InputError(f"--input_shape for {name!r} is {shape.dims}, the model declares {spec.shape}")
-        spec.shape = [("batch" if recipe.dynamic_batch and i == 0 else d) for i, d in enumerate(shape.dims)]
+        spec.shape = [("batch" if options.dynamic_batch and i == 0 else d) for i, d in enumerate(shape.dims)]
     source = SourceModel("onnx", "onnx", str(path), sha256_file(path), specs, notes=notes)
     return source, model

@@ -24,7 +24,7 @@ from edgeport.core.errors import ConversionError, InputError, describe_exception
 from edgeport.core.hashing import sha256_file, sha256_path
 from edgeport.core.layers import LAYER_KEY
 from edgeport.core.model_bundle import Dim, SourceModel, TensorSpec
-from edgeport.options.recipe import Recipe
+from edgeport.options.groups import SourceOptions
 
 KERAS_SUFFIXES = (".keras",)
 H5_SUFFIXES = (".h5", ".hdf5")
@@ -299,14 +299,14 @@ def _load_tf_keras(path: Path) -> Any:
         raise InputError(f"{path} is not a loadable Keras (.h5) model: {describe_exception(exc)}") from exc
 
 
-def _input_specs(tf_model: TFModel, recipe: Recipe) -> list[TensorSpec]:
+def _input_specs(tf_model: TFModel, options: SourceOptions) -> list[TensorSpec]:
     """Input specs from the model, completed by ``--input_shape``: unknown batch -> 'batch'.
 
     Raises InputError for another unknown dimension without --input_shape, or a shape that
     does not fit the model.
     """
-    given = {s.name: s.dims for s in recipe.input_shape if s.name is not None}
-    unnamed = [s.dims for s in recipe.input_shape if s.name is None]
+    given = {s.name: s.dims for s in options.input_shape if s.name is not None}
+    unnamed = [s.dims for s in options.input_shape if s.name is None]
     if unnamed:
         if len(tf_model.input_names) != 1:
             raise InputError(
@@ -330,7 +330,7 @@ def _input_specs(tf_model: TFModel, recipe: Recipe) -> list[TensorSpec]:
                 if declared is not None and declared != value:
                     raise InputError(f"--input_shape for {name!r} is {user}, the model declares {shape}")
             dims = list(user)
-            if recipe.dynamic_batch and dims:
+            if options.dynamic_batch and dims:
                 dims[0] = "batch"
         else:
             for axis, value in enumerate(shape):
@@ -415,9 +415,9 @@ def _name_batch_dims(model: onnx.ModelProto, specs: list[TensorSpec]) -> None:
 
 
 def _make_exporter(tf_model: TFModel, specs: list[TensorSpec]):
-    """Return ``to_onnx(feeds, recipe)``: tf2onnx over the same callable as the parity reference."""
+    """Return ``to_onnx(feeds, options)``: tf2onnx over the same callable as the parity reference."""
 
-    def to_onnx(feeds: dict[str, np.ndarray], recipe: Recipe) -> tuple[onnx.ModelProto, str, list[str]]:
+    def to_onnx(feeds: dict[str, np.ndarray], options: SourceOptions) -> tuple[onnx.ModelProto, str, list[str]]:
         tf = import_tensorflow()
         import tf2onnx
 
@@ -431,7 +431,7 @@ def _make_exporter(tf_model: TFModel, specs: list[TensorSpec]):
 
         function = tf.function(traced, input_signature=signature)
         try:
-            model, _ = tf2onnx.convert.from_function(function, input_signature=signature, opset=recipe.opset)
+            model, _ = tf2onnx.convert.from_function(function, input_signature=signature, opset=options.opset)
         except Exception as exc:  # tf2onnx raises many unrelated types
             raise ConversionError(
                 f"tf2onnx failed: {describe_exception(exc)}",
@@ -451,12 +451,12 @@ def _make_exporter(tf_model: TFModel, specs: list[TensorSpec]):
         model.graph.output.extend(outputs)
         _name_batch_dims(model, specs)
         _annotate_layers(model, tf_model.keras_layers)
-        return model, f"tf2onnx {tf2onnx.__version__} (opset {recipe.opset})", []
+        return model, f"tf2onnx {tf2onnx.__version__} (opset {options.opset})", []
 
     return to_onnx
 
 
-def load_tf_source(path: Path, recipe: Recipe) -> SourceModel:
+def load_tf_source(path: Path, options: SourceOptions) -> SourceModel:
     """Ingest a TensorFlow SavedModel folder, ``.keras`` or ``.h5`` file; return the SourceModel.
 
     ``live_model`` is the Keras model or the loaded SavedModel; ``run`` calls it on numpy
@@ -464,8 +464,8 @@ def load_tf_source(path: Path, recipe: Recipe) -> SourceModel:
     """
     if path.is_file() and path.stat().st_size == 0:
         raise InputError(f"{path} is empty (0 bytes)")
-    tf_model = load_tf_model(path, allow_code=recipe.allow_pickle)
-    specs = _input_specs(tf_model, recipe)
+    tf_model = load_tf_model(path, allow_code=options.allow_pickle)
+    specs = _input_specs(tf_model, options)
     kind = {
         "saved_model": "TensorFlow SavedModel",
         "tf_keras_saved_model": "Keras 2 (tf_keras) SavedModel",

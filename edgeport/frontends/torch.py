@@ -19,7 +19,8 @@ from edgeport.core.errors import InputError, describe_exception
 from edgeport.core.hashing import sha256_file
 from edgeport.core.imports import import_object
 from edgeport.core.model_bundle import SourceModel, TensorSpec
-from edgeport.options.recipe import InputShape, Recipe
+from edgeport.options.groups import SourceOptions
+from edgeport.options.recipe import InputShape
 
 TORCH_SUFFIXES = (".pt2", ".pt", ".pth", ".bin", ".ckpt", ".torchscript", ".ptl")
 
@@ -123,12 +124,12 @@ def _forward_arg_names(module: Any) -> list[str]:
     return [p.name for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
 
 
-def specs_from_flags(arg_names: list[str], recipe: Recipe, form: str) -> list[TensorSpec]:
+def specs_from_flags(arg_names: list[str], options: SourceOptions, form: str) -> list[TensorSpec]:
     """Build input specs from ``--input_shape``/``--input_dtype``/``--dynamic_batch``.
 
     Raises InputError when shapes are missing or name inputs the model does not have.
     """
-    shapes: list[InputShape] = recipe.input_shape
+    shapes: list[InputShape] = options.input_shape
     if not shapes:
         raise InputError(
             f"--input_shape is required for a {form} model: its input shapes are not stored in the file",
@@ -143,22 +144,22 @@ def specs_from_flags(arg_names: list[str], recipe: Recipe, form: str) -> list[Te
             raise InputError(f"--input_shape names {shape.name!r}, but forward() takes {', '.join(arg_names)}")
     specs = []
     for shape in shapes:
-        dtype = recipe.input_dtype.get(shape.name, recipe.input_dtype.get(None, "float32"))
+        dtype = options.input_dtype.get(shape.name, options.input_dtype.get(None, "float32"))
         dims: list[int | str] = list(shape.dims)
-        if recipe.dynamic_batch and dims:
+        if options.dynamic_batch and dims:
             dims[0] = "batch"
         specs.append(TensorSpec(shape.name or "input", dims, dtype))
     return specs
 
 
-def _load_pickled_file(path: Path, recipe: Recipe) -> tuple[Any, str]:
+def _load_pickled_file(path: Path, options: SourceOptions) -> tuple[Any, str]:
     """Load a torch.save file: a state_dict (safe) or, only with --allow-pickle, a whole module."""
     try:
         with warnings.catch_warnings():  # torch warns about pickle protocols on stderr: not the user's concern
             warnings.simplefilter("ignore")
             loaded = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
-        if not recipe.allow_pickle:
+        if not options.allow_pickle:
             raise InputError(
                 f"{path} holds pickled Python objects (not just weights); loading it could run arbitrary code",
                 hint="if you trust the file pass --allow-pickle, or save a state_dict and use --model_class",
@@ -182,32 +183,32 @@ def _load_pickled_file(path: Path, recipe: Recipe) -> tuple[Any, str]:
                 break
     if not isinstance(state, Mapping) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise InputError(f"{path} holds a {type(loaded).__name__}, not a state_dict of tensors or a model")
-    if not recipe.model_class:
+    if not options.model_class:
         raise InputError(
             f"{path} is a state_dict (weights only): pass --model_class so edgeport can build the model",
             hint="--model_class package.module:Class or path/file.py:Class",
         )
-    model_class = import_object(recipe.model_class, "--model_class")
+    model_class = import_object(options.model_class, "--model_class")
     try:
         model = model_class()
     except Exception as exc:
-        raise InputError(f"--model_class {recipe.model_class}() raised {type(exc).__name__}: {exc}") from exc
+        raise InputError(f"--model_class {options.model_class}() raised {type(exc).__name__}: {exc}") from exc
     try:
         model.load_state_dict(state, strict=True)
     except RuntimeError as exc:
         first = str(exc).splitlines()
         raise InputError(
-            f"the state_dict does not fit {recipe.model_class}: {first[1].strip() if len(first) > 1 else first[0]}"
+            f"the state_dict does not fit {options.model_class}: {first[1].strip() if len(first) > 1 else first[0]}"
         ) from exc
     return model, "state_dict"
 
 
-def load_torch_file(path: Path, recipe: Recipe) -> SourceModel:
+def load_torch_file(path: Path, options: SourceOptions) -> SourceModel:
     """Ingest a PyTorch file (ExportedProgram, TorchScript, state_dict or pickled module)."""
     kind = _archive_kind(path)
     notes: list[str] = []
     if kind == "exported_program":
-        guard = contextlib.nullcontext() if recipe.allow_pickle else _weights_only_unpickling()
+        guard = contextlib.nullcontext() if options.allow_pickle else _weights_only_unpickling()
         try:
             with guard:
                 program = torch.export.load(path)
@@ -219,7 +220,7 @@ def load_torch_file(path: Path, recipe: Recipe) -> SourceModel:
         except Exception as exc:
             raise InputError(f"{path} is not a loadable torch.export program: {describe_exception(exc)}") from exc
         specs = _specs_from_exported_program(program)
-        if recipe.input_shape:
+        if options.input_shape:
             notes.append("--input_shape ignored: the ExportedProgram declares its input shapes")
         module = program.module()
         return SourceModel(
@@ -241,9 +242,9 @@ def load_torch_file(path: Path, recipe: Recipe) -> SourceModel:
             ) from exc
         form = "torchscript"
     else:
-        module, form = _load_pickled_file(path, recipe)
+        module, form = _load_pickled_file(path, options)
     module.eval()
-    specs = specs_from_flags(_forward_arg_names(module), recipe, form)
+    specs = specs_from_flags(_forward_arg_names(module), options, form)
     return SourceModel(
         "pytorch",
         form,
@@ -256,7 +257,7 @@ def load_torch_file(path: Path, recipe: Recipe) -> SourceModel:
     )
 
 
-def load_torch_factory(ref: str, recipe: Recipe) -> SourceModel:
+def load_torch_factory(ref: str, options: SourceOptions) -> SourceModel:
     """Ingest a ``module:factory`` reference: a callable returning an nn.Module (or the module itself)."""
     target = import_object(ref, "--input_model")
     if isinstance(target, torch.nn.Module):
@@ -271,7 +272,7 @@ def load_torch_factory(ref: str, recipe: Recipe) -> SourceModel:
     if not isinstance(module, torch.nn.Module):
         raise InputError(f"{ref} returned a {type(module).__name__}, not a torch.nn.Module")
     module.eval()
-    specs = specs_from_flags(_forward_arg_names(module), recipe, "factory")
+    specs = specs_from_flags(_forward_arg_names(module), options, "factory")
     return SourceModel(
         "pytorch", "factory", ref, None, specs, make_torch_runner(module, [s.name for s in specs]), module, []
     )

@@ -9,6 +9,18 @@ from typing import Any
 
 from edgeport.core.errors import InputError
 from edgeport.core.registry import format_names
+from edgeport.options.groups import (
+    GROUPS,
+    CoreMLOptions,
+    DataOptions,
+    PruneOptions,
+    QuantizeOptions,
+    RunOptions,
+    SourceOptions,
+    TFLiteOptions,
+    VerifyOptions,
+    make_group,
+)
 from edgeport.profiles.schema import SCHEMES
 
 # Formats whose backend exists today; the others are planned and refused with a clear message.
@@ -114,6 +126,52 @@ class Recipe:
             raise InputError(
                 "--finetune_steps recovers a pruned model: it needs --prune", hint="e.g. --prune channels:0.3"
             )
+
+    def options_for(self, stage: str) -> Any:
+        """Return the frozen option group of ``stage`` (a key of ``edgeport.options.groups.GROUPS``)."""
+        if stage not in GROUPS:
+            raise KeyError(f"no option group {stage!r}; groups: {', '.join(GROUPS)}")
+        return make_group(GROUPS[stage], self)
+
+    @property
+    def source(self) -> SourceOptions:
+        """The frontends' options (loading and normalizing the model)."""
+        return make_group(SourceOptions, self)
+
+    @property
+    def data(self) -> DataOptions:
+        """The calibration/evaluation data options."""
+        return make_group(DataOptions, self)
+
+    @property
+    def quantize(self) -> QuantizeOptions:
+        """The quantization options (scheme, plan, search budget)."""
+        return make_group(QuantizeOptions, self)
+
+    @property
+    def pruning(self) -> PruneOptions:
+        """The pruning options (named ``pruning``: ``prune`` is the user's --prune value)."""
+        return make_group(PruneOptions, self)
+
+    @property
+    def verify(self) -> VerifyOptions:
+        """The verification options (latency runs, parity tolerances, the gate)."""
+        return make_group(VerifyOptions, self)
+
+    @property
+    def run(self) -> RunOptions:
+        """The options the pipeline decides with (target, output folder, memory budget)."""
+        return make_group(RunOptions, self)
+
+    @property
+    def tflite(self) -> TFLiteOptions:
+        """TFLite's own options."""
+        return make_group(TFLiteOptions, self)
+
+    @property
+    def coreml(self) -> CoreMLOptions:
+        """Core ML's own options."""
+        return make_group(CoreMLOptions, self)
 
     def as_dict(self) -> dict[str, Any]:
         """Return the recipe as JSON-ready data (for the manifest and the report)."""
