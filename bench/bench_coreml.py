@@ -29,7 +29,7 @@ sys.path.insert(0, str(REPO / "bench"))
 from edgeport.api import convert  # noqa: E402
 from edgeport.core.errors import GateFailed  # noqa: E402
 from edgeport.formats.coreml.tools import import_coremltools  # noqa: E402
-from edgeport.pipeline.run import library_versions  # noqa: E402
+from edgeport.pipeline.report import library_versions  # noqa: E402
 from edgeport.runtime.coreml import coreml_version  # noqa: E402
 from edgeport.runtime.host import host_description  # noqa: E402
 

@@ -42,7 +42,7 @@ sys.path.insert(0, str(REPO / "bench"))
 from models_efficientnet import calibration_crops, export_efficientnet_onnx, photo_crops  # noqa: E402
 
 from edgeport.api import convert  # noqa: E402
-from edgeport.pipeline.run import library_versions  # noqa: E402
+from edgeport.pipeline.report import library_versions  # noqa: E402
 from edgeport.runtime.host import host_description  # noqa: E402
 from edgeport.runtime.litert import LiteRTRunner  # noqa: E402
 from edgeport.runtime.ort import OrtRunner  # noqa: E402

@@ -30,7 +30,7 @@ from bench_efficientnet_peers import optimum_avx512_vnni  # noqa: E402
 from edgeport.api import convert  # noqa: E402
 from edgeport.data import Preprocess, load_dataset  # noqa: E402
 from edgeport.frontends.onnx import graph_input_specs  # noqa: E402
-from edgeport.pipeline.run import library_versions  # noqa: E402
+from edgeport.pipeline.report import library_versions  # noqa: E402
 from edgeport.runtime.host import host_description  # noqa: E402
 from edgeport.runtime.ort import OrtRunner  # noqa: E402
 from edgeport.verify.evaluate import run_dataset  # noqa: E402

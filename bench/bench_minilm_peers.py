@@ -31,7 +31,7 @@ sys.path.insert(0, str(BENCH))
 import onnx  # noqa: E402
 from models_minilm import SEQ_LEN, encode_inputs, export_minilm_onnx, load_minilm, real_sentences, split_sentences  # noqa: E402
 
-from edgeport.pipeline.run import library_versions  # noqa: E402
+from edgeport.pipeline.report import library_versions  # noqa: E402
 from edgeport.runtime.host import host_description  # noqa: E402
 from edgeport.runtime.ort import OrtRunner  # noqa: E402
 from edgeport.verify.latency import measure_side_by_side  # noqa: E402

@@ -38,7 +38,7 @@ import onnx  # noqa: E402
 from edgeport.api import convert  # noqa: E402
 from edgeport.data import Preprocess, load_dataset  # noqa: E402
 from edgeport.frontends.onnx import graph_input_specs  # noqa: E402
-from edgeport.pipeline.run import library_versions  # noqa: E402
+from edgeport.pipeline.report import library_versions  # noqa: E402
 from edgeport.prune.measure import gzip_size, onnx_stats  # noqa: E402
 from edgeport.runtime.host import host_description  # noqa: E402
 from edgeport.runtime.ort import OrtRunner  # noqa: E402

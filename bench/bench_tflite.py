@@ -22,7 +22,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from edgeport.api import convert  # noqa: E402
-from edgeport.pipeline.run import library_versions  # noqa: E402
+from edgeport.pipeline.report import library_versions  # noqa: E402
 from edgeport.runtime.host import host_description  # noqa: E402
 from edgeport.runtime.litert import LiteRTRunner  # noqa: E402
 from edgeport.verify.latency import measure_side_by_side  # noqa: E402

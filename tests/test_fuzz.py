@@ -61,12 +61,12 @@ def ingest_and_normalize(path: Path) -> None:
     """What the pipeline does with an ONNX file up to the checked, simplified model: load and
     validate it, refuse inputs over the budget, make inputs, run and check it."""
     recipe = Recipe(str(path), quantization="none", max_memory=FUZZ_MEMORY)
-    source, model = load_onnx_file(path, recipe)
+    source, model = load_onnx_file(path, recipe.source)
     first = source.inputs[0].shape[0] if source.inputs and source.inputs[0].shape else 1
     batch = first if isinstance(first, int) else 2  # the pipeline's batch: the declared one, if any
     limits.check_inputs(source.inputs, batch, limits.parse_memory(FUZZ_MEMORY))
     feeds = synthetic_dataset(source.inputs, batch, 0, batch).batch(0, batch)
-    normalize(source, model, feeds, recipe)
+    normalize(source, model, feeds, recipe.source)
 
 
 def test_the_seeds_are_valid(tmp_path):

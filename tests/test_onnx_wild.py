@@ -410,6 +410,6 @@ def test_upgrade_only_for_quantized_onnx_artifacts(wild_onnx):
     reference = [entry["fp32"][:4]]
     for output_format, quantization, upgraded in (("onnx", "int8", 18), ("onnx", "none", 11), ("tflite", "int8", 11)):
         recipe = Recipe(str(entry["path"]), output_format=output_format, quantization=quantization)
-        result, decisions = upgrade_opset(model, feeds, reference, recipe)
+        result, decisions = upgrade_opset(model, feeds, reference, recipe.source)
         assert opset_of(result) == upgraded
         assert len(decisions) == (upgraded == 18)

@@ -4,15 +4,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from edgeport.core.errors import InputError
 from edgeport.core.imports import looks_like_object_ref
 from edgeport.core.model_bundle import SourceModel
-from edgeport.options.groups import SourceOptions, make_group
-
-if TYPE_CHECKING:
-    from edgeport.options.recipe import Recipe
+from edgeport.options.groups import SourceOptions
 
 ONNX_SUFFIXES = (".onnx",)
 # Files that belong to a Hugging Face folder: weights, not models edgeport can load alone.
@@ -139,14 +135,13 @@ def detect_source_kind(input_model: str) -> str:
     return detect_source(input_model).kind
 
 
-def ingest(options: SourceOptions | Recipe):
+def ingest(options: SourceOptions):
     """Load ``options.input_model``; returns ``(SourceModel, ONNX ModelProto or None)``.
 
-    ``options`` is the SourceOptions (or a Recipe, whose source group is taken). The ModelProto
+    ``options`` is the SourceOptions. The ModelProto
     is set for ONNX sources; framework sources are exported by normalize(). The first note of
     the SourceModel says what the input was detected as.
     """
-    options = make_group(SourceOptions, options)
     detection = detect_source(options.input_model)
     source: SourceModel
     onnx_model = None

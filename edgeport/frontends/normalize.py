@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import io
 import warnings
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import onnx
@@ -14,11 +14,8 @@ from edgeport.core.errors import ConversionError, describe_exception
 from edgeport.core.layers import record_layer_names, restore_layer_names
 from edgeport.core.model_bundle import ModelBundle, SourceModel, TensorSpec
 from edgeport.frontends.onnx import PER_CHANNEL_QDQ_OPSET, graph_input_specs, graph_output_specs, opset_of
-from edgeport.options.groups import SourceOptions, make_group
+from edgeport.options.groups import SourceOptions
 from edgeport.runtime.ort import OrtRunner
-
-if TYPE_CHECKING:
-    from edgeport.options.recipe import Recipe
 
 # Below this many bytes a ModelProto can be checked in memory; above it protobuf's 2 GB limit
 # forces a path-based check (not reached by the models edgeport targets today).
@@ -211,18 +208,17 @@ def upgrade_opset(
     model: onnx.ModelProto,
     feeds: dict[str, np.ndarray],
     reference_outputs: list[np.ndarray],
-    options: SourceOptions | Recipe,
+    options: SourceOptions,
 ) -> tuple[onnx.ModelProto, list[dict[str, str]]]:
     """Upgrade an ONNX source quantized to ONNX below the opset per-channel Q/DQ needs (13) with
     the ONNX version converter, to ``options.opset`` or else to 13, and keep the upgrade only when
     ONNX Runtime gives the original's outputs on ``feeds`` (parity tolerances of the options).
-    ``options`` is the SourceOptions (or a Recipe, whose source group is taken).
+    ``options`` is the SourceOptions.
 
     Returns the model (the original when no upgrade was needed or none passed) and the report
     decisions. Never raises for a failed upgrade: the quantizer then uses per-tensor weights,
     which Q/DQ supports from opset 10.
     """
-    options = make_group(SourceOptions, options)
     opset = opset_of(model)
     # Only ONNX artifacts carry Q/DQ nodes; onnx2tf and Core ML read old opsets as they are.
     if options.output_format != "onnx" or options.quantization == "none" or not 0 < opset < PER_CHANNEL_QDQ_OPSET:
@@ -270,14 +266,13 @@ def normalize(
     source: SourceModel,
     onnx_model: onnx.ModelProto | None,
     feeds: dict[str, np.ndarray],
-    options: SourceOptions | Recipe,
+    options: SourceOptions,
 ) -> tuple[ModelBundle, list[np.ndarray]]:
     """Produce the ModelBundle: export (framework sources), check, simplify, parity-check.
 
-    ``feeds`` are the reference inputs; ``options`` the SourceOptions (or a Recipe, whose source
-    group is taken). Returns the bundle and the source's outputs on them.
+    ``feeds`` are the reference inputs; ``options`` the SourceOptions. Returns the bundle and
+    the source's outputs on them.
     """
-    options = make_group(SourceOptions, options)
     notes: list[str] = list(source.notes)
     decisions: list[dict[str, str]] = []
     if onnx_model is None:

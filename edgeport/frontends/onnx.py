@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import onnx
 from google.protobuf.message import DecodeError
@@ -12,10 +11,7 @@ from edgeport.core import limits
 from edgeport.core.errors import ConversionError, InputError, describe_exception
 from edgeport.core.hashing import sha256_file
 from edgeport.core.model_bundle import Dim, SourceModel, TensorSpec
-from edgeport.options.groups import SourceOptions, make_group
-
-if TYPE_CHECKING:
-    from edgeport.options.recipe import Recipe
+from edgeport.options.groups import SourceOptions
 
 _ONNX_DTYPES = {
     onnx.TensorProto.FLOAT: "float32",
@@ -268,13 +264,12 @@ def read_onnx(path: Path, limit: int | None = None, notes: list[str] | None = No
     return model
 
 
-def load_onnx_file(path: Path, options: SourceOptions | Recipe) -> tuple[SourceModel, onnx.ModelProto]:
+def load_onnx_file(path: Path, options: SourceOptions) -> tuple[SourceModel, onnx.ModelProto]:
     """Ingest an ONNX file: returns the SourceModel (no framework runner) and the ModelProto.
 
-    ``options`` is the SourceOptions (or a Recipe, whose source group is taken). ``--input_shape``
+    ``options`` is the SourceOptions. ``--input_shape``
     fixes symbolic dimensions; ``--dynamic_batch`` keeps/makes axis 0 symbolic.
     """
-    options = make_group(SourceOptions, options)
     notes: list[str] = []
     model = read_onnx(path, limits.memory_limit(options.max_memory), notes)
     specs = graph_input_specs(model)

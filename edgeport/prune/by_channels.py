@@ -201,7 +201,7 @@ def prune_by_channels(ctx: PruneContext, spec: PruneSpec) -> tuple[ModelBundle, 
     pruned, counts, ratios = _chosen_or_unpruned(channels, spec, attempts, chosen)
     pruned_source = dataclasses.replace(channels.source, run=_torch_run(pruned, ctx.names), live_model=pruned, notes=[])
     with progress_step(ctx, "pruning: export the pruned model to ONNX and check parity"):
-        pruned_bundle, _ = normalize(pruned_source, None, ctx.reference_feeds, ctx.recipe)
+        pruned_bundle, _ = normalize(pruned_source, None, ctx.reference_feeds, ctx.recipe.source)
     group_rows = [
         {
             "layer": g.name,

@@ -41,8 +41,8 @@ def normalized(tiny_files):
     """TinyNet's .pt2, ingested and normalized once (the Core ML backend converts from its source)."""
     recipe = Recipe(input_model=str(tiny_files["pt2"]))
     feeds = {"x": np.random.default_rng(0).standard_normal((2, 3, 16, 16)).astype(np.float32)}
-    source, onnx_source = ingest(recipe)
-    bundle, reference = normalize(source, onnx_source, feeds, recipe)
+    source, onnx_source = ingest(recipe.source)
+    bundle, reference = normalize(source, onnx_source, feeds, recipe.source)
     return bundle, feeds, reference
 
 

@@ -117,7 +117,7 @@ def test_ingest_hands_the_loader_only_the_source_group(monkeypatch):
     monkeypatch.setattr(torch_in, "load_torch_factory", fake_loader)
     recipe = _recipe(output_format="tflite", io_dtype="int8")
     recipe.input_model = "some_package.models:make_net"
-    source, onnx_model = frontends.ingest(recipe)
+    source, onnx_model = frontends.ingest(recipe.source)
     assert onnx_model is None and source.path == "some_package.models:make_net"
     assert type(seen[0]) is SourceOptions and seen[0] == recipe.source
     assert not hasattr(seen[0], "io_dtype")
@@ -138,5 +138,5 @@ def test_normalize_hands_the_exporter_only_the_source_group():
 
     source = SourceModel("tensorflow", "keras", "m.keras", None, [], to_onnx=to_onnx)
     with pytest.raises(Stop):
-        normalize(source, None, {}, _recipe(opset=17))
+        normalize(source, None, {}, _recipe(opset=17).source)
     assert type(seen[0]) is SourceOptions and seen[0].opset == 17

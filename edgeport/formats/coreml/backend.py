@@ -69,8 +69,8 @@ class CoreMLBackend(FormatBackend):
         check_source(bundle.source)  # before any work: Core ML converts from the framework source
         # Image-typed inputs: their scale/bias come from the same --preprocess the data path applies.
         self.images = (
-            image_inputs(bundle.inputs, parse_preprocess(recipe.preprocess), self.batch)
-            if recipe.coreml_image_input
+            image_inputs(bundle.inputs, parse_preprocess(recipe.coreml.preprocess), self.batch)
+            if recipe.coreml.coreml_image_input
             else {}
         )
 

@@ -40,7 +40,7 @@ class TFLiteBackend(FormatBackend):
         recipe = options
         target = profile.formats.get("tflite")
         self.delegate = target.delegate if target is not None else None
-        self.io_dtype = recipe.io_dtype
+        self.io_dtype = recipe.tflite.io_dtype
         self.tf_source: dict[str, Any] | None = None
         self.input_shapes: dict[str, list[int]] = {}
         self.decisions: list[dict[str, str]] = []  # fixed input sizes
@@ -56,7 +56,8 @@ class TFLiteBackend(FormatBackend):
                 {"name": s.name, "shape": [d if isinstance(d, int) else None for d in s.shape], "dtype": s.dtype}
                 for s in bundle.inputs
             ]
-            self.tf_source = tf_source_request(bundle.source.path, bundle.source.form, inputs, recipe.allow_pickle)
+            allow_pickle = recipe.tflite.allow_pickle
+            self.tf_source = tf_source_request(bundle.source.path, bundle.source.form, inputs, allow_pickle)
         else:
             from edgeport.formats.tflite.onnx2tf_rewrites import spatial_dims_to_fix
 

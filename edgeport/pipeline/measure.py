@@ -1,0 +1,82 @@
+"""Verify and measure the built artifact: fidelity and latency against fp32 in the same runtime,
+the ops its runtime would not run where meant, and per-kernel timings where a profiler exists."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from edgeport.core.progress import Progress
+from edgeport.core.runner_spec import RunnerSpec
+from edgeport.options.recipe import Recipe
+from edgeport.pipeline.build import Built
+from edgeport.pipeline.data import DataPlan
+from edgeport.prune.stage import PruneResult
+from edgeport.verify.evaluate import verify_artifact
+from edgeport.verify.gate import Gate
+
+
+@dataclass
+class Measured:
+    """What verification found about the artifact."""
+
+    verified: dict[str, Any]  # verify_artifact's result: fidelity, latency, load time, memory, runner
+    latency_reference: RunnerSpec  # the fp32 model timed side by side with the artifact
+    op_check: dict[str, Any]
+    profile_data: dict[str, Any] | None  # per-kernel timings (None without a kernel profiler)
+    pruning_section: dict[str, Any] | None  # the report's finished "pruning" section (None without --prune)
+
+
+def measure_artifact(
+    recipe: Recipe,
+    built: Built,
+    data: DataPlan,
+    output_names: list[str],
+    gate: Gate,
+    pruning: PruneResult | None,
+    out_dir: Path,
+    work: Path,
+    progress: Progress,
+) -> Measured:
+    """Make the fp32 timing reference (in ``out_dir`` when it needs its own file), verify the
+    artifact against the fp32 baseline on the eval data, check its ops, profile its kernels and
+    complete the pruning section with the artifact as verified. Returns the measurements."""
+    backend = built.backend
+    with progress.step("fp32 reference for timing"):
+        latency_reference, _ = backend.fp32_reference(built.baseline_path, out_dir, work)
+    verified = verify_artifact(
+        RunnerSpec("onnxruntime", str(built.baseline_path)),
+        latency_reference,
+        built.artifact.runner,
+        data.eval_data,
+        output_names,
+        batch=data.batch,
+        dynamic=data.dynamic,
+        latency_batch=data.static_batch,
+        threads=recipe.threads,
+        measured_label=backend.measured_label,
+        latency_runs=recipe.latency_runs,
+        warmup_runs=recipe.warmup_runs,
+        work=work,
+        progress=progress,
+        emulation=built.artifact.emulation,
+        gate=gate,
+    )
+    op_check = backend.check_ops(built.artifact_path)
+    profile_data = None
+    if backend.kernel_profiler:
+        with progress.step(f"profile kernels ({backend.kernel_profiler})"):
+            profile_data = backend.profile_kernels(
+                built.baseline_path,
+                built.artifact_path,
+                data.eval_data.batch(0, data.static_batch),
+                recipe.threads,
+                {name: layer.nodes for name, layer in built.plan.layers.items()},
+            )
+    pruning_section = (
+        pruning.finish(verified, built.artifact_path, f"pruned + {built.plan.scheme} ({backend.format})", recipe.metric)
+        if pruning
+        else None
+    )
+    return Measured(verified, latency_reference, op_check, profile_data, pruning_section)
