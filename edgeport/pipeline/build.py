@@ -134,6 +134,6 @@ def build_artifact(
             artifact = backend.build(model_path, plan, artifact_path, work, data.calibration, data.batch, advance)
     decisions += artifact.decisions  # choices the backend made (a TFLite route, fixed input sizes)
     # Saved as soon as it is applied: its appearance in the partial bundle marks "quantized,
-    # verifying now" (tests/test_interrupts.py waits for it).
+    # verifying now" (tests/pipeline/test_interrupts.py waits for it).
     plan.save(writer.path("precision_plan.json"))
     return Built(backend, plan, artifact, artifact_path, baseline_path, search_section)

@@ -3,7 +3,7 @@ with one clear line, exit code 2 or 4, nothing written and bounded memory and ti
 
 Run ``python tests/data/make_bad_inputs.py`` to regenerate the committed files; the output is
 byte-for-byte reproducible (fixed zip timestamps, models built with onnx.helper, no torch),
-and ``tests/test_bad_inputs.py`` checks that the committed corpus is what this script writes.
+and ``tests/cli/test_bad_inputs.py`` checks that the committed corpus is what this script writes.
 Every file is a few KB: the zip bomb expands to 1.2 GB only in the sizes it declares and
 through 300 directory entries that share one 4 MB member.
 """

