@@ -36,6 +36,7 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 from edgeport.core.errors import ConversionError, InputError, describe_exception
+from edgeport.core.extras import require
 from edgeport.core.hashing import sha256_path
 from edgeport.core.model_bundle import Dim, SourceModel, TensorSpec
 from edgeport.core.registry import format_entry
@@ -586,7 +587,7 @@ def load_hf_source(folder: Path, recipe: Recipe) -> SourceModel:
     import logging
 
     logging.getLogger("transformers").setLevel(logging.ERROR)
-    import optimum.exporters.onnx.model_configs  # noqa: F401  (registers the ONNX export configs)
+    require("optimum.exporters.onnx.model_configs", "A Hugging Face model folder", "huggingface")  # registers configs
     from optimum.exporters.tasks import TasksManager
 
     model_type = str(config["model_type"]).replace("_", "-")
