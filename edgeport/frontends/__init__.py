@@ -11,6 +11,7 @@ from edgeport.core.model_bundle import SourceModel
 from edgeport.options.groups import SourceOptions
 
 ONNX_SUFFIXES = (".onnx",)
+TORCH_SUFFIXES = (".pt2", ".pt", ".pth", ".bin", ".ckpt", ".torchscript", ".ptl")  # here: detecting needs no torch
 # Files that belong to a Hugging Face folder: weights, not models edgeport can load alone.
 _HF_WEIGHT_NAMES = ("model.safetensors", "pytorch_model.bin", "tf_model.h5", "flax_model.msgpack")
 
@@ -26,7 +27,6 @@ class Detection:
 
 def _file_suffixes() -> tuple[str, ...]:
     from edgeport.frontends.tf import TF_FILE_SUFFIXES
-    from edgeport.frontends.torch import TORCH_SUFFIXES
 
     return ONNX_SUFFIXES + TORCH_SUFFIXES + TF_FILE_SUFFIXES
 
@@ -35,7 +35,6 @@ def _detect_file(path: Path) -> Detection:
     """Classify a model file by its name and suffix; raise InputError for an unsupported one."""
     from edgeport.frontends.hf_folder import is_hf_folder
     from edgeport.frontends.tf import SAVED_MODEL_FILES, TF_FILE_SUFFIXES
-    from edgeport.frontends.torch import TORCH_SUFFIXES
 
     suffix = path.suffix.lower()
     if path.name in SAVED_MODEL_FILES:

@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from edgeport.core.errors import InputError, describe_exception
+from edgeport.core.extras import require
 from edgeport.core.hashing import sha256_path
 from edgeport.core.model_bundle import Dim, SourceModel, TensorSpec
 from edgeport.frontends.hf_export import make_exporter
@@ -84,7 +85,7 @@ def load_hf_source(folder: Path, options: SourceOptions) -> SourceModel:
     import logging
 
     logging.getLogger("transformers").setLevel(logging.ERROR)
-    import optimum.exporters.onnx.model_configs  # noqa: F401  (registers the ONNX export configs)
+    require("optimum.exporters.onnx.model_configs", "A Hugging Face model folder", "huggingface")  # registers configs
     from optimum.exporters.tasks import TasksManager
 
     model_type = str(config["model_type"]).replace("_", "-")

@@ -21,6 +21,7 @@ import numpy as np
 import onnx
 
 from edgeport.core.errors import ConversionError, InputError, describe_exception
+from edgeport.core.extras import require
 from edgeport.core.hashing import sha256_file, sha256_path
 from edgeport.core.layers import LAYER_KEY
 from edgeport.core.model_bundle import Dim, SourceModel, TensorSpec
@@ -41,7 +42,7 @@ def is_saved_model_dir(path: Path) -> bool:
 def import_tensorflow():
     """Import TensorFlow quietly (its C++ and Python start-up logs are noise for edgeport users)."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    import tensorflow as tf
+    tf = require("tensorflow", "A TensorFlow/Keras model", "tensorflow")
 
     tf.get_logger().setLevel(logging.ERROR)
     logging.getLogger("tf2onnx").setLevel(logging.ERROR)

@@ -13,16 +13,16 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
 from edgeport.core.errors import InputError, describe_exception
+from edgeport.core.extras import require
 from edgeport.core.hashing import sha256_file
 from edgeport.core.imports import import_object
 from edgeport.core.model_bundle import SourceModel, TensorSpec
 from edgeport.options.groups import SourceOptions
 from edgeport.options.recipe import InputShape
 
-TORCH_SUFFIXES = (".pt2", ".pt", ".pth", ".bin", ".ckpt", ".torchscript", ".ptl")
+torch = require("torch", "A PyTorch model", "torch")
 
 _TORCH_DTYPES = {
     torch.float32: "float32",

@@ -18,6 +18,7 @@ import numpy as np
 import onnx
 from onnx import numpy_helper
 
+from edgeport.core.extras import require
 from edgeport.core.plan import PrecisionPlan
 
 CAPTURED_OPS = ("Conv", "MatMul", "Gemm")
@@ -208,7 +209,7 @@ def layer_sensitivity(
 ) -> dict[str, LayerSensitivity]:
     """Simulate ``precision`` (default: the plan's scheme) on every planned layer; return,
     per layer, the SQNR of its output against fp32 and its MACs per sample."""
-    import torch
+    torch = require("torch", "--quantization auto (layers are simulated in PyTorch)", "torch")
 
     precision = precision or plan.scheme
     recipe = _recipe(precision, plan.details)

@@ -14,6 +14,7 @@ from pathlib import Path
 import onnx
 
 from edgeport.core.errors import ConversionError, describe_exception
+from edgeport.core.extras import import_hiding
 from edgeport.core.plan import CALIBRATED_SCHEMES, PrecisionPlan
 from edgeport.data.dataset import Dataset
 from edgeport.frontends.onnx import PER_CHANNEL_QDQ_OPSET, opset_of
@@ -62,6 +63,7 @@ def _preprocess(fp32_path: Path, work: Path, notes: list[str]) -> Path:
     which the plan cannot address, and ORT then refused partly quantized MiniLM models
     (bench/results/minilm_explore.md). The session optimizer fuses at load time anyway.
     """
+    import_hiding("onnxruntime.tools.symbolic_shape_infer", ("torch",))  # quant_pre_process imports it later
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
     key = _file_key(fp32_path)

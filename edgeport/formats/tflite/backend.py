@@ -10,10 +10,13 @@ from typing import Any
 
 from edgeport.core.contracts import Artifact, FormatBackend
 from edgeport.core.errors import ConversionError
+from edgeport.core.extras import require_installed
 from edgeport.core.plan import PrecisionPlan, uniform_plan
 from edgeport.core.runner_spec import RunnerSpec
 from edgeport.data.dataset import Dataset
 from edgeport.formats.tflite.shapes import static_shapes
+
+require_installed(("onnx2tf", "tensorflow", "ai_edge_litert"), "TFLite output", "tflite")
 
 # Plan details that rewrite the ONNX graph before conversion (edgeport/quantize/rewrites.py):
 # expressible on the onnx2tf route only.
