@@ -57,7 +57,7 @@ class Artifact:
 
 class FormatBackend(ABC):
     """One output format. Built once per conversion from the device profile, the options, the
-    (normalized, possibly pruned) ModelBundle and sample inputs by name; each may be None where a
+    (normalized, possibly pruned) CanonicalModel and sample inputs by name; each may be None where a
     backend does not need it (the search builds an ONNX proxy backend from providers alone).
 
     Class attributes the search and the pipeline read (override them, do not probe them):
@@ -78,10 +78,10 @@ class FormatBackend(ABC):
     # The runtime's kernel profiler that ``profile_kernels`` uses, for the progress line (None: none).
     kernel_profiler: str | None = None
 
-    def __init__(self, profile: Any, options: Any = None, bundle: Any = None, samples: dict | None = None) -> None:
+    def __init__(self, profile: Any, options: Any = None, canonical: Any = None, samples: dict | None = None) -> None:
         self.profile = profile
         self.options = options
-        self.bundle = bundle
+        self.canonical = canonical
         self.samples = samples or {}
 
     @abstractmethod

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from edgeport.core.errors import InputError
-from edgeport.core.model_bundle import TensorSpec, batch_axes
+from edgeport.core.model import TensorSpec, batch_axes
 from edgeport.data.dataset import Dataset, Loader
 from edgeport.data.npz import group_ragged, read_arrays
 from edgeport.data.preprocess import Preprocess

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from edgeport.core.errors import InputError
-from edgeport.core.model_bundle import TensorSpec
+from edgeport.core.model import TensorSpec
 from edgeport.data.preprocess import Preprocess
 
 

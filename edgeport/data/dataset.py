@@ -8,7 +8,7 @@ from collections.abc import Callable, Hashable, Iterator
 import numpy as np
 
 from edgeport.core.errors import InputError
-from edgeport.core.model_bundle import TensorSpec, batch_axes, batch_dim_name
+from edgeport.core.model import TensorSpec, batch_axes, batch_dim_name
 from edgeport.data.conform import conform, conform_side
 from edgeport.data.preprocess import Preprocess
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from edgeport.core.errors import InputError
-from edgeport.core.model_bundle import TensorSpec
+from edgeport.core.model import TensorSpec
 from edgeport.data.conform import model_layout
 from edgeport.data.dataset import Dataset, Loader
 from edgeport.data.preprocess import Preprocess

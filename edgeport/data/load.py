@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from edgeport.core.errors import InputError
-from edgeport.core.model_bundle import TensorSpec
+from edgeport.core.model import TensorSpec
 from edgeport.data.arrays import array_dataset
 from edgeport.data.dataset import Dataset
 from edgeport.data.images import image_dataset

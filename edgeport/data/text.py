@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from edgeport.core.errors import InputError
-from edgeport.core.model_bundle import TensorSpec, batch_dim_name
+from edgeport.core.model import TensorSpec, batch_dim_name
 from edgeport.data.dataset import Dataset
 from edgeport.data.preprocess import Preprocess
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from edgeport.core.errors import InputError
 from edgeport.core.imports import looks_like_object_ref
-from edgeport.core.model_bundle import SourceModel
+from edgeport.core.model import SourceModel
 from edgeport.options.groups import SourceOptions
 
 ONNX_SUFFIXES = (".onnx",)

@@ -31,7 +31,7 @@ from typing import Any
 from edgeport.core.errors import InputError, describe_exception
 from edgeport.core.extras import require
 from edgeport.core.hashing import sha256_path
-from edgeport.core.model_bundle import Dim, SourceModel, TensorSpec
+from edgeport.core.model import Dim, SourceModel, TensorSpec
 from edgeport.frontends.hf_export import make_exporter
 from edgeport.frontends.hf_folder import check_folder, force_offline
 from edgeport.frontends.hf_pooling import EMBEDDING_OUTPUT, Pooling, module_class, read_sentence_transformers

@@ -12,7 +12,7 @@ import numpy as np
 import onnx
 
 from edgeport.core.errors import ConversionError, describe_exception
-from edgeport.core.model_bundle import Dim, TensorSpec
+from edgeport.core.model import Dim, TensorSpec
 from edgeport.frontends.hf_folder import force_offline
 from edgeport.frontends.hf_pooling import EMBEDDING_OUTPUT, Pooling, append_pooling
 from edgeport.options.groups import SourceOptions

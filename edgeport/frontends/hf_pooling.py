@@ -15,7 +15,7 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 from edgeport.core.errors import ConversionError, InputError
-from edgeport.core.model_bundle import Dim
+from edgeport.core.model import Dim
 from edgeport.frontends.hf_folder import force_offline
 
 EMBEDDING_OUTPUT = "sentence_embedding"

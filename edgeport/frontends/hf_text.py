@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 
 from edgeport.core.errors import InputError, describe_exception
-from edgeport.core.model_bundle import TensorSpec
+from edgeport.core.model import TensorSpec
 
 TOKENIZER_FILES = ("tokenizer.json", "vocab.txt", "tokenizer.model", "spiece.model", "vocab.json")
 

@@ -12,7 +12,7 @@ import onnx
 
 from edgeport.core.errors import ConversionError, describe_exception
 from edgeport.core.layers import record_layer_names, restore_layer_names
-from edgeport.core.model_bundle import ModelBundle, SourceModel, TensorSpec
+from edgeport.core.model import CanonicalModel, SourceModel, TensorSpec
 from edgeport.frontends.onnx import PER_CHANNEL_QDQ_OPSET, graph_input_specs, graph_output_specs, opset_of
 from edgeport.options.groups import SourceOptions
 from edgeport.runtime.ort import OrtRunner
@@ -267,10 +267,10 @@ def normalize(
     onnx_model: onnx.ModelProto | None,
     feeds: dict[str, np.ndarray],
     options: SourceOptions,
-) -> tuple[ModelBundle, list[np.ndarray]]:
-    """Produce the ModelBundle: export (framework sources), check, simplify, parity-check.
+) -> tuple[CanonicalModel, list[np.ndarray]]:
+    """Produce the CanonicalModel: export (framework sources), check, simplify, parity-check.
 
-    ``feeds`` are the reference inputs; ``options`` the SourceOptions. Returns the bundle and
+    ``feeds`` are the reference inputs; ``options`` the SourceOptions. Returns the canonical model and
     the source's outputs on them.
     """
     notes: list[str] = list(source.notes)
@@ -297,5 +297,5 @@ def normalize(
         if spec.name in declared and len(declared[spec.name].shape) == len(spec.shape):
             spec.shape = [d if isinstance(d, int) else declared[spec.name].shape[i] for i, d in enumerate(spec.shape)]
             spec.layout = declared[spec.name].layout
-    bundle = ModelBundle(model, inputs, graph_output_specs(model), source, exporter, notes, parity, decisions)
-    return bundle, reference_outputs
+    canonical = CanonicalModel(model, inputs, graph_output_specs(model), source, exporter, notes, parity, decisions)
+    return canonical, reference_outputs

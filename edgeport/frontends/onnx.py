@@ -10,7 +10,7 @@ from google.protobuf.message import DecodeError
 from edgeport.core import limits
 from edgeport.core.errors import ConversionError, InputError, describe_exception
 from edgeport.core.hashing import sha256_file
-from edgeport.core.model_bundle import Dim, SourceModel, TensorSpec
+from edgeport.core.model import Dim, SourceModel, TensorSpec
 from edgeport.options.groups import SourceOptions
 
 _ONNX_DTYPES = {

@@ -24,7 +24,7 @@ from edgeport.core.errors import ConversionError, InputError, describe_exception
 from edgeport.core.extras import require
 from edgeport.core.hashing import sha256_file, sha256_path
 from edgeport.core.layers import LAYER_KEY
-from edgeport.core.model_bundle import Dim, SourceModel, TensorSpec
+from edgeport.core.model import Dim, SourceModel, TensorSpec
 from edgeport.options.groups import SourceOptions
 
 KERAS_SUFFIXES = (".keras",)

@@ -18,7 +18,7 @@ from edgeport.core.errors import InputError, describe_exception
 from edgeport.core.extras import require
 from edgeport.core.hashing import sha256_file
 from edgeport.core.imports import import_object
-from edgeport.core.model_bundle import SourceModel, TensorSpec
+from edgeport.core.model import SourceModel, TensorSpec
 from edgeport.options.groups import SourceOptions
 from edgeport.options.recipe import InputShape
 

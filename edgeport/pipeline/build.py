@@ -12,7 +12,7 @@ import onnx
 
 from edgeport.core.bundle import BundleWriter, copy_path
 from edgeport.core.contracts import Artifact, FormatBackend
-from edgeport.core.model_bundle import ModelBundle
+from edgeport.core.model import CanonicalModel
 from edgeport.core.plan import PrecisionPlan, load_plan, uniform_plan
 from edgeport.core.progress import Progress
 from edgeport.core.registry import backend_class
@@ -68,7 +68,7 @@ def build_artifact(
     recipe: Recipe,
     profile: DeviceProfile,
     scheme: str,
-    bundle: ModelBundle,
+    canonical: CanonicalModel,
     pruning: PruneResult | None,
     reference_feeds: dict[str, np.ndarray],
     data: DataPlan,
@@ -83,10 +83,10 @@ def build_artifact(
     the (pruned, if any) model by a saved plan, the auto search within ``gate_budget``, or the
     uniform ``scheme``, adding the decisions made, and save the plan followed into the bundle.
     Returns what was built."""
-    model = pruning.bundle if pruning else bundle
+    model = pruning.canonical if pruning else canonical
     backend = backend_class(recipe.output_format)(profile, recipe, model, reference_feeds)
     baseline_path, artifact_path = writer.path(BASELINE_NAME), writer.path(backend.file_name)
-    onnx.save(bundle.onnx_model, str(baseline_path))
+    onnx.save(canonical.onnx_model, str(baseline_path))
     model_path = pruning.path if pruning else baseline_path
     search_section = None
     if recipe.precision_plan:

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from edgeport.core.errors import InputError
-from edgeport.core.model_bundle import SourceModel, batch_axes
+from edgeport.core.model import SourceModel, batch_axes
 from edgeport.core.plan import CALIBRATED_SCHEMES
 from edgeport.data.dataset import Dataset
 from edgeport.data.load import load_dataset

@@ -10,7 +10,7 @@ import numpy as np
 import onnx
 
 from edgeport.core import limits
-from edgeport.core.model_bundle import ModelBundle, SourceModel
+from edgeport.core.model import CanonicalModel, SourceModel
 from edgeport.core.plan import ensure_node_names
 from edgeport.core.progress import Progress
 from edgeport.frontends import ingest
@@ -26,14 +26,14 @@ from edgeport.verify.gate import Gate, choose_gate
 class Normalized:
     """The normalized fp32 model, the source's outputs on the reference feeds, and the gate."""
 
-    bundle: ModelBundle
+    canonical: CanonicalModel
     reference_outputs: list[np.ndarray]
     gate: Gate
 
     @property
     def output_names(self) -> list[str]:
         """The model's output names, in order."""
-        return [o.name for o in self.bundle.outputs]
+        return [o.name for o in self.canonical.outputs]
 
 
 def load_source(
@@ -60,15 +60,15 @@ def normalize_model(
     """Export or check the source as ONNX, tell the datasets its outputs, name its nodes and choose
     the accuracy gate (adding the decisions of both). Returns the Normalized model."""
     with progress.step("export to ONNX and check parity" if onnx_source is None else "check and simplify ONNX"):
-        bundle, reference_outputs = normalize(source, onnx_source, reference_feeds, recipe.source)
+        canonical, reference_outputs = normalize(source, onnx_source, reference_feeds, recipe.source)
     for dataset in (data.eval_data, data.calibration):
         if dataset is not None:
-            dataset.set_outputs(bundle.outputs)  # outputs are joined over runs along their batch axis
-    decisions += bundle.decisions
-    ensure_node_names(bundle.onnx_model)  # plans and quantizers address nodes by name
+            dataset.set_outputs(canonical.outputs)  # outputs are joined over runs along their batch axis
+    decisions += canonical.decisions
+    ensure_node_names(canonical.onnx_model)  # plans and quantizers address nodes by name
     gate = choose_gate(
-        bundle.onnx_model,
-        [o.name for o in bundle.outputs],
+        canonical.onnx_model,
+        [o.name for o in canonical.outputs],
         reference_outputs,
         metric=recipe.metric,
         budget=recipe.max_accuracy_drop,
@@ -76,7 +76,7 @@ def normalize_model(
         output_kind=source.output_kind,
     )
     decisions += gate.decisions
-    return Normalized(bundle, reference_outputs, gate)
+    return Normalized(canonical, reference_outputs, gate)
 
 
 def prune_model(
@@ -97,7 +97,7 @@ def prune_model(
         return None
     return prune_stage(
         recipe,
-        normalized.bundle,
+        normalized.canonical,
         reference_feeds,
         data,
         profile,

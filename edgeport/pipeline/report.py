@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from edgeport.core.bundle import path_bytes
-from edgeport.core.model_bundle import ModelBundle, SourceModel
+from edgeport.core.model import CanonicalModel, SourceModel
 from edgeport.core.version import __version__
 from edgeport.options.recipe import Recipe
 from edgeport.pipeline.build import BASELINE_NAME, Built
@@ -36,12 +36,12 @@ def library_versions() -> dict[str, str]:
 
 
 def collect_notes(
-    bundle: ModelBundle, built: Built, measured: Measured, scheme: str, synthetic_eval: bool
+    canonical: CanonicalModel, built: Built, measured: Measured, scheme: str, synthetic_eval: bool
 ) -> list[str]:
     """Return the report's notes, in the order the steps found them: normalization's, the build's
     (and the plan entries the format could not follow), flagged ops, a quantization that did not
     pay, and eval data that was random."""
-    notes = list(bundle.notes)
+    notes = list(canonical.notes)
     notes += built.artifact.notes
     for layer, why in (built.artifact.facts.get("not_expressible") or {}).items():
         notes.append(f"plan not followed for {layer}: {why}")
@@ -58,7 +58,7 @@ def collect_notes(
     return notes
 
 
-def _model_section(recipe: Recipe, source: SourceModel, bundle: ModelBundle) -> dict[str, Any]:
+def _model_section(recipe: Recipe, source: SourceModel, canonical: CanonicalModel) -> dict[str, Any]:
     """The report's "model" section: the source and the normalized model's I/O."""
     return {
         "name": model_display_name(recipe.input_model),
@@ -66,10 +66,10 @@ def _model_section(recipe: Recipe, source: SourceModel, bundle: ModelBundle) -> 
         "framework": source.framework,
         "form": source.form,
         "sha256": source.sha256,
-        "exporter": bundle.exporter,
-        "parity": bundle.parity,
-        "inputs": [s.as_dict() for s in bundle.inputs],
-        "outputs": [s.as_dict() for s in bundle.outputs],
+        "exporter": canonical.exporter,
+        "parity": canonical.parity,
+        "inputs": [s.as_dict() for s in canonical.inputs],
+        "outputs": [s.as_dict() for s in canonical.outputs],
     }
 
 
@@ -96,7 +96,7 @@ def build_report(
     recipe: Recipe,
     profile: DeviceProfile,
     source: SourceModel,
-    bundle: ModelBundle,
+    canonical: CanonicalModel,
     data: DataPlan,
     built: Built,
     measured: Measured,
@@ -115,7 +115,7 @@ def build_report(
         {
             "status": "passed" if verdict.passed else "failed",
             "created": datetime.now(UTC).isoformat(timespec="seconds"),
-            "model": _model_section(recipe, source, bundle),
+            "model": _model_section(recipe, source, canonical),
             "target": {
                 "format": recipe.output_format,
                 "quantization": recipe.quantization,

@@ -94,7 +94,7 @@ def _run(recipe: Recipe, progress: Progress | None = None) -> Result:
             recipe,
             profile,
             scheme,
-            normalized.bundle,
+            normalized.canonical,
             pruning,
             feeds,
             data,
@@ -109,10 +109,10 @@ def _run(recipe: Recipe, progress: Progress | None = None) -> Result:
             recipe, built, data, normalized.output_names, normalized.gate, pruning, writer.tmp, work, progress
         )
         verdict = judge(measured.verified["fidelity"], budget, built.search_section, recipe.max_accuracy_drop)
-        notes = collect_notes(normalized.bundle, built, measured, scheme, data.eval_data.synthetic)
+        notes = collect_notes(normalized.canonical, built, measured, scheme, data.eval_data.synthetic)
         timings = {**progress.timings, "total": round(time.perf_counter() - started, 3)}
         report = build_report(
-            recipe, profile, source, normalized.bundle, data, built, measured, verdict, decisions, notes, timings
+            recipe, profile, source, normalized.canonical, data, built, measured, verdict, decisions, notes, timings
         )
         manifest = build_manifest(report, recipe, profile, built, measured)
         bundle_dir = write_bundle(writer, feeds, normalized, data.eval_data.labels, report, manifest)

@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 from edgeport.core.errors import InputError
-from edgeport.core.model_bundle import ModelBundle
+from edgeport.core.model import CanonicalModel
 from edgeport.frontends.normalize import normalize
 from edgeport.options.prune_spec import MAX_RATIO, PruneSpec
 from edgeport.prune import budget as budget_mod
@@ -51,7 +51,7 @@ class _ChannelGroups:
 
     def __init__(self, ctx: PruneContext) -> None:
         self.ctx = ctx
-        self.source = ctx.bundle.source
+        self.source = ctx.canonical.source
         self.module = require_module(self.source)
         self.static = ctx.data.static_batch
         self.chunk = ctx.run_batch  # the batch the model takes (its own when fixed)
@@ -189,10 +189,10 @@ def _chosen_or_unpruned(
     return copy.deepcopy(channels.module).eval(), counts, {}
 
 
-def prune_by_channels(ctx: PruneContext, spec: PruneSpec) -> tuple[ModelBundle, dict[str, Any]]:
+def prune_by_channels(ctx: PruneContext, spec: PruneSpec) -> tuple[CanonicalModel, dict[str, Any]]:
     """Find the source module's channel groups, measure their sensitivity, search per-group
     ratios for ``spec``'s target that fit pruning's part of the budget, and export the pruned
-    module to ONNX (parity-checked). Returns the pruned ModelBundle and its report details (per
+    module to ONNX (parity-checked). Returns the pruned CanonicalModel and its report details (per
     group, attempts, export parity). Raises InputError when the source is not a PyTorch module
     edgeport can prune or has no removable group."""
     channels = _ChannelGroups(ctx)
@@ -201,7 +201,7 @@ def prune_by_channels(ctx: PruneContext, spec: PruneSpec) -> tuple[ModelBundle, 
     pruned, counts, ratios = _chosen_or_unpruned(channels, spec, attempts, chosen)
     pruned_source = dataclasses.replace(channels.source, run=_torch_run(pruned, ctx.names), live_model=pruned, notes=[])
     with progress_step(ctx, "pruning: export the pruned model to ONNX and check parity"):
-        pruned_bundle, _ = normalize(pruned_source, None, ctx.reference_feeds, ctx.recipe.source)
+        pruned_canonical, _ = normalize(pruned_source, None, ctx.reference_feeds, ctx.recipe.source)
     group_rows = [
         {
             "layer": g.name,
@@ -217,5 +217,5 @@ def prune_by_channels(ctx: PruneContext, spec: PruneSpec) -> tuple[ModelBundle, 
     ]
     details = {"layers": group_rows, "attempts": attempts, "accepted": chosen is not None}
     # The report's model.parity is the original's export; this one proves the pruned export.
-    details["export_parity"] = pruned_bundle.parity
-    return pruned_bundle, details
+    details["export_parity"] = pruned_canonical.parity
+    return pruned_canonical, details

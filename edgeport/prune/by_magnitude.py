@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from edgeport.core.errors import InputError
-from edgeport.core.model_bundle import ModelBundle
+from edgeport.core.model import CanonicalModel
 from edgeport.options.prune_spec import MAX_RATIO, PruneSpec
 from edgeport.prune import budget as budget_mod
 from edgeport.prune.budget import LayerCurve, allocate
@@ -22,12 +22,12 @@ from edgeport.prune.sensitivity import measure_curves, output_distortion, probe_
 from edgeport.runtime.ort import OrtRunner
 
 
-def prune_by_magnitude(ctx: PruneContext, spec: PruneSpec) -> tuple[ModelBundle, dict[str, Any]]:
+def prune_by_magnitude(ctx: PruneContext, spec: PruneSpec) -> tuple[CanonicalModel, dict[str, Any]]:
     """Measure each weight tensor's sensitivity, then search per-tensor ratios for ``spec``'s
-    target that fit pruning's part of the budget. Returns the pruned ModelBundle (the unpruned
+    target that fit pruning's part of the budget. Returns the pruned CanonicalModel (the unpruned
     model, with a decision, when no cut fits) and its report details (per layer, attempts).
     Raises InputError when the model has no prunable weights."""
-    layers = prunable_weights(ctx.bundle.onnx_model)
+    layers = prunable_weights(ctx.canonical.onnx_model)
     if not layers:
         raise InputError("--prune magnitude found no Conv/MatMul/Gemm float weights to prune in this model")
     if ctx.recipe.finetune_steps:
@@ -43,7 +43,7 @@ def prune_by_magnitude(ctx: PruneContext, spec: PruneSpec) -> tuple[ModelBundle,
     ladder = [r for r in LADDER if r <= top]
     curves = [LayerCurve(layer.name, layer.size, list(ladder)) for layer in layers]
     by_name = {c.name: c for c in curves}
-    editor = WeightEditor(ctx.bundle.onnx_model, layers)
+    editor = WeightEditor(ctx.canonical.onnx_model, layers)
     static = ctx.data.static_batch
 
     def run(ratios: dict[str, float], arrays: dict[str, np.ndarray], batch: int) -> list[np.ndarray]:
@@ -89,7 +89,7 @@ def prune_by_magnitude(ctx: PruneContext, spec: PruneSpec) -> tuple[ModelBundle,
     achieved = editor.apply(chosen or {})
     pruned_model = editor.snapshot()
     source, note = masked_source(ctx, pruned_model, layers)
-    pruned_bundle = dataclasses.replace(ctx.bundle, onnx_model=pruned_model, source=source)
+    pruned_canonical = dataclasses.replace(ctx.canonical, onnx_model=pruned_model, source=source)
     rows = [
         {
             "layer": layer.name,
@@ -105,4 +105,4 @@ def prune_by_magnitude(ctx: PruneContext, spec: PruneSpec) -> tuple[ModelBundle,
     section = {"layers": rows, "attempts": attempts, "accepted": chosen is not None}
     if note:
         section["coreml"] = note
-    return pruned_bundle, section
+    return pruned_canonical, section

@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 import onnx
 
-from edgeport.core.model_bundle import ModelBundle, SourceModel
+from edgeport.core.model import CanonicalModel, SourceModel
 from edgeport.core.progress import Progress
 from edgeport.core.registry import backend_class
 from edgeport.data.dataset import Dataset
@@ -85,7 +85,7 @@ class PruneContext:
     def __init__(
         self,
         recipe: Recipe,
-        bundle: ModelBundle,
+        canonical: CanonicalModel,
         reference_feeds: dict[str, np.ndarray],
         data: Any,
         profile: Any,
@@ -96,15 +96,15 @@ class PruneContext:
     ) -> None:
         self.recipe: Recipe = recipe
         self.gate = gate  # edgeport.verify.gate.Gate: what the accuracy figures measure
-        self.bundle: ModelBundle = bundle
+        self.canonical: CanonicalModel = canonical
         self.reference_feeds = reference_feeds
         self.data = data
         self.decisions = decisions
         self.progress: Progress = progress
-        self.names = [s.name for s in bundle.inputs]
-        self.output_names = [o.name for o in bundle.outputs]
+        self.names = [s.name for s in canonical.inputs]
+        self.output_names = [o.name for o in canonical.outputs]
         self.run_batch = data.batch  # the batch the ONNX model takes (static models: their own)
-        calibration = calibration_samples(recipe, data, bundle.source, decisions)
+        calibration = calibration_samples(recipe, data, canonical.source, decisions)
         self.calibration = calibration
         self.sensitivity_inputs = first_arrays(calibration, SENSITIVITY_SAMPLES, data.static_batch, data.dynamic)
         self.eval_inputs = first_arrays(data.eval_data, len(data.eval_data), self.run_batch, data.dynamic)
@@ -117,7 +117,7 @@ class PruneContext:
         if self.total_budget is None and scheme == "auto":
             self.total_budget = DEFAULT_BUDGET
         with progress.step("pruning: fp32 reference outputs"):
-            baseline = OrtRunner(bundle.onnx_model.SerializeToString(), recipe.threads)
+            baseline = OrtRunner(canonical.onnx_model.SerializeToString(), recipe.threads)
             self.reference_eval = run_arrays(baseline.run, self.eval_inputs, self.run_batch)
             self.reference_sensitivity = run_arrays(baseline.run, self.sensitivity_inputs, data.static_batch)
         self.reserve, self.reserve_how = 0.0, "no quantization follows"
@@ -138,8 +138,8 @@ class PruneContext:
         try:
             with tempfile.TemporaryDirectory(prefix="edgeport-reserve-") as name:
                 work = Path(name)
-                onnx.save(self.bundle.onnx_model, str(work / "fp32.onnx"))
-                plan = uniform_plan(self.bundle.onnx_model, scheme, profile)
+                onnx.save(self.canonical.onnx_model, str(work / "fp32.onnx"))
+                plan = uniform_plan(self.canonical.onnx_model, scheme, profile)
                 backend_class("onnx")(profile).build(
                     work / "fp32.onnx", plan, work / "q.onnx", work, self.data.calibration, self.data.batch
                 )

@@ -14,7 +14,7 @@ from typing import Any
 import onnx
 
 from edgeport.core.bundle import path_bytes
-from edgeport.core.model_bundle import SourceModel
+from edgeport.core.model import SourceModel
 from edgeport.prune.context import PruneContext
 from edgeport.prune.magnitude import WeightLayer, masks_by_initializer
 from edgeport.prune.measure import gzip_size
@@ -57,7 +57,7 @@ def masked_source(
     """Core ML converts from the PyTorch source, not the ONNX model: zero the same weights in a
     copy of the source module (matched by parameter name and shape). Other formats: unchanged.
     Returns the source to convert from and a note for the report (None when unchanged)."""
-    source = ctx.bundle.source
+    source = ctx.canonical.source
     if ctx.recipe.output_format != "coreml" or source.framework != "pytorch" or source.live_model is None:
         return source, None
     import torch

@@ -11,7 +11,7 @@ import numpy as np
 import onnx
 from onnx import numpy_helper
 
-from edgeport.core.model_bundle import TensorSpec
+from edgeport.core.model import TensorSpec
 from edgeport.runtime.ort import OrtRunner
 from edgeport.verify.latency import measure_side_by_side
 

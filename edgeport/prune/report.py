@@ -11,7 +11,7 @@ from typing import Any
 import onnx
 
 from edgeport.core.bundle import path_bytes
-from edgeport.core.model_bundle import ModelBundle
+from edgeport.core.model import CanonicalModel
 from edgeport.options.prune_spec import PruneSpec
 from edgeport.prune.context import PruneContext
 from edgeport.prune.coreml import coreml_sparse_storage
@@ -24,7 +24,7 @@ class PruneResult:
     """The pruned model for quantization/export, its fp32 file, its accuracy drop against the
     original (gate metric, points) and the report section (completed by :meth:`finish`)."""
 
-    bundle: ModelBundle
+    canonical: CanonicalModel
     path: Path
     drop: float
     metric: str
@@ -67,7 +67,7 @@ def stage_row(
     """One row of the section's stages: ``model``'s parameters, MACs, bytes and gzip bytes, with
     its measured latency and speedup and ``extra`` figures (top-1, drop)."""
     data = model.SerializeToString()
-    stats = onnx_stats(model, ctx.bundle.inputs)
+    stats = onnx_stats(model, ctx.canonical.inputs)
     return {
         "stage": label,
         **stats,

@@ -1,6 +1,6 @@
 """The prune stage of the pipeline (``--prune``), between normalize and quantize.
 
-It returns the pruned model as a ModelBundle (for structured pruning: a fresh export of the
+It returns the pruned model as a CanonicalModel (for structured pruning: a fresh export of the
 pruned nn.Module, parity-checked against it) for quantization and export, and leaves the
 original alone: the fp32 baseline that fidelity, latency and parity refer to stays the
 unpruned model, so the report's accuracy drop is the drop of the final artifact against the
@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import onnx
 
-from edgeport.core.model_bundle import ModelBundle
+from edgeport.core.model import CanonicalModel
 from edgeport.core.plan import ensure_node_names
 from edgeport.core.progress import Progress
 from edgeport.options.prune_spec import parse_prune
@@ -45,7 +45,7 @@ def _measure_pruned(
         feeds = {k: v[:static_batch] for k, v in ctx.eval_inputs.items()}
         runs = min(recipe.latency_runs, LATENCY_RUNS)
         timing = side_by_side_ms(
-            {"original": ctx.bundle.onnx_model.SerializeToString(), "pruned": path},
+            {"original": ctx.canonical.onnx_model.SerializeToString(), "pruned": path},
             feeds,
             recipe.threads,
             runs,
@@ -56,7 +56,7 @@ def _measure_pruned(
 
 def prune_stage(
     recipe: Recipe,
-    bundle: ModelBundle,
+    canonical: CanonicalModel,
     reference_feeds: dict[str, np.ndarray],
     data: Any,
     profile: Any,
@@ -66,19 +66,19 @@ def prune_stage(
     progress: Progress,
     gate: Any = None,
 ) -> PruneResult:
-    """Prune ``bundle``'s model as ``--prune`` says, within the part of the accuracy budget that
+    """Prune ``canonical``'s model as ``--prune`` says, within the part of the accuracy budget that
     quantization to ``scheme`` leaves (measured on the unpruned model, see edgeport.prune.context.RESERVE_MARGIN).
 
     ``data`` is the pipeline's DataPlan (eval data, calibration, batch); ``profile`` the device
     profile (for the quantization estimate). Returns the
-    :class:`PruneResult`: the pruned ModelBundle and its fp32 ONNX file (``out_dir``/pruned_fp32.onnx,
+    :class:`PruneResult`: the pruned CanonicalModel and its fp32 ONNX file (``out_dir``/pruned_fp32.onnx,
     kept in the bundle: the input of quantization, and a deployable fp32 model), the drop
     against the original, and the report section. Raises InputError when the method does not
     fit the source (channels on a non-PyTorch or flattened model) and ConversionError when the
     pruned model cannot be exported.
     """
     spec = parse_prune(recipe.prune)
-    ctx = PruneContext(recipe, bundle, reference_feeds, data, profile, scheme, decisions, progress, gate)
+    ctx = PruneContext(recipe, canonical, reference_feeds, data, profile, scheme, decisions, progress, gate)
     if spec.method == "channels":
         pruned, details = prune_by_channels(ctx, spec)
     else:
@@ -91,7 +91,7 @@ def prune_stage(
     speedup = timing["original"] / timing["pruned"]
     original = stage_row(
         "original (fp32)",
-        bundle.onnx_model,
+        canonical.onnx_model,
         ctx,
         timing["original"],
         1.0,

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from edgeport.core.errors import ConversionError, InputError, describe_exception
-from edgeport.core.model_bundle import SourceModel
+from edgeport.core.model import SourceModel
 
 # Channels are removed in multiples of this: ORT's CPU convolutions work on blocks of 8 (AVX2)
 # or 16 (AVX-512) channels, so a count between multiples pays for the padding anyway.

@@ -26,7 +26,7 @@ import numpy as np
 from edgeport.core.bundle import MANIFEST
 from edgeport.core.errors import ConversionError, InputError, describe_exception
 from edgeport.core.hashing import sha256_file, sha256_path
-from edgeport.core.model_bundle import TensorSpec, batch_axes
+from edgeport.core.model import TensorSpec, batch_axes
 from edgeport.core.registry import RUNTIMES, runtime_entry, runtime_for_file
 from edgeport.core.runner_spec import RunnerSpec
 from edgeport.reports.html import render_html

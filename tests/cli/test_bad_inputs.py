@@ -9,7 +9,6 @@ import os
 import resource
 import subprocess
 import sys
-import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,29 +39,40 @@ def _limit_resources() -> None:  # runs in the child between fork and exec
     resource.setrlimit(resource.RLIMIT_AS, (ADDRESS_SPACE_LIMIT, ADDRESS_SPACE_LIMIT))
 
 
+# Starts the CLI from a small fresh interpreter and reports the CLI's peak RSS from wait4. Not
+# forked from pytest itself: a forked child's peak RSS starts at its parent's resident size
+# (Linux copies the high-water mark with the address space), which grows as the session runs.
+LAUNCHER = """
+import json, os, resource, subprocess, sys, threading
+limit, seconds, out, err, *command = sys.argv[1:]
+with open(out, "w") as stdout, open(err, "w") as stderr:
+    proc = subprocess.Popen(command, stdout=stdout, stderr=stderr,
+        preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_AS, (int(limit), int(limit))))
+    timer = threading.Timer(float(seconds), proc.kill)
+    timer.start()
+    _, status, usage = os.wait4(proc.pid, 0)
+    timer.cancel()
+print(json.dumps({"returncode": os.waitstatus_to_exitcode(status), "maxrss": usage.ru_maxrss * 1024}))
+"""
+
+
 def run_cli_bounded(args: list[str], cwd: Path, env: dict[str, str] | None = None) -> CliRun:
     """Run ``convert.py args`` under the address-space limit and a wall-clock timeout (killed at
     TIME_LIMIT_S); return the run with the child's own peak RSS (from wait4)."""
     out, err = cwd / "cli.stdout", cwd / "cli.stderr"
     environment = {**os.environ, "PYTHONPATH": str(REPO), **(env or {})}
     start = time.monotonic()
-    with open(out, "w") as stdout, open(err, "w") as stderr:
-        proc = subprocess.Popen(
-            [sys.executable, str(REPO / "convert.py"), *args],
-            cwd=cwd,
-            env=environment,
-            stdout=stdout,
-            stderr=stderr,
-            preexec_fn=_limit_resources,
-        )
-        timer = threading.Timer(TIME_LIMIT_S, proc.kill)
-        timer.start()
-        try:
-            _, status, usage = os.wait4(proc.pid, 0)
-        finally:
-            timer.cancel()
-        proc.returncode = os.waitstatus_to_exitcode(status)
-    return CliRun(proc.returncode, out.read_text(), err.read_text(), time.monotonic() - start, usage.ru_maxrss * 1024)
+    command = [sys.executable, str(REPO / "convert.py"), *args]
+    launched = subprocess.run(
+        [sys.executable, "-c", LAUNCHER, str(ADDRESS_SPACE_LIMIT), str(TIME_LIMIT_S), str(out), str(err), *command],
+        cwd=cwd,
+        env=environment,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    status = json.loads(launched.stdout)
+    return CliRun(status["returncode"], out.read_text(), err.read_text(), time.monotonic() - start, status["maxrss"])
 
 
 def assert_refused(run: CliRun, exit_codes: tuple[int, ...], *phrases: str) -> str:

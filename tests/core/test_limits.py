@@ -14,7 +14,7 @@ from edgeport.api import convert
 from edgeport.cli.main import main
 from edgeport.core import limits
 from edgeport.core.errors import InputError
-from edgeport.core.model_bundle import TensorSpec
+from edgeport.core.model import TensorSpec
 from edgeport.data import Preprocess, load_dataset
 from tests.conftest import EXAMPLES, REPO
 

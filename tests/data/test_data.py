@@ -8,7 +8,7 @@ from PIL import Image
 
 from edgeport.api import convert
 from edgeport.core.errors import InputError
-from edgeport.core.model_bundle import TensorSpec
+from edgeport.core.model import TensorSpec
 from edgeport.data import load_dataset, parse_preprocess
 from edgeport.data.npz import read_arrays
 from tests.conftest import EXAMPLES

@@ -24,7 +24,7 @@ from click.testing import CliRunner
 from edgeport.api import convert
 from edgeport.cli.main import main
 from edgeport.core.errors import InputError
-from edgeport.core.model_bundle import TensorSpec
+from edgeport.core.model import TensorSpec
 from edgeport.data import load_dataset, parse_preprocess
 from edgeport.frontends import detect_source
 

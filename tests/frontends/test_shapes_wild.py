@@ -22,7 +22,7 @@ from click.testing import CliRunner
 from edgeport.api import convert
 from edgeport.cli.main import main
 from edgeport.core.errors import InputError
-from edgeport.core.model_bundle import TensorSpec, batch_axes
+from edgeport.core.model import TensorSpec, batch_axes
 from edgeport.data import load_dataset, parse_preprocess, synthetic_dataset
 from edgeport.verify.evaluate import latency_feeds, run_dataset
 

@@ -6,7 +6,7 @@ import dataclasses
 
 import pytest
 
-from edgeport.core.model_bundle import SourceModel, TensorSpec
+from edgeport.core.model import SourceModel, TensorSpec
 from edgeport.options.groups import (
     GROUPS,
     CoreMLOptions,

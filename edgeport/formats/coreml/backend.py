@@ -17,7 +17,7 @@ import onnx
 
 from edgeport.core.contracts import Artifact, FormatBackend
 from edgeport.core.errors import InputError
-from edgeport.core.model_bundle import ModelBundle
+from edgeport.core.model import CanonicalModel
 from edgeport.core.plan import PrecisionPlan, uniform_plan
 from edgeport.core.runner_spec import RunnerSpec
 from edgeport.data.dataset import Dataset
@@ -47,18 +47,22 @@ class CoreMLBackend(FormatBackend):
     measure_sensitivity = False
 
     def __init__(
-        self, profile: DeviceProfile, options: Recipe, bundle: ModelBundle | None = None, samples: dict | None = None
+        self,
+        profile: DeviceProfile,
+        options: Recipe,
+        canonical: CanonicalModel | None = None,
+        samples: dict | None = None,
     ) -> None:
-        # Conversion starts from the bundle's live source model.
-        super().__init__(profile, options, bundle, samples)
+        # Conversion starts from the live source model that the canonical model keeps.
+        super().__init__(profile, options, canonical, samples)
         recipe = options
         self.target = coreml_target(profile)
-        if bundle is None:
-            raise InputError("the Core ML backend needs the source model (pass the ModelBundle)")
-        self.bundle = bundle
-        self.output_names = [o.name for o in bundle.outputs]
-        dynamic = all(spec.has_dynamic_batch for spec in bundle.inputs)
-        first = bundle.inputs[0].shape[0] if bundle.inputs and bundle.inputs[0].shape else 1
+        if canonical is None:
+            raise InputError("the Core ML backend needs the source model (pass the CanonicalModel)")
+        self.canonical = canonical
+        self.output_names = [o.name for o in canonical.outputs]
+        dynamic = all(spec.has_dynamic_batch for spec in canonical.inputs)
+        first = canonical.inputs[0].shape[0] if canonical.inputs and canonical.inputs[0].shape else 1
         # Core ML gets a fixed batch (the Neural Engine needs static shapes); runners loop over samples.
         self.batch = 1 if dynamic else int(first)
         self.on_mac = can_predict()
@@ -66,10 +70,10 @@ class CoreMLBackend(FormatBackend):
         self.float_precision = "fp16" if "fp16" in self.target.float_compute else "fp32"
         self._converted: dict = {}
         self._onnx: dict[str, onnx.ModelProto] = {}
-        check_source(bundle.source)  # before any work: Core ML converts from the framework source
+        check_source(canonical.source)  # before any work: Core ML converts from the framework source
         # Image-typed inputs: their scale/bias come from the same --preprocess the data path applies.
         self.images = (
-            image_inputs(bundle.inputs, parse_preprocess(recipe.coreml.preprocess), self.batch)
+            image_inputs(canonical.inputs, parse_preprocess(recipe.coreml.preprocess), self.batch)
             if recipe.coreml.coreml_image_input
             else {}
         )
@@ -102,7 +106,7 @@ class CoreMLBackend(FormatBackend):
 
         model = self._model(baseline)
         export = export_coreml(
-            self.bundle.source,
+            self.canonical.source,
             model,
             plan,
             self.profile,
@@ -150,7 +154,7 @@ class CoreMLBackend(FormatBackend):
         precision = "fp32" if "fp32" in self.target.float_compute else "fp16"
         path = out_dir / f"baseline_{precision}.mlpackage"
         export = export_coreml(
-            self.bundle.source, self._model(baseline), plan, self.profile, path, self.output_names, self.batch,
+            self.canonical.source, self._model(baseline), plan, self.profile, path, self.output_names, self.batch,
             self._converted, images=self.images,
         )  # fmt: skip
         return RunnerSpec("coreml", str(path), export.runner_kwargs()), path

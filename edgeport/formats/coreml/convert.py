@@ -1,7 +1,7 @@
 """Core ML conversion: the source model -> an (uncompressed) ML Program.
 
 coremltools has no ONNX frontend, so the package is converted from the live PyTorch model the
-ModelBundle holds, trying routes in order: ``torch.export`` (ATen ops kept), ``torch.export``
+CanonicalModel holds, trying routes in order: ``torch.export`` (ATen ops kept), ``torch.export``
 with the core-ATen decompositions (LSTM/GRU become loops of matmuls), then ``torch.jit.trace``
 (what coremltools converted LSTM/GRU and a U-Net's ``max_pool2d`` through here). The report
 says which route worked.
@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from edgeport.core.errors import ConversionError, InputError, describe_exception
-from edgeport.core.model_bundle import SourceModel, TensorSpec
+from edgeport.core.model import SourceModel, TensorSpec
 from edgeport.formats.coreml.images import ImageInput
 from edgeport.formats.coreml.tools import enable_tf_frontend, import_coremltools, quiet
 from edgeport.profiles.schema import FormatTarget

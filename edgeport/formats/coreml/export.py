@@ -22,7 +22,7 @@ import onnx
 
 from edgeport.core.errors import ConversionError, InputError
 from edgeport.core.hashing import sha256_path
-from edgeport.core.model_bundle import SourceModel
+from edgeport.core.model import SourceModel
 from edgeport.core.plan import PrecisionPlan
 from edgeport.core.reproducible import canonicalize_mlpackage
 from edgeport.formats.coreml.compress import compress_weights, quantize_activations

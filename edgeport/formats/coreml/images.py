@@ -7,7 +7,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from edgeport.core.errors import InputError
-from edgeport.core.model_bundle import TensorSpec
+from edgeport.core.model import TensorSpec
 from edgeport.data.preprocess import Preprocess
 
 # The 8-bit pixel scaling the data path applies to uint8 samples when --preprocess has no scale.

@@ -23,11 +23,11 @@ class OnnxBackend(FormatBackend):
         self,
         profile: Any = None,
         options: Any = None,
-        bundle: Any = None,
+        canonical: Any = None,
         samples: dict | None = None,
         providers: list[str] | None = None,
     ) -> None:
-        super().__init__(profile, options, bundle, samples)
+        super().__init__(profile, options, canonical, samples)
         if providers is None:
             providers = list(profile.onnxruntime.execution_providers) if profile is not None else []
         self.providers = providers or ["CPUExecutionProvider"]

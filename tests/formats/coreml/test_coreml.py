@@ -324,7 +324,7 @@ def test_image_input_is_an_image_type_with_the_data_scaling(fashion_image_input,
 def test_rgb_image_input_bias_from_mean_std_and_clear_refusals(tmp_path):
     """RGB: scale = (1/255)/std and bias = -mean/std per channel, read back from the package's
     preprocessing ops; unequal stds and inputs that are no image are refused (exit 2, one line)."""
-    from edgeport.core.model_bundle import SourceModel, TensorSpec
+    from edgeport.core.model import SourceModel, TensorSpec
     from edgeport.data import parse_preprocess
     from edgeport.formats.coreml.convert import convert_source
     from edgeport.formats.coreml.images import image_inputs

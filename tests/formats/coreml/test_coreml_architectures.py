@@ -10,7 +10,7 @@ import pytest
 
 from edgeport.api import convert
 from edgeport.core.errors import ConversionError
-from edgeport.core.model_bundle import SourceModel, TensorSpec
+from edgeport.core.model import SourceModel, TensorSpec
 from edgeport.formats.coreml.convert import convert_source
 from edgeport.formats.coreml.inspect import inspect_package
 from edgeport.formats.coreml.tools import quiet

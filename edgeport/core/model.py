@@ -1,4 +1,4 @@
-"""The ModelBundle: the canonical ONNX form of a model plus what every stage needs to know."""
+"""The CanonicalModel: the canonical ONNX form of a model plus what every stage needs to know."""
 
 from __future__ import annotations
 
@@ -126,7 +126,7 @@ class SourceModel:
 
 
 @dataclass
-class ModelBundle:
+class CanonicalModel:
     """The ONNX ``ModelProto`` every analysis works on, its I/O specs, its source and notes."""
 
     onnx_model: onnx.ModelProto
