@@ -649,7 +649,8 @@ def _rewrite_for_onnx2tf(model: onnx.ModelProto, copy: Path, notes: list[str]) -
     Runtime gives the same outputs as the original on seeded inputs; each rewrite adds a
     note. Returns ``{node: (op, why)}`` for recurrent nodes left to onnx2tf (empty if none).
     """
-    from edgeport.formats.tflite.onnx2tf_rewrites import RECURRENT_OPS, canonical_gelu, unroll_recurrent
+    from edgeport.formats.tflite.onnx2tf_gelu import canonical_gelu
+    from edgeport.formats.tflite.onnx2tf_unroll import RECURRENT_OPS, unroll_recurrent
 
     rewritten, gelus = canonical_gelu(model)
     recurrent = {n.name or n.output[0]: n.op_type for n in model.graph.node if n.op_type in RECURRENT_OPS}
