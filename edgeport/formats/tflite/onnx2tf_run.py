@@ -36,7 +36,8 @@ def converter_timeout(default_s: float) -> float:
 def _child_env() -> dict[str, str]:
     """The child's environment: edgeport importable, TensorFlow quiet and on the CPU."""
     env = dict(os.environ)
-    package_root = str(Path(__file__).resolve().parents[2])
+    # The folder holding the edgeport package (this file is edgeport/formats/tflite/onnx2tf_run.py).
+    package_root = str(Path(__file__).resolve().parents[3])
     env["PYTHONPATH"] = package_root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
     env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     env["CUDA_VISIBLE_DEVICES"] = ""
