@@ -17,7 +17,7 @@ import psutil
 import pytest
 
 from edgeport.core.errors import ConversionError
-from edgeport.formats.tflite import export as tflite_out
+from edgeport.formats.tflite import onnx2tf_run as tflite_out
 from tests.conftest import REPO
 
 # A small valid ONNX model (tests/data/make_bad_inputs.py): it reaches each stage in seconds.
@@ -131,7 +131,7 @@ def test_hanging_converter_child_is_killed_after_the_timeout(tmp_path, monkeypat
     request = {"result": str(tmp_path / "result.json")}
     start = time.monotonic()
     with pytest.raises(ConversionError, match=r"timed out after 1 s"):
-        tflite_out._run_child(request, tmp_path, timeout_s=1.0)
+        tflite_out.run_child(request, tmp_path, timeout_s=1.0)
     assert time.monotonic() - start < 30
     assert started and started[0].poll() is not None  # killed, not left sleeping
 

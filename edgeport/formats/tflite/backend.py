@@ -37,9 +37,11 @@ class TFLiteBackend(FormatBackend):
     file_name = "model.tflite"
     weight_rounding = True  # GPTQ on the int8 .tflite (rounding.py)
 
-    def __init__(self, profile: Any, options: Any, bundle: Any = None, samples: dict[str, Any] | None = None) -> None:
-        # bundle: TF sources skip onnx2tf; samples: their shapes fix dynamic image sizes
-        super().__init__(profile, options, bundle, samples)
+    def __init__(
+        self, profile: Any, options: Any, canonical: Any = None, samples: dict[str, Any] | None = None
+    ) -> None:
+        # canonical: TF sources skip onnx2tf; samples: their shapes fix dynamic image sizes
+        super().__init__(profile, options, canonical, samples)
         recipe = options
         target = profile.formats.get("tflite")
         self.delegate = target.delegate if target is not None else None
@@ -49,23 +51,23 @@ class TFLiteBackend(FormatBackend):
         self.decisions: list[dict[str, str]] = []  # fixed input sizes
         self.route_decisions: list[dict[str, str]] = []  # builds that fell back to the other route
         self._fp32_files: dict[tuple, tuple[Path, dict[str, Any]]] = {}  # baseline -> fp32 .tflite, runner kwargs
-        if bundle is None:
+        if canonical is None:
             return
-        self.input_shapes = static_shapes(bundle.inputs, samples or {})
-        if bundle.source.framework == "tensorflow":
+        self.input_shapes = static_shapes(canonical.inputs, samples or {})
+        if canonical.source.framework == "tensorflow":
             from edgeport.formats.tflite.from_tf import tf_source_request
 
             inputs = [
                 {"name": s.name, "shape": [d if isinstance(d, int) else None for d in s.shape], "dtype": s.dtype}
-                for s in bundle.inputs
+                for s in canonical.inputs
             ]
             allow_pickle = recipe.tflite.allow_pickle
-            self.tf_source = tf_source_request(bundle.source.path, bundle.source.form, inputs, allow_pickle)
+            self.tf_source = tf_source_request(canonical.source.path, canonical.source.form, inputs, allow_pickle)
         else:
             from edgeport.formats.tflite.onnx2tf_rewrites import spatial_dims_to_fix
 
-            for name, shape in spatial_dims_to_fix(bundle.onnx_model, self.input_shapes).items():
-                declared = next(s.shape for s in bundle.inputs if s.name == name)
+            for name, shape in spatial_dims_to_fix(canonical.onnx_model, self.input_shapes).items():
+                declared = next(s.shape for s in canonical.inputs if s.name == name)
                 self.decisions.append(
                     {
                         "asked": f"TFLite from an ONNX model whose input {name!r} has dynamic dims {declared}",

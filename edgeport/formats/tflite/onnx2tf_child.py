@@ -3,7 +3,7 @@
 Run as ``python -m edgeport.formats.tflite.onnx2tf_child request.json``. It is a separate
 process because onnx2tf and TFLite's calibrator can crash (segfaults) or hang, and onnx2tf
 rewrites its input file; the parent gives it a copy and a timeout
-(:mod:`edgeport.formats.tflite.export`).
+(:mod:`edgeport.formats.tflite.onnx2tf_run`).
 
 The request (JSON) names the ONNX copy, the output file, the TFLite mode (``fp32``,
 ``fp16``, ``dynamic``, ``int8``), the int8 input/output dtype, calibration ``.npy`` files
@@ -179,7 +179,9 @@ def _convert(request: dict[str, Any], state: dict[str, Any]) -> bytes:
     if mode == "dynamic":
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
         return converter.convert()
-    if mode not in ("int8", "int16"):
+    from edgeport.formats.tflite.modes import CALIBRATED_MODES
+
+    if mode not in CALIBRATED_MODES:
         raise ValueError(f"unknown TFLite mode {mode!r}")
 
     gen, count = _representative(request["calibration"], request["input_order"], state["tf_inputs"])

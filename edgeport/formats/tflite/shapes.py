@@ -1,8 +1,10 @@
-"""Static input sizes for TFLite conversion."""
+"""Input shapes for TFLite conversion: the static sizes to convert with, and ONNX shapes as lists."""
 
 from __future__ import annotations
 
 from typing import Any
+
+import onnx
 
 
 def static_shapes(specs: list[Any], samples: dict[str, Any]) -> dict[str, list[int]]:
@@ -17,3 +19,11 @@ def static_shapes(specs: list[Any], samples: dict[str, Any]) -> dict[str, list[i
             for i, d in enumerate(spec.shape)
         ]
     return shapes
+
+
+def onnx_shape(value: onnx.ValueInfoProto) -> list:
+    """Return the shape of an ONNX input/output: each dim its size, else its symbolic name, else -1."""
+    return [
+        d.dim_value if d.HasField("dim_value") and d.dim_value > 0 else (d.dim_param or -1)
+        for d in value.type.tensor_type.shape.dim
+    ]

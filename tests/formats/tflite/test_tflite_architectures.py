@@ -35,7 +35,8 @@ from edgeport.api import convert
 from edgeport.core.errors import ConversionError, EdgeportError
 from edgeport.core.plan import uniform_plan
 from edgeport.formats.tflite.export import export_tflite
-from edgeport.formats.tflite.onnx2tf_rewrites import canonical_gelu, unroll_recurrent
+from edgeport.formats.tflite.onnx2tf_gelu import canonical_gelu
+from edgeport.formats.tflite.onnx2tf_unroll import unroll_recurrent
 from edgeport.profiles import resolve_profile
 from edgeport.runtime.litert import LiteRTRunner
 from tests import models_architectures

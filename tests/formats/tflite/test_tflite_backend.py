@@ -23,7 +23,9 @@ from edgeport.core.errors import ConversionError
 from edgeport.core.hashing import sha256_file
 from edgeport.core.plan import uniform_plan
 from edgeport.data import load_dataset, parse_preprocess
-from edgeport.formats.tflite.export import TFLiteExport, _expected, export_tflite
+from edgeport.formats.tflite.artifact import TFLiteExport
+from edgeport.formats.tflite.export import export_tflite
+from edgeport.formats.tflite.modes import expected_deviations as _expected
 from edgeport.frontends.onnx import graph_input_specs
 from edgeport.profiles import resolve_profile
 from edgeport.runtime.litert import LiteRTRunner
@@ -331,7 +333,7 @@ def test_three_channel_image_model_converts_offline(tmp_path, no_network):
 
 def test_without_the_placeholder_the_download_is_refused(tmp_path, no_network, monkeypatch):
     """Proves the child's guard catches onnx2tf's real download (and that the placeholder is what avoids it)."""
-    import edgeport.formats.tflite.export as tflite_out
+    import edgeport.formats.tflite.onnx2tf_input as tflite_out
 
     monkeypatch.setattr(tflite_out, "PLACEHOLDER_NAME", "not_the_placeholder.npy")
     path = tmp_path / "tiny.onnx"
