@@ -24,13 +24,12 @@ import platform
 import shutil
 import sys
 import tempfile
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 from edgeport.ci.config import Job
 from edgeport.core.hashing import sha256_file, sha256_path
-from edgeport.core.version import __version__
+from edgeport.core.version import __version__, installed_versions
 
 CACHE_VERSION = 1
 ENTRY = "entry.json"
@@ -78,13 +77,7 @@ def code_digest() -> str:
 @functools.cache
 def library_versions() -> dict[str, str]:
     """Installed versions of the libraries in :data:`LIBRARIES` (absent ones left out)."""
-    versions = {}
-    for name in LIBRARIES:
-        try:
-            versions[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            pass
-    return versions
+    return {name: version for name, version in installed_versions(LIBRARIES).items() if version is not None}
 
 
 @functools.cache

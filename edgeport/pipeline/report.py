@@ -4,13 +4,12 @@ reports/ renders and writes it, the bundle writer commits it)."""
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 from edgeport.core.bundle import path_bytes
 from edgeport.core.model import CanonicalModel, SourceModel
-from edgeport.core.version import __version__
+from edgeport.core.version import __version__, installed_versions
 from edgeport.options.recipe import Recipe
 from edgeport.pipeline.build import BASELINE_NAME, Built
 from edgeport.pipeline.data import DataPlan
@@ -26,13 +25,8 @@ LIBRARIES = ("torch", "onnx", "onnxruntime", "onnxslim", "onnxconverter-common",
 
 def library_versions() -> dict[str, str]:
     """Return the installed versions of the libraries that shape the artifact."""
-    versions = {"edgeport": __version__}
-    for name in LIBRARIES:
-        try:
-            versions[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            versions[name] = "not installed"
-    return versions
+    found = installed_versions(LIBRARIES)
+    return {"edgeport": __version__, **{name: version or "not installed" for name, version in found.items()}}
 
 
 def collect_notes(
