@@ -56,9 +56,11 @@ class Artifact:
 
 
 class FormatBackend(ABC):
-    """One output format. Built once per conversion from the device profile, the options, the
-    (normalized, possibly pruned) CanonicalModel and sample inputs by name; each may be None where a
-    backend does not need it (the search builds an ONNX proxy backend from providers alone).
+    """One output format. Built once per conversion from the device profile, the format's own option
+    group (``Recipe.format_options()``: TFLiteOptions, CoreMLOptions; None for a format without
+    options), the (normalized, possibly pruned) CanonicalModel and sample inputs by name; each may
+    be None where a backend does not need it (the search builds an ONNX proxy backend from
+    providers alone).
 
     Class attributes the search and the pipeline read (override them, do not probe them):
     """

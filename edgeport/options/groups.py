@@ -69,13 +69,17 @@ class QuantizeOptions:
 
 @dataclass(frozen=True)
 class PruneOptions:
-    """What to prune, the recovery steps, and the budget the ratios are spread within."""
+    """What to prune, the recovery steps, the budget the ratios are spread within, and what
+    decides the quantization reserve (a saved plan) and the Core ML path (the output format)."""
 
     prune: str | None
     finetune_steps: int
     seed: int
     max_accuracy_drop: float | None
     threads: int
+    latency_runs: int
+    precision_plan: str | None
+    output_format: str
 
 
 @dataclass(frozen=True)

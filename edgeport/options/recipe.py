@@ -133,6 +133,11 @@ class Recipe:
             raise KeyError(f"no option group {stage!r}; groups: {', '.join(GROUPS)}")
         return make_group(GROUPS[stage], self)
 
+    def format_options(self) -> Any:
+        """Return the option group of the output format (e.g. TFLiteOptions), or None when the
+        format has no options of its own (ONNX)."""
+        return make_group(GROUPS[self.output_format], self) if self.output_format in GROUPS else None
+
     @property
     def source(self) -> SourceOptions:
         """The frontends' options (loading and normalizing the model)."""

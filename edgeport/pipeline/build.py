@@ -84,7 +84,7 @@ def build_artifact(
     uniform ``scheme``, adding the decisions made, and save the plan followed into the bundle.
     Returns what was built."""
     model = pruning.canonical if pruning else canonical
-    backend = backend_class(recipe.output_format)(profile, recipe, model, reference_feeds)
+    backend = backend_class(recipe.output_format)(profile, recipe.format_options(), model, reference_feeds)
     baseline_path, artifact_path = writer.path(BASELINE_NAME), writer.path(backend.file_name)
     onnx.save(canonical.onnx_model, str(baseline_path))
     model_path = pruning.path if pruning else baseline_path

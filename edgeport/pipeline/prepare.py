@@ -96,7 +96,9 @@ def prune_model(
     if not recipe.prune:
         return None
     return prune_stage(
-        recipe,
+        recipe.pruning,
+        recipe.data,
+        recipe.source,
         normalized.canonical,
         reference_feeds,
         data,

@@ -58,7 +58,7 @@ class _ChannelGroups:
         feeds = {k: v[: self.static] for k, v in ctx.sensitivity_inputs.items()}
         self.example = example_inputs(self.source, feeds, self.static)
         self.sens_batches = self.batches(ctx.sensitivity_inputs)
-        with progress_step(ctx, "pruning: channel groups (torch-pruning DepGraph)"), torch_threads(ctx.recipe.threads):
+        with progress_step(ctx, "pruning: channel groups (torch-pruning DepGraph)"), torch_threads(ctx.options.threads):
             self.groups = find_groups(self.module, self.example)
         if not self.groups:
             raise InputError(
@@ -116,7 +116,7 @@ def _measure_sensitivity(channels: _ChannelGroups, spec: PruneSpec) -> tuple[set
     free = [c for c in channels.curves if c.name not in fixed_names]
     probe_total = sum(len(probe_ratios(c.options)) for c in free)
     with progress_step(ctx, "pruning: sensitivity per channel group", probe_total) as advance:
-        with torch_threads(ctx.recipe.threads):
+        with torch_threads(ctx.options.threads):
             measure_curves(free, channels.distortion_at, advance)
     return fixed_names, fixed
 
@@ -137,23 +137,23 @@ def _search_channels(
 
     def attempt(ratios: dict[str, float]) -> tuple[dict[str, Any], Any]:
         with progress_step(ctx, f"pruning: {budget_mod.achieved(curves, ratios):.0%} of channels"):
-            with torch_threads(ctx.recipe.threads):
+            with torch_threads(ctx.options.threads):
                 pruned, counts = pruned_copy(channels.module, channels.removal(ratios), channels.example, recal_batches)
                 one_shot, _, _ = channels.eval_drop(pruned)
         recovery = None
-        if ctx.recipe.finetune_steps:
-            with progress_step(ctx, f"pruning: recovery ({ctx.recipe.finetune_steps} distillation steps)"):
+        if ctx.options.finetune_steps:
+            with progress_step(ctx, f"pruning: recovery ({ctx.options.finetune_steps} distillation steps)"):
                 recovery = distill(
                     pruned,
                     channels.module,
                     distill_inputs,
                     ctx.names,
-                    ctx.recipe.finetune_steps,
-                    seed=ctx.recipe.seed,
-                    threads=ctx.recipe.threads,
+                    ctx.options.finetune_steps,
+                    seed=ctx.options.seed,
+                    threads=ctx.options.threads,
                     fixed_batch=None if ctx.data.dynamic else channels.static,
                 )
-        with torch_threads(ctx.recipe.threads):
+        with torch_threads(ctx.options.threads):
             drop, _, fidelity = channels.eval_drop(pruned)
         record = {
             "channels_removed": budget_mod.achieved(curves, ratios),
@@ -201,7 +201,7 @@ def prune_by_channels(ctx: PruneContext, spec: PruneSpec) -> tuple[CanonicalMode
     pruned, counts, ratios = _chosen_or_unpruned(channels, spec, attempts, chosen)
     pruned_source = dataclasses.replace(channels.source, run=_torch_run(pruned, ctx.names), live_model=pruned, notes=[])
     with progress_step(ctx, "pruning: export the pruned model to ONNX and check parity"):
-        pruned_canonical, _ = normalize(pruned_source, None, ctx.reference_feeds, ctx.recipe.source)
+        pruned_canonical, _ = normalize(pruned_source, None, ctx.reference_feeds, ctx.source_options)
     group_rows = [
         {
             "layer": g.name,

@@ -30,10 +30,10 @@ def prune_by_magnitude(ctx: PruneContext, spec: PruneSpec) -> tuple[CanonicalMod
     layers = prunable_weights(ctx.canonical.onnx_model)
     if not layers:
         raise InputError("--prune magnitude found no Conv/MatMul/Gemm float weights to prune in this model")
-    if ctx.recipe.finetune_steps:
+    if ctx.options.finetune_steps:
         ctx.decisions.append(
             {
-                "asked": f"--finetune_steps {ctx.recipe.finetune_steps} with --prune {spec.text}",
+                "asked": f"--finetune_steps {ctx.options.finetune_steps} with --prune {spec.text}",
                 "done": "one-shot (no recovery)",
                 "why": "magnitude pruning edits the ONNX weights, which edgeport cannot train; recovery applies to "
                 "--prune channels on PyTorch models",
@@ -48,7 +48,7 @@ def prune_by_magnitude(ctx: PruneContext, spec: PruneSpec) -> tuple[CanonicalMod
 
     def run(ratios: dict[str, float], arrays: dict[str, np.ndarray], batch: int) -> list[np.ndarray]:
         editor.apply(ratios)
-        return run_arrays(OrtRunner(editor.serialized(), ctx.recipe.threads).run, arrays, batch)
+        return run_arrays(OrtRunner(editor.serialized(), ctx.options.threads).run, arrays, batch)
 
     def distortion_at(name: str, ratio: float) -> float:
         return output_distortion(ctx.reference_sensitivity, run({name: ratio}, ctx.sensitivity_inputs, static))

@@ -17,7 +17,7 @@ from edgeport.core.registry import backend_class
 from edgeport.data.dataset import Dataset
 from edgeport.data.load import load_dataset
 from edgeport.data.preprocess import parse_preprocess
-from edgeport.options.recipe import Recipe
+from edgeport.options.groups import DataOptions, PruneOptions, SourceOptions
 from edgeport.runtime.ort import OrtRunner
 from edgeport.verify.metrics import accuracy_drop, compare
 
@@ -31,18 +31,20 @@ FALLBACK_SHARE = 0.5
 SENSITIVITY_SAMPLES = 128
 
 
-def calibration_samples(recipe: Recipe, data: Any, source: SourceModel, decisions: list[dict[str, str]]) -> Dataset:
+def calibration_samples(
+    prune: str, options: DataOptions, data: Any, source: SourceModel, decisions: list[dict[str, str]]
+) -> Dataset:
     """The samples pruning learns from: the calibration set (opened here when quantization did
     not need one), else the eval data or random inputs, with a decision saying so."""
     if data.calibration is not None:
         return data.calibration
-    path = recipe.calibration_data
+    path = options.calibration_data
     if path is None:
-        path = recipe.eval_data
+        path = options.eval_data
         done = "used the eval data" if path else "used random inputs"
         decisions.append(
             {
-                "asked": f"--prune {recipe.prune} without --calibration_data",
+                "asked": f"--prune {prune} without --calibration_data",
                 "done": done,
                 "why": "pruning ranks layers (and recovery trains) on calibration inputs; "
                 + ("the accuracy then measured on the same samples may be optimistic" if path else "none were given"),
@@ -51,9 +53,9 @@ def calibration_samples(recipe: Recipe, data: Any, source: SourceModel, decision
     return load_dataset(
         path,
         source.inputs,
-        recipe.calibration_samples,
-        parse_preprocess(recipe.preprocess),
-        recipe.seed,
+        options.calibration_samples,
+        parse_preprocess(options.preprocess),
+        options.seed,
         64,
         data.static_batch,
         text_encoder=source.tokenize,
@@ -84,7 +86,9 @@ class PruneContext:
 
     def __init__(
         self,
-        recipe: Recipe,
+        options: PruneOptions,
+        data_options: DataOptions,
+        source_options: SourceOptions,
         canonical: CanonicalModel,
         reference_feeds: dict[str, np.ndarray],
         data: Any,
@@ -94,7 +98,8 @@ class PruneContext:
         progress: Progress,
         gate: Any,
     ) -> None:
-        self.recipe: Recipe = recipe
+        self.options = options
+        self.source_options = source_options  # the pruned model is exported again (channels)
         self.gate = gate  # edgeport.verify.gate.Gate: what the accuracy figures measure
         self.canonical: CanonicalModel = canonical
         self.reference_feeds = reference_feeds
@@ -104,7 +109,7 @@ class PruneContext:
         self.names = [s.name for s in canonical.inputs]
         self.output_names = [o.name for o in canonical.outputs]
         self.run_batch = data.batch  # the batch the ONNX model takes (static models: their own)
-        calibration = calibration_samples(recipe, data, canonical.source, decisions)
+        calibration = calibration_samples(options.prune or "", data_options, data, canonical.source, decisions)
         self.calibration = calibration
         self.sensitivity_inputs = first_arrays(calibration, SENSITIVITY_SAMPLES, data.static_batch, data.dynamic)
         self.eval_inputs = first_arrays(data.eval_data, len(data.eval_data), self.run_batch, data.dynamic)
@@ -113,11 +118,11 @@ class PruneContext:
         self.labels = labels[:count] if labels is not None else None
         from edgeport.verify.gate import DEFAULT_BUDGET
 
-        self.total_budget = recipe.max_accuracy_drop
+        self.total_budget = options.max_accuracy_drop
         if self.total_budget is None and scheme == "auto":
             self.total_budget = DEFAULT_BUDGET
         with progress.step("pruning: fp32 reference outputs"):
-            baseline = OrtRunner(canonical.onnx_model.SerializeToString(), recipe.threads)
+            baseline = OrtRunner(canonical.onnx_model.SerializeToString(), options.threads)
             self.reference_eval = run_arrays(baseline.run, self.eval_inputs, self.run_batch)
             self.reference_sensitivity = run_arrays(baseline.run, self.sensitivity_inputs, data.static_batch)
         self.reserve, self.reserve_how = 0.0, "no quantization follows"
@@ -133,7 +138,7 @@ class PruneContext:
         from edgeport.core.plan import uniform_plan
 
         fallback = (1 - FALLBACK_SHARE) * self.total_budget
-        if scheme == "auto" or self.recipe.precision_plan:
+        if scheme == "auto" or self.options.precision_plan:
             return fallback, f"{1 - FALLBACK_SHARE:.0%} of the budget left for the precision search"
         try:
             with tempfile.TemporaryDirectory(prefix="edgeport-reserve-") as name:
@@ -143,7 +148,7 @@ class PruneContext:
                 backend_class("onnx")(profile).build(
                     work / "fp32.onnx", plan, work / "q.onnx", work, self.data.calibration, self.data.batch
                 )
-                runner = OrtRunner(work / "q.onnx", self.recipe.threads)
+                runner = OrtRunner(work / "q.onnx", self.options.threads)
                 drop, _, _ = self.drop(run_arrays(runner.run, self.eval_inputs, self.run_batch))
         except Exception as exc:  # any quantizer failure (EdgeportError included): a fixed share
             return fallback, f"{1 - FALLBACK_SHARE:.0%} of the budget ({type(exc).__name__} measuring {scheme})"

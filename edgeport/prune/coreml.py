@@ -58,7 +58,7 @@ def masked_source(
     copy of the source module (matched by parameter name and shape). Other formats: unchanged.
     Returns the source to convert from and a note for the report (None when unchanged)."""
     source = ctx.canonical.source
-    if ctx.recipe.output_format != "coreml" or source.framework != "pytorch" or source.live_model is None:
+    if ctx.options.output_format != "coreml" or source.framework != "pytorch" or source.live_model is None:
         return source, None
     import torch
 

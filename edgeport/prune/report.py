@@ -75,7 +75,7 @@ def stage_row(
         "gzip_bytes": gzip_size(data),
         "latency_ms": latency_ms,
         "speedup": speedup,
-        "latency_runtime": f"ONNX Runtime CPU, {ctx.recipe.threads} thread(s), interleaved medians",
+        "latency_runtime": f"ONNX Runtime CPU, {ctx.options.threads} thread(s), interleaved medians",
         **extra,
     }
 
@@ -100,7 +100,7 @@ def pruning_section(
             "pruning_budget": ctx.budget,
             "metric": metric,
         },
-        "finetune_steps": ctx.recipe.finetune_steps,
+        "finetune_steps": ctx.options.finetune_steps,
         "calibration": ctx.calibration.describe(),
         **details,
         "stages": [original, after],
@@ -111,10 +111,10 @@ def pruning_section(
 def pruning_decision(ctx: PruneContext, spec: PruneSpec, buys: str) -> dict[str, str]:
     """The decision the report lists for ``--prune``: what was asked, what it bought, and why
     the per-layer ratios are what they are."""
-    recipe = ctx.recipe
+    options = ctx.options
     return {
         "asked": f"--prune {spec.text}"
-        + (f" --finetune_steps {recipe.finetune_steps}" if recipe.finetune_steps else ""),
+        + (f" --finetune_steps {options.finetune_steps}" if options.finetune_steps else ""),
         "done": buys,
         "why": "per-layer ratios from measured sensitivity (the layers that move the outputs most are cut least)"
         + (

@@ -19,8 +19,8 @@ import onnx
 from edgeport.core.model import CanonicalModel
 from edgeport.core.plan import ensure_node_names
 from edgeport.core.progress import Progress
+from edgeport.options.groups import DataOptions, PruneOptions, SourceOptions
 from edgeport.options.prune_spec import parse_prune
-from edgeport.options.recipe import Recipe
 from edgeport.prune.by_channels import prune_by_channels
 from edgeport.prune.by_magnitude import prune_by_magnitude
 from edgeport.prune.context import PruneContext, progress_step, run_arrays
@@ -38,16 +38,16 @@ def _measure_pruned(
 ) -> tuple[float, str, dict[str, Any], dict[str, float]]:
     """Accuracy of the pruned fp32 model at ``path`` against the original on the eval data, and
     both models' latency side by side. Returns (drop, metric, fidelity, p50 ms per model)."""
-    recipe = ctx.recipe
+    options = ctx.options
     with progress_step(ctx, "pruning: accuracy and latency of the pruned fp32 model"):
-        outputs = run_arrays(OrtRunner(path, recipe.threads).run, ctx.eval_inputs, ctx.run_batch)
+        outputs = run_arrays(OrtRunner(path, options.threads).run, ctx.eval_inputs, ctx.run_batch)
         drop, metric, fidelity = ctx.drop(outputs)
         feeds = {k: v[:static_batch] for k, v in ctx.eval_inputs.items()}
-        runs = min(recipe.latency_runs, LATENCY_RUNS)
+        runs = min(options.latency_runs, LATENCY_RUNS)
         timing = side_by_side_ms(
             {"original": ctx.canonical.onnx_model.SerializeToString(), "pruned": path},
             feeds,
-            recipe.threads,
+            options.threads,
             runs,
             LATENCY_WARMUP,
         )
@@ -55,7 +55,9 @@ def _measure_pruned(
 
 
 def prune_stage(
-    recipe: Recipe,
+    options: PruneOptions,
+    data_options: DataOptions,
+    source_options: SourceOptions,
     canonical: CanonicalModel,
     reference_feeds: dict[str, np.ndarray],
     data: Any,
@@ -69,16 +71,30 @@ def prune_stage(
     """Prune ``canonical``'s model as ``--prune`` says, within the part of the accuracy budget that
     quantization to ``scheme`` leaves (measured on the unpruned model, see edgeport.prune.context.RESERVE_MARGIN).
 
-    ``data`` is the pipeline's DataPlan (eval data, calibration, batch); ``profile`` the device
-    profile (for the quantization estimate). Returns the
+    ``options`` are the pruning options, ``data_options`` where calibration samples come from
+    when quantization opened none, ``source_options`` how a channel-pruned model is exported
+    again; ``data`` is the pipeline's DataPlan (eval data, calibration, batch); ``profile`` the
+    device profile (for the quantization estimate). Returns the
     :class:`PruneResult`: the pruned CanonicalModel and its fp32 ONNX file (``out_dir``/pruned_fp32.onnx,
     kept in the bundle: the input of quantization, and a deployable fp32 model), the drop
     against the original, and the report section. Raises InputError when the method does not
     fit the source (channels on a non-PyTorch or flattened model) and ConversionError when the
     pruned model cannot be exported.
     """
-    spec = parse_prune(recipe.prune)
-    ctx = PruneContext(recipe, canonical, reference_feeds, data, profile, scheme, decisions, progress, gate)
+    spec = parse_prune(options.prune)
+    ctx = PruneContext(
+        options,
+        data_options,
+        source_options,
+        canonical,
+        reference_feeds,
+        data,
+        profile,
+        scheme,
+        decisions,
+        progress,
+        gate,
+    )
     if spec.method == "channels":
         pruned, details = prune_by_channels(ctx, spec)
     else:

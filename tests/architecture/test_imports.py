@@ -119,3 +119,20 @@ def test_size_report_is_printable(capsys):
     print("largest functions:", functions[:5])
     assert sum(n for n, _ in modules) > 1000  # the scan saw the package
     assert Path(PACKAGE_ROOT / "core" / "contracts.py").exists()
+
+
+# Where the whole Recipe may go: the entry points that build it and the pipeline that splits it.
+# Stages (frontends, data, prune, quantize, formats, verify) take their option group instead.
+RECIPE_HOLDERS = ("edgeport.api", "edgeport.cli.", "edgeport.ci.", "edgeport.pipeline.", "edgeport.options.")
+
+
+def test_only_the_entry_points_and_the_pipeline_take_the_whole_recipe():
+    holders = []
+    for path in PACKAGE_ROOT.rglob("*.py"):
+        module = ".".join(path.relative_to(PACKAGE_ROOT.parent).with_suffix("").parts)
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module == "edgeport.options.recipe":
+                if any(alias.name == "Recipe" for alias in node.names):
+                    holders.append(module)
+    assert holders, "the scan found no importer of Recipe"
+    assert [m for m in holders if not m.startswith(RECIPE_HOLDERS)] == []

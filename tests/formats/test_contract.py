@@ -59,7 +59,7 @@ def test_backend_keeps_the_contract(name, extra_registered, normalized, tmp_path
     assert issubclass(backend_type, FormatBackend) and backend_type.format == name
     assert backend_type.file_name.endswith(entry.suffix)
     profile = _profile_for(name)
-    backend = backend_type(profile, Recipe(input_model="x.onnx", output_format=name), bundle, feeds)
+    backend = backend_type(profile, Recipe(input_model="x.onnx", output_format=name).format_options(), bundle, feeds)
     baseline = tmp_path / "baseline_fp32.onnx"
     onnx.save(bundle.onnx_model, str(baseline))
     out = tmp_path / backend.file_name

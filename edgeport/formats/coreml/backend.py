@@ -25,7 +25,7 @@ from edgeport.data.preprocess import parse_preprocess
 from edgeport.formats.coreml.convert import check_source
 from edgeport.formats.coreml.export import coreml_target, export_coreml
 from edgeport.formats.coreml.images import image_inputs
-from edgeport.options.recipe import Recipe
+from edgeport.options.groups import CoreMLOptions
 from edgeport.profiles.schema import DeviceProfile
 from edgeport.runtime.coreml import can_predict
 
@@ -49,13 +49,12 @@ class CoreMLBackend(FormatBackend):
     def __init__(
         self,
         profile: DeviceProfile,
-        options: Recipe,
+        options: CoreMLOptions,
         canonical: CanonicalModel | None = None,
         samples: dict | None = None,
     ) -> None:
         # Conversion starts from the live source model that the canonical model keeps.
         super().__init__(profile, options, canonical, samples)
-        recipe = options
         self.target = coreml_target(profile)
         if canonical is None:
             raise InputError("the Core ML backend needs the source model (pass the CanonicalModel)")
@@ -73,8 +72,8 @@ class CoreMLBackend(FormatBackend):
         check_source(canonical.source)  # before any work: Core ML converts from the framework source
         # Image-typed inputs: their scale/bias come from the same --preprocess the data path applies.
         self.images = (
-            image_inputs(canonical.inputs, parse_preprocess(recipe.coreml.preprocess), self.batch)
-            if recipe.coreml.coreml_image_input
+            image_inputs(canonical.inputs, parse_preprocess(options.preprocess), self.batch)
+            if options.coreml_image_input
             else {}
         )
 

@@ -15,6 +15,7 @@ from edgeport.core.plan import PrecisionPlan, uniform_plan
 from edgeport.core.runner_spec import RunnerSpec
 from edgeport.data.dataset import Dataset
 from edgeport.formats.tflite.shapes import static_shapes
+from edgeport.options.groups import TFLiteOptions
 
 require_installed(("onnx2tf", "tensorflow", "ai_edge_litert"), "TFLite output", "tflite")
 
@@ -38,14 +39,13 @@ class TFLiteBackend(FormatBackend):
     weight_rounding = True  # GPTQ on the int8 .tflite (rounding.py)
 
     def __init__(
-        self, profile: Any, options: Any, canonical: Any = None, samples: dict[str, Any] | None = None
+        self, profile: Any, options: TFLiteOptions, canonical: Any = None, samples: dict[str, Any] | None = None
     ) -> None:
         # canonical: TF sources skip onnx2tf; samples: their shapes fix dynamic image sizes
         super().__init__(profile, options, canonical, samples)
-        recipe = options
         target = profile.formats.get("tflite")
         self.delegate = target.delegate if target is not None else None
-        self.io_dtype = recipe.tflite.io_dtype
+        self.io_dtype = options.io_dtype
         self.tf_source: dict[str, Any] | None = None
         self.input_shapes: dict[str, list[int]] = {}
         self.decisions: list[dict[str, str]] = []  # fixed input sizes
@@ -61,7 +61,7 @@ class TFLiteBackend(FormatBackend):
                 {"name": s.name, "shape": [d if isinstance(d, int) else None for d in s.shape], "dtype": s.dtype}
                 for s in canonical.inputs
             ]
-            allow_pickle = recipe.tflite.allow_pickle
+            allow_pickle = options.allow_pickle
             self.tf_source = tf_source_request(canonical.source.path, canonical.source.form, inputs, allow_pickle)
         else:
             from edgeport.formats.tflite.onnx2tf_rewrites import spatial_dims_to_fix

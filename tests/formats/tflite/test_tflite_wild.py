@@ -182,7 +182,8 @@ def test_litert_runs_without_xnnpack_when_its_delegate_fails(dynamic_tflite, mon
     assert not runner.delegated and "failed to reshape" in runner.delegate_fallback
     assert runner.describe()["xnnpack_failed"] == runner.delegate_fallback
     profile, _ = resolve_profile("x86-avx2")
-    label = TFLiteBackend(profile, Recipe(input_model="m.onnx")).measured_label(runner)
+    options = Recipe(input_model="m.onnx", output_format="tflite").format_options()
+    label = TFLiteBackend(profile, options).measured_label(runner)
     assert label.startswith("measured on LiteRT without XNNPACK")
 
 
