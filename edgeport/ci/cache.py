@@ -10,9 +10,10 @@ number across edits), the versions of the libraries that convert and run models,
 Python version, OS and machine. Gates on latency and size are not in the key: they are applied
 to the stored report, so changing them re-evaluates without rebuilding.
 
-Layout: ``<cache>/builds/<key>/bundle/`` (the bundle as written) and ``entry.json`` (what was
-built, when, its status). The cache folder is ``--cache``, else ``$EDGEPORT_CACHE_DIR``, else
-``~/.cache/edgeport`` (the sensitivity cache of ``--quantization auto`` lives there too).
+Layout: ``<cache>/builds/<key>/data/`` (the bundle as written) and ``meta.json`` (its sha256,
+and what was built, when, its status), written by ``core/cache_store.py``. The cache folder
+is ``--cache``, else ``$EDGEPORT_CACHE_DIR``, else ``~/.cache/edgeport`` (the sensitivity
+cache of ``--quantization auto`` lives there too).
 """
 
 from __future__ import annotations
@@ -28,11 +29,11 @@ from pathlib import Path
 from typing import Any
 
 from edgeport.ci.config import Job
+from edgeport.core.cache_store import DATA, CacheStore
 from edgeport.core.hashing import sha256_file, sha256_path
 from edgeport.core.version import __version__, installed_versions
 
-CACHE_VERSION = 1
-ENTRY = "entry.json"
+CACHE_VERSION = 2  # 2: entries of core/cache_store.py (data/ + meta.json)
 # Distributions whose version can change an artifact or its measured figures.
 LIBRARIES = (
     "torch",
@@ -167,54 +168,53 @@ def input_digests(inputs: dict[str, Any]) -> dict[str, str]:
 
 
 class BuildCache:
-    """The bundle store under ``<root>/builds``."""
+    """The bundle store, kind ``builds`` of the shared cache store (``core/cache_store.py``:
+    atomic entries under a lock, checked by their sha256, least recently used evicted over
+    ``$EDGEPORT_CACHE_MAX``)."""
 
     def __init__(self, root: Path) -> None:
         self.root = root
-        self.builds = root / "builds"
+        self.entries = CacheStore(root, "builds")
+        self.builds = self.entries.folder
+        # Why an entry found under a key was not used (corrupted, truncated): the target's rebuild reason.
+        self.problems: dict[str, str] = {}
 
     def entry_dir(self, key: str) -> Path:
         """The folder of one cache entry."""
-        return self.builds / key
+        return self.entries.entry(key)
 
     def lookup(self, key: str) -> dict[str, Any] | None:
-        """The entry stored under ``key`` (its ``entry.json`` data) when present and intact, else None.
-
-        Intact: every file the bundle's manifest lists is there with its sha256 (a cache restored
-        by a CI system can be partial).
-        """
-        folder = self.entry_dir(key)
-        try:
-            entry = json.loads((folder / ENTRY).read_text())
-            manifest = json.loads((folder / "bundle" / "manifest.json").read_text())
-            for name, info in manifest["files"].items():
-                if sha256_file(folder / "bundle" / name) != info["sha256"]:
-                    return None
-        except (OSError, ValueError, KeyError, TypeError):
-            return None
+        """The entry stored under ``key`` (what :meth:`store` was given) when present and intact,
+        else None. An entry whose files do not match their sha256 (a cache restored partly by a
+        CI system, a disk error, a build killed mid-copy) is removed; why is in ``problems``."""
+        notes: list[str] = []
+        with self.entries.open(key, notes) as found:
+            entry = None if found is None else found[1]
+        if notes:
+            self.problems[key] = "; ".join(notes)
         return entry
+
+    def restore(self, key: str, target: Path) -> dict[str, Any] | None:
+        """Copy the cached bundle of ``key`` to ``target`` (see :func:`place_bundle`) while holding
+        the entry, so that no other build replaces or evicts it meanwhile; its entry, or None
+        (nothing copied) when the key is not in the cache intact."""
+        notes: list[str] = []
+        with self.entries.open(key, notes) as found:
+            if found is not None:
+                place_bundle(found[0], target)
+        if notes:
+            self.problems[key] = "; ".join(notes)
+        return None if found is None else found[1]
 
     def bundle(self, key: str) -> Path:
         """The cached bundle folder of ``key``."""
-        return self.entry_dir(key) / "bundle"
+        return self.entry_dir(key) / DATA
 
     def store(self, key: str, bundle: Path, entry: dict[str, Any]) -> None:
         """Copy ``bundle`` into the cache under ``key`` with ``entry``; the entry appears at once
-        (written beside, then renamed) so a concurrent reader never sees half of it."""
-        self.builds.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{key[:16]}.partial-", dir=self.builds))
-        try:
-            shutil.copytree(bundle, tmp / "bundle")
-            (tmp / ENTRY).write_text(json.dumps(entry, indent=2, sort_keys=True) + "\n")
-            final = self.entry_dir(key)
-            if final.exists():
-                shutil.rmtree(final, ignore_errors=True)
-            try:
-                tmp.rename(final)
-            except OSError:
-                pass  # another build stored the same key meanwhile: its copy is as good
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
+        (written beside, then renamed, under the key's lock) so a concurrent reader never sees
+        half of it, and two builds of one key leave one entry."""
+        self.entries.put(key, lambda path: shutil.copytree(bundle, path), info=entry)
 
 
 def same_bundle(a: Path, b: Path) -> bool:

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from edgeport.ci.cache import BuildCache, cache_key, input_digests, key_inputs, place_bundle
+from edgeport.ci.cache import BuildCache, cache_key, input_digests, key_inputs
 from edgeport.ci.config import BuildConfig, Job, load_config
 from edgeport.ci.summary import (
     apply_baseline,
@@ -291,17 +291,18 @@ def build(config_path: Path | str, options: BuildOptions, quiet: bool = False) -
             key = cache_key(inputs)
             record = records[job.id] = _record(job, key, inputs)
             bundle = out_dir / job.model.name / job.target.name
-            entry = cache.lookup(key) if options.use_cache and not options.rebuild else None
+            t0 = time.perf_counter()
+            entry = cache.restore(key, bundle) if options.use_cache and not options.rebuild else None
             if entry is not None:
-                t0 = time.perf_counter()
-                place_bundle(cache.bundle(key), bundle)
                 _fill_from_bundle(record, bundle, out_dir)
                 record["outcome"], record["seconds"] = "cached", round(time.perf_counter() - t0, 3)
                 record["built_seconds"] = entry.get("seconds")
                 display.update(job.id, "cached", f"{record['status']}, reused from the cache")
             else:
                 record["rebuild_reason"] = (
-                    "--rebuild" if options.rebuild else _rebuild_reason(record, previous.get(job.id))
+                    "--rebuild"
+                    if options.rebuild
+                    else cache.problems.get(key) or _rebuild_reason(record, previous.get(job.id))
                 )
                 pending.append((job, record))
         _run_pending(pending, options, out_dir, cache, display)

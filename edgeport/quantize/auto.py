@@ -371,10 +371,11 @@ def _plan_sensitivity(
     measurable = len(plan.layers) <= MEASURED_SENSITIVITY_MAX_LAYERS and backend.measure_sensitivity
     measure = measurable and not base_feasible
     simulated_file = cache_file.with_name(f"{cache_file.stem}-simulated.json")
-    sensitivity = load_cached_sensitivity(cache_file)
-    sensitivity_note = ""
+    cache_notes: list[str] = []  # a cached entry that failed its check, removed
+    sensitivity = load_cached_sensitivity(cache_file, cache_notes)
     if sensitivity is None and measurable and not measure:
-        sensitivity = load_cached_sensitivity(simulated_file)
+        sensitivity = load_cached_sensitivity(simulated_file, cache_notes)
+    sensitivity_note = "; ".join(cache_notes)
     if sensitivity is not None:
         return sensitivity, sensitivity_note
     with progress.step(f"per-layer sensitivity ({scheme})"):
@@ -403,7 +404,8 @@ def _plan_sensitivity(
             # Measuring only orders the layers: when its builds fail (the ONNX proxy on an
             # opset-12 model: per-channel Q/DQ needs opset 13) the simulated order stands.
             measured, measure = {}, False
-            sensitivity_note = f"layer order from simulated sensitivity: measuring it failed ({exc.message})"
+            failed = f"layer order from simulated sensitivity: measuring it failed ({exc.message})"
+            sensitivity_note = "; ".join(filter(None, [sensitivity_note, failed]))
         for name, loss in measured.items():
             if name in sensitivity:
                 # The runtime's own error with only this layer quantized replaces the simulation.

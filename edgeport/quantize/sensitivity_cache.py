@@ -1,5 +1,10 @@
 """The per-layer sensitivity cache: results keyed by a content hash of the model, plan scheme,
-format and data, in ``$EDGEPORT_CACHE_DIR`` (default ``~/.cache/edgeport``)."""
+format and data, in ``$EDGEPORT_CACHE_DIR`` (default ``~/.cache/edgeport``), kind
+``sensitivity`` of the shared cache store (``core/cache_store.py``: atomic entries under a lock,
+checked by their sha256, least recently used evicted over ``$EDGEPORT_CACHE_MAX``).
+
+An entry is named by a path ``<cache>/sensitivity/<key>.json``: the store keeps it in the folder
+``<cache>/sensitivity/<key>/``."""
 
 from __future__ import annotations
 
@@ -11,6 +16,7 @@ import numpy as np
 import onnx
 
 from edgeport.core.cache import cache_root
+from edgeport.core.cache_store import CacheStore
 from edgeport.core.plan import PrecisionPlan
 from edgeport.quantize.sensitivity import LayerSensitivity
 
@@ -38,21 +44,32 @@ def sensitivity_cache_path(
     return cache_root() / "sensitivity" / f"{digest.hexdigest()}.json"
 
 
-def load_cached_sensitivity(path: Path) -> dict[str, LayerSensitivity] | None:
-    """The cached sensitivity at ``path``, or None when absent or unreadable."""
+def _store(path: Path) -> tuple[CacheStore, str]:
+    """The store and key of the entry named ``path`` (``<root>/<kind>/<key>.json``)."""
+    return CacheStore(path.parent.parent, path.parent.name), path.stem
+
+
+def load_cached_sensitivity(path: Path, notes: list[str] | None = None) -> dict[str, LayerSensitivity] | None:
+    """The cached sensitivity named ``path``, or None when absent. An entry that fails its
+    sha256 check or does not parse is removed, with a note in ``notes``."""
+    store, key = _store(path)
+    payload = store.get_bytes(key, notes)
+    if payload is None:
+        return None
     try:
-        data = json.loads(path.read_text())
+        data = json.loads(payload)
         return {name: LayerSensitivity(**entry) for name, entry in data.items()}
-    except (OSError, ValueError, TypeError):
+    except (ValueError, TypeError, AttributeError) as exc:
+        store.discard(key, f"unusable content ({type(exc).__name__})", notes, intact_too=True)
         return None
 
 
 def store_cached_sensitivity(path: Path, sensitivity: dict[str, LayerSensitivity]) -> None:
-    """Write the sensitivity to ``path`` atomically; a cache that cannot be written is skipped."""
+    """Store the sensitivity under the name ``path`` (atomically, under a lock); a cache that
+    cannot be written is skipped."""
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps({k: v.as_dict() for k, v in sensitivity.items()}))
-        tmp.replace(path)
+        store, key = _store(path)
+        payload = json.dumps({k: v.as_dict() for k, v in sensitivity.items()}).encode()
+        store.put_bytes(key, payload)
     except OSError:
         pass

@@ -152,7 +152,7 @@ def test_sensitivity_is_cached_by_content(tmp_path, monkeypatch):
         quantization="auto", input_shape="1,3,12,12", dynamic_batch=True, max_accuracy_drop=5.0, latency_runs=5
     )
     first = convert(factory("make_feature_net"), output_dir=str(tmp_path / "a"), **options)
-    cached = list((tmp_path / "cache" / "sensitivity").glob("*.json"))
+    cached = list((tmp_path / "cache" / "sensitivity").glob("*/meta.json"))  # core/cache_store.py entries
     assert len(cached) == 1
     second = convert(factory("make_feature_net"), output_dir=str(tmp_path / "b"), **options)
     assert second.report["search"]["sensitivity"] == first.report["search"]["sensitivity"]

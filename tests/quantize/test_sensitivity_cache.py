@@ -38,9 +38,24 @@ def test_round_trip_and_bad_entries(tmp_path):
     path = tmp_path / "sensitivity" / "k.json"
     store_cached_sensitivity(path, entry)
     assert load_cached_sensitivity(path) == entry
-    path.write_text('{"conv": {"layer": "conv"')  # truncated
-    assert load_cached_sensitivity(path) is None
-    assert load_cached_sensitivity(tmp_path / "absent.json") is None
+    data = tmp_path / "sensitivity" / "k" / "data"  # the store's entry folder for the name k.json
+    data.write_text('{"conv": {"layer": "conv"')  # truncated
+    notes: list[str] = []
+    assert load_cached_sensitivity(path, notes) is None
+    assert "does not match its sha256" in notes[0] and not data.exists()  # removed, with a note
+    store_cached_sensitivity(path, entry)  # rebuilt
+    assert load_cached_sensitivity(path) == entry
+    assert load_cached_sensitivity(tmp_path / "sensitivity" / "absent.json") is None
     blocked = tmp_path / "file"
     blocked.write_text("")
     store_cached_sensitivity(blocked / "sub" / "k.json", entry)  # cannot be written: skipped, no error
+
+
+def test_an_intact_entry_that_does_not_parse_is_removed(tmp_path):
+    from edgeport.core.cache_store import CacheStore
+
+    path = tmp_path / "sensitivity" / "k.json"
+    CacheStore(tmp_path, "sensitivity", limit=None).put_bytes("k", b"[1, 2]")  # an older format
+    notes: list[str] = []
+    assert load_cached_sensitivity(path, notes) is None
+    assert "unusable content" in notes[0] and not (tmp_path / "sensitivity" / "k").exists()

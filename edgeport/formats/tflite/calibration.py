@@ -5,6 +5,7 @@ they give, and the plan's quantizer options that go with them in the child's req
 from __future__ import annotations
 
 import hashlib
+import json
 from pathlib import Path
 from typing import Any
 
@@ -45,13 +46,49 @@ def calibration_files(
 
 
 def calibration_cache(work: Path, onnx_copy: Path, calibration_files: dict[str, str], batch: int | None) -> Path:
-    """Where the calibrated (not yet quantized) TFLite model of this ONNX file and data is kept."""
+    """The name of the calibrated (not yet quantized) TFLite model of this ONNX file and data:
+    ``<work>/calibrated-tflite/<key>.tflite``, an entry of :func:`load_calibrated` and
+    :func:`store_calibrated` (the run's own work folder: the candidates of one search share it)."""
     digest = hashlib.sha256(f"{batch}".encode())
     for path in [onnx_copy, *(Path(calibration_files[k]) for k in sorted(calibration_files))]:
         with open(path, "rb") as handle:
             for chunk in iter(lambda: handle.read(1 << 20), b""):
                 digest.update(chunk)
     return work / "calibrated-tflite" / f"{digest.hexdigest()[:32]}.tflite"
+
+
+def _calibrated_store(cache: Path) -> tuple[Any, str]:
+    from edgeport.core.cache_store import CacheStore
+
+    # No size limit: the folder is the run's own and goes with it.
+    return CacheStore(cache.parent.parent, cache.parent.name, limit=None), cache.stem
+
+
+def load_calibrated(cache: Path, notes: list[str]) -> tuple[bytes, list[dict[str, Any]]] | None:
+    """The calibrated model and its TF input specs stored under the name ``cache``, or None. An
+    entry that fails its sha256 check (a conversion child killed mid-write) is removed, with a note."""
+    store, key = _calibrated_store(cache)
+    with store.open(key, notes) as found:
+        if found is None:
+            return None
+        try:
+            return (found[0] / "model.tflite").read_bytes(), json.loads((found[0] / "tf_inputs.json").read_text())
+        except (OSError, ValueError):
+            pass
+    store.discard(key, "unusable content", notes, intact_too=True)
+    return None
+
+
+def store_calibrated(cache: Path, calibrated: bytes, tf_inputs: list[dict[str, Any]]) -> None:
+    """Keep the calibrated model and its TF input specs as one entry (written atomically)."""
+    store, key = _calibrated_store(cache)
+
+    def fill(folder: Path) -> None:
+        folder.mkdir()
+        (folder / "tf_inputs.json").write_text(json.dumps(tf_inputs))
+        (folder / "model.tflite").write_bytes(calibrated)
+
+    store.put(key, fill)
 
 
 def add_calibration(

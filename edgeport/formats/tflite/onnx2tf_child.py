@@ -121,11 +121,14 @@ class _State(dict):
 
 
 def _convert(request: dict[str, Any], state: dict[str, Any]) -> bytes:
+    from edgeport.formats.tflite.calibration import load_calibrated, store_calibrated
+
     cache = Path(request["calibrated_cache"]) if request.get("calibrated_cache") else None
-    if cache is not None and cache.is_file():
+    cached = load_calibrated(cache, state["notes"]) if cache is not None else None
+    if cached is not None:
         state["notes"].append("re-used the calibrated model of an earlier build (same ONNX and data)")
-        state["tf_inputs"] = json.loads(cache.with_suffix(".json").read_text())
-        return _quantize_int8(request, state, cache.read_bytes())
+        state["tf_inputs"] = cached[1]
+        return _quantize_int8(request, state, cached[0])
     if request.get("tf_source"):
         # A TensorFlow/Keras source: the TFLite converter runs on it directly (no onnx2tf);
         # everything after the converter is shared with the ONNX route.
@@ -203,11 +206,7 @@ def _convert(request: dict[str, Any], state: dict[str, Any]) -> bytes:
     state["stage"] = "calibration"
     calibrated = converter.convert()
     if cache is not None:
-        cache.parent.mkdir(parents=True, exist_ok=True)
-        cache.with_suffix(".json").write_text(json.dumps(state["tf_inputs"]))
-        tmp = cache.with_suffix(".tmp")
-        tmp.write_bytes(calibrated)
-        tmp.replace(cache)  # last: the .tflite's presence says the pair is complete
+        store_calibrated(cache, calibrated, state["tf_inputs"])  # one entry, written atomically
     return _quantize_int8(request, state, calibrated)
 
 
