@@ -10,6 +10,7 @@ from typing import Any
 import click
 
 from edgeport.cli.build import register as register_build
+from edgeport.cli.cache import cache_group
 from edgeport.cli.errors import handle_errors
 from edgeport.cli.verify import verify_command
 from edgeport.core.errors import GateFailed
@@ -282,6 +283,7 @@ def convert_command(**options: Any) -> None:
 
 main.add_command(verify_command)
 register_build(main)  # build, merge: edgeport/cli/build.py
+main.add_command(cache_group)  # cache info|clear: edgeport/cli/cache.py
 
 
 @main.group()
