@@ -1,4 +1,5 @@
-"""Where edgeport caches what it may reuse across runs (CI builds, per-layer sensitivities)."""
+"""Where edgeport caches what it may reuse across runs (CI builds, per-layer sensitivities);
+``core/cache_store.py`` keeps the entries (atomic, locked, hash-checked, size-capped)."""
 
 from __future__ import annotations
 
