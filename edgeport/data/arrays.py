@@ -59,6 +59,12 @@ def _constants(inputs: Inputs, specs: list[TensorSpec], axes: dict[str, int | No
 
 def _sample_count(source: str, inputs: Inputs, constants: dict[str, np.ndarray]) -> int:
     """The number of samples, which every input not given once must hold; InputError otherwise or when 0."""
+    for name, value in inputs.items():
+        if name not in constants and not isinstance(value, list) and value.ndim == 0:
+            raise InputError(
+                f"{source}: the array for input {name!r} is a single value (0-d)",
+                hint="arrays are sample-first: one row per sample",
+            )
     counts = {len(v) for k, v in inputs.items() if k not in constants} or {1}
     if len(counts) != 1:
         raise InputError(f"{source}: the input arrays have different sample counts {sorted(counts)}")
