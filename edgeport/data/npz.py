@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 import re
+import tokenize
 import zipfile
 import zlib
 from pathlib import Path
@@ -29,11 +30,14 @@ def _read_npy_rows(stream, max_rows: int | None, label: str, available: int) -> 
     ``available`` is the size of the stream in bytes: a header declaring more data than that is
     refused before a buffer of the declared size is allocated.
     """
-    version = np.lib.format.read_magic(stream)
-    if version == (1, 0):
-        shape, fortran, dtype = np.lib.format.read_array_header_1_0(stream)
-    else:
-        shape, fortran, dtype = np.lib.format.read_array_header_2_0(stream)
+    try:
+        version = np.lib.format.read_magic(stream)
+        if version == (1, 0):
+            shape, fortran, dtype = np.lib.format.read_array_header_1_0(stream)
+        else:
+            shape, fortran, dtype = np.lib.format.read_array_header_2_0(stream)
+    except (SyntaxError, tokenize.TokenError, TypeError) as exc:  # numpy tokenizes old headers
+        raise InputError(f"{label} has a damaged .npy header: {describe_exception(exc, with_type=False)}") from exc
     if dtype.hasobject:
         raise InputError(f"{label} holds Python objects; edgeport reads numeric arrays only (no pickle)")
     if fortran and len(shape) > 1:

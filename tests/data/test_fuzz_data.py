@@ -69,3 +69,32 @@ def test_mean_on_an_input_without_channels_is_one_line(tmp_path):
     np.savez(path, x=np.zeros((2,), np.float32))
     with pytest.raises(InputError):
         load_dataset(str(path), [TensorSpec("x", ["batch"], "float32")], None, parse_preprocess("mean=0.5"))
+
+
+def test_a_damaged_npy_header_is_one_line(tmp_path):
+    data = fuzz_files.SEEDS["npy"]
+    header_end = data.index(b"}")
+    path = tmp_path / "data.npy"
+    path.write_bytes(data[:header_end].replace(b"'descr'", b"('descr'") + data[header_end:])
+    with pytest.raises(InputError, match="not a valid .npy|damaged .npy header"):
+        load_dataset(str(path), SPEC, None, parse_preprocess(None))
+
+
+@pytest.mark.parametrize(
+    "labels",
+    [np.array(["a", "b"]), np.zeros((2, 0)), np.array([np.nan, 1.0]), np.int64(3)],
+    ids=["strings", "empty-rows", "nan", "0-d"],
+)
+def test_bad_labels_are_one_line(tmp_path, labels):
+    path = tmp_path / "data.npz"
+    np.savez(path, x=np.zeros((2, 1, 8, 8), np.float32), y=labels)
+    with pytest.raises(InputError, match="labels"):
+        load_dataset(str(path), SPEC, None, parse_preprocess(None))
+
+
+@pytest.mark.parametrize("dtype", ["U3", "V4", "M8[s]", "complex64"])
+def test_inputs_that_are_not_numbers_are_one_line(tmp_path, dtype):
+    path = tmp_path / "data.npz"
+    np.savez(path, x=np.zeros((2, 1, 8, 8), dtype))
+    with pytest.raises(InputError, match="not numbers"):
+        load_dataset(str(path), SPEC, None, parse_preprocess(None))
