@@ -12,7 +12,7 @@ from tests import fuzz_files
 
 
 def test_build_configs_load_or_are_refused():
-    fuzz_files.fuzz_build_configs(fuzz_files.strict, 80)
+    fuzz_files.fuzz_build_configs(fuzz_files.strict, 200)
 
 
 def test_a_config_that_is_not_utf8_is_one_line(tmp_path):

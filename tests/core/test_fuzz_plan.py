@@ -8,4 +8,4 @@ from tests import fuzz_files
 
 
 def test_precision_plans_load_or_are_refused():
-    fuzz_files.fuzz_plans(fuzz_files.strict, 80)
+    fuzz_files.fuzz_plans(fuzz_files.strict, 400)

@@ -17,21 +17,21 @@ from edgeport.data import load_dataset, parse_preprocess
 from tests import fuzz_files
 
 
-@pytest.mark.parametrize(("suffix", "examples"), [(".npz", 60), (".npy", 40)])
+@pytest.mark.parametrize(("suffix", "examples"), [(".npz", 300), (".npy", 200)])
 def test_mutated_array_files_load_or_are_refused(suffix, examples):
     fuzz_files.fuzz_array_bytes(suffix, fuzz_files.strict, examples)
 
 
 def test_arrays_of_odd_contents_load_or_are_refused():
-    fuzz_files.fuzz_array_contents(fuzz_files.strict, 60)
+    fuzz_files.fuzz_array_contents(fuzz_files.strict, 300)
 
 
 def test_image_folders_load_or_are_refused():
-    fuzz_files.fuzz_image_folders(fuzz_files.strict, 40)
+    fuzz_files.fuzz_image_folders(fuzz_files.strict, 200)
 
 
 def test_text_files_load_or_are_refused():
-    fuzz_files.fuzz_text(fuzz_files.strict, 40)
+    fuzz_files.fuzz_text(fuzz_files.strict, 200)
 
 
 # The internal errors the fuzzing found, each now one line.

@@ -9,4 +9,4 @@ from tests import fuzz_files
 
 
 def test_profile_files_resolve_or_are_refused():
-    fuzz_files.fuzz_profiles(fuzz_files.strict, 60)
+    fuzz_files.fuzz_profiles(fuzz_files.strict, 200)

@@ -42,11 +42,11 @@ def bundle(seed_bundle, tmp_path) -> Path:
 
 
 def test_manifests_verify_or_are_refused(seed_bundle):
-    fuzz_files.fuzz_manifests(seed_bundle, fuzz_files.strict, 40)
+    fuzz_files.fuzz_manifests(seed_bundle, fuzz_files.strict, 250)
 
 
 def test_reference_files_verify_or_are_refused(seed_bundle):
-    fuzz_files.fuzz_references(seed_bundle, fuzz_files.strict, 40)
+    fuzz_files.fuzz_references(seed_bundle, fuzz_files.strict, 250)
 
 
 def _cli(bundle: Path, drop_root: bool = False) -> subprocess.CompletedProcess:
