@@ -371,6 +371,8 @@ def load_config(path: Path | str) -> BuildConfig:
         text = path.read_text()
     except OSError as exc:
         raise InputError(f"cannot read build config {path}: {exc.strerror}") from exc
+    except UnicodeDecodeError as exc:
+        raise InputError(f"{path} is not UTF-8 text: {exc.reason} at byte {exc.start}") from exc
     doc = _Doc(path)
     data = _check_keys(doc, (), _compose(doc, text), TOP_KEYS, "the config")
     base = path.resolve().parent

@@ -59,6 +59,16 @@ def _constants(inputs: Inputs, specs: list[TensorSpec], axes: dict[str, int | No
 
 def _sample_count(source: str, inputs: Inputs, constants: dict[str, np.ndarray]) -> int:
     """The number of samples, which every input not given once must hold; InputError otherwise or when 0."""
+    for name, value in inputs.items():
+        kinds = {a.dtype.kind for a in (value if isinstance(value, list) else [value])}
+        if kinds - set("biuf"):
+            dtype = next(a.dtype for a in (value if isinstance(value, list) else [value]) if a.dtype.kind not in "biuf")
+            raise InputError(f"{source}: the array for input {name!r} holds {dtype} values, not numbers")
+        if name not in constants and not isinstance(value, list) and value.ndim == 0:
+            raise InputError(
+                f"{source}: the array for input {name!r} is a single value (0-d)",
+                hint="arrays are sample-first: one row per sample",
+            )
     counts = {len(v) for k, v in inputs.items() if k not in constants} or {1}
     if len(counts) != 1:
         raise InputError(f"{source}: the input arrays have different sample counts {sorted(counts)}")
@@ -82,13 +92,21 @@ def _check_finite(source: str, inputs: Inputs) -> None:
                 raise InputError(f"{source}: sample {row} of input {name!r} contains NaN or infinite values")
 
 
-def _sample_labels(source: str, labels: np.ndarray | None, count: int) -> np.ndarray | None:
+def _sample_labels(source: str, labels: np.ndarray | list | None, count: int) -> np.ndarray | None:
     """Return one int64 label per sample (the first value of each label row), or None without labels."""
     if labels is None:
         return None
+    if isinstance(labels, list) or labels.ndim == 0 or labels.dtype.kind not in "biuf":
+        got = "per-sample arrays" if isinstance(labels, list) else f"{labels.dtype} of shape {list(labels.shape)}"
+        raise InputError(f"{source}: labels must be one array of numbers, one per sample; got {got}")
     if len(labels) < count:
         raise InputError(f"{source}: {len(labels)} labels for {count} samples")
-    return np.asarray(labels[:count]).astype(np.int64).reshape(count, -1)[:, 0]
+    rows = np.asarray(labels[:count]).reshape(count, -1)
+    if rows.shape[1] == 0:
+        raise InputError(f"{source}: the label rows are empty (labels of shape {list(labels.shape)})")
+    if rows.dtype.kind == "f" and not np.isfinite(rows[:, 0]).all():
+        raise InputError(f"{source}: labels contain NaN or infinite values")
+    return rows[:, 0].astype(np.int64)
 
 
 def _batch_keys(inputs: Inputs, ragged: list[str], sides: list[str], count: int) -> list[Hashable] | None:

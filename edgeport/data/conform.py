@@ -55,23 +55,39 @@ def conform(raw: np.ndarray, spec: TensorSpec, preprocess: Preprocess, notes: se
         if array.shape[1] != spec.shape[1] and array.shape[3] == spec.shape[1]:
             array = array.transpose(0, 3, 1, 2)
             notes.add("NHWC data transposed to the model's NCHW")
-    if target_float and (preprocess.mean or preprocess.std):
-        channel_axis = 1 if layout == "NCHW" else array.ndim - 1
-        view = [1] * array.ndim
-        view[channel_axis] = -1
-        if preprocess.mean:
-            array = array - np.asarray(preprocess.mean, np.float32).reshape(view)
-        if preprocess.std:
-            array = array / np.asarray(preprocess.std, np.float32).reshape(view)
     if array.ndim != rank or any(
         isinstance(d, int) and d != a for i, (d, a) in enumerate(zip(spec.shape, array.shape, strict=False)) if i > 0
     ):
         raise InputError(
             f"{label}: samples of shape {list(raw.shape[1:])} do not fit input {spec.name!r} of shape {spec.shape}"
         )
+    if target_float and (preprocess.mean or preprocess.std):
+        array = _normalize(array, layout, preprocess, spec)
     if target_float and not np.all(np.isfinite(array)):
         raise InputError(f"{label} contains NaN or infinite values")
     return np.ascontiguousarray(array)
+
+
+def _normalize(array: np.ndarray, layout: str | None, preprocess: Preprocess, spec: TensorSpec) -> np.ndarray:
+    """Subtract ``mean`` and divide by ``std`` per channel (one value for all, or one per channel)."""
+    if array.ndim < 2:
+        raise InputError(f"--preprocess mean/std need a channel axis; input {spec.name!r} is {spec.shape}")
+    channel_axis = 1 if layout == "NCHW" else array.ndim - 1
+    channels = array.shape[channel_axis]
+    view = [1] * array.ndim
+    view[channel_axis] = -1
+    for key in ("mean", "std"):
+        values = getattr(preprocess, key)
+        if values and len(values) not in (1, channels):
+            raise InputError(
+                f"--preprocess {key} gives {len(values)} values; input {spec.name!r} has {channels} channels",
+                hint="give one value, or one per channel",
+            )
+    if preprocess.mean:
+        array = array - np.asarray(preprocess.mean, np.float32).reshape(view)
+    if preprocess.std:
+        array = array / np.asarray(preprocess.std, np.float32).reshape(view)
+    return array
 
 
 def conform_side(raw: np.ndarray, spec: TensorSpec, axis: int | None, label: str) -> np.ndarray:

@@ -5,13 +5,20 @@ from __future__ import annotations
 
 import math
 import re
+import tokenize
 import zipfile
+import zlib
 from pathlib import Path
 
 import numpy as np
 
-from edgeport.core.errors import InputError
+from edgeport.core.errors import InputError, describe_exception
 from edgeport.core.limits import check_zip_archive
+
+# What reading a damaged archive member can raise: zipfile's own errors, a bad offset (OSError,
+# ValueError), a damaged deflate stream (zlib.error), an unknown compression method
+# (NotImplementedError) or an encrypted member (RuntimeError).
+_MEMBER_ERRORS = (ValueError, zipfile.BadZipFile, EOFError, OSError, zlib.error, NotImplementedError, RuntimeError)
 
 # ``name/<i>`` members of an .npz: sample i of input ``name`` (ragged data, one array per sample)
 RAGGED_KEY = re.compile(r"^(?P<name>.+)/(?P<index>\d+)$")
@@ -23,11 +30,14 @@ def _read_npy_rows(stream, max_rows: int | None, label: str, available: int) -> 
     ``available`` is the size of the stream in bytes: a header declaring more data than that is
     refused before a buffer of the declared size is allocated.
     """
-    version = np.lib.format.read_magic(stream)
-    if version == (1, 0):
-        shape, fortran, dtype = np.lib.format.read_array_header_1_0(stream)
-    else:
-        shape, fortran, dtype = np.lib.format.read_array_header_2_0(stream)
+    try:
+        version = np.lib.format.read_magic(stream)
+        if version == (1, 0):
+            shape, fortran, dtype = np.lib.format.read_array_header_1_0(stream)
+        else:
+            shape, fortran, dtype = np.lib.format.read_array_header_2_0(stream)
+    except (SyntaxError, tokenize.TokenError, TypeError) as exc:  # numpy tokenizes old headers
+        raise InputError(f"{label} has a damaged .npy header: {describe_exception(exc, with_type=False)}") from exc
     if dtype.hasobject:
         raise InputError(f"{label} holds Python objects; edgeport reads numeric arrays only (no pickle)")
     if fortran and len(shape) > 1:
@@ -55,13 +65,13 @@ def read_arrays(path: Path, max_rows: int | None) -> dict[str, np.ndarray]:
         try:
             with open(path, "rb") as f:
                 return {"x": _read_npy_rows(f, max_rows, str(path), path.stat().st_size)}
-        except ValueError as exc:
-            raise InputError(f"{path} is not a valid .npy file: {exc}") from exc
+        except (ValueError, EOFError) as exc:
+            raise InputError(f"{path} is not a valid .npy file: {describe_exception(exc, with_type=False)}") from exc
     check_zip_archive(path, None)  # members are read partially: only bombs are refused here
     try:
         archive = zipfile.ZipFile(path)
-    except (zipfile.BadZipFile, OSError) as exc:
-        raise InputError(f"{path} is not a valid .npz file: {exc}") from exc
+    except (zipfile.BadZipFile, OSError, ValueError) as exc:
+        raise InputError(f"{path} is not a valid .npz file: {describe_exception(exc, with_type=False)}") from exc
     arrays = {}
     with archive:
         for info in archive.infolist():
@@ -76,8 +86,10 @@ def read_arrays(path: Path, max_rows: int | None) -> dict[str, np.ndarray]:
                     # a ragged member is one whole sample: its first axis is no sample axis
                     rows = None if ragged else max_rows
                     arrays[member[:-4]] = _read_npy_rows(f, rows, f"{path}:{member}", info.file_size)
-            except (ValueError, zipfile.BadZipFile, EOFError) as exc:
-                raise InputError(f"{path}: member {member} is not a valid array: {exc}") from exc
+            except _MEMBER_ERRORS as exc:
+                raise InputError(
+                    f"{path}: member {member} is not a valid array: {describe_exception(exc, with_type=False)}"
+                ) from exc
     if not arrays:
         raise InputError(f"{path} contains no arrays")
     return arrays

@@ -16,6 +16,8 @@ import os
 import platform
 import re
 import tempfile
+import zipfile
+import zlib
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -23,9 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from edgeport.core.bundle import MANIFEST
 from edgeport.core.errors import ConversionError, InputError, describe_exception
-from edgeport.core.hashing import sha256_file, sha256_path
 from edgeport.core.model import TensorSpec, batch_axes
 from edgeport.core.registry import RUNTIMES, runtime_entry, runtime_for_file
 from edgeport.core.runner_spec import RunnerSpec
@@ -35,63 +35,12 @@ from edgeport.runtime.host import host_description
 from edgeport.runtime.timing import first_samples
 from edgeport.verify.gate import gate_from_report
 from edgeport.verify.latency import measure_side_by_side
+from edgeport.verify.manifest import check_files, load_manifest
 from edgeport.verify.metrics import compare
 
 REFERENCE_FILE = "reference.npz"
 REPORT_FILE = "report.json"
 DEFAULT_WARMUP = 10
-
-
-def load_manifest(bundle_dir: Path) -> dict[str, Any]:
-    """Read ``manifest.json`` of ``bundle_dir``; raise InputError when it is missing or unreadable."""
-    path = bundle_dir / MANIFEST
-    if not bundle_dir.is_dir():
-        raise InputError(f"{bundle_dir} is not a folder (give an edgeport bundle folder)")
-    try:
-        manifest = json.loads(path.read_text())
-    except FileNotFoundError as exc:
-        raise InputError(f"{bundle_dir} has no {MANIFEST}: not an edgeport bundle") from exc
-    except (OSError, ValueError) as exc:
-        raise InputError(f"cannot read {path}: {describe_exception(exc)}") from exc
-    if not isinstance(manifest, dict) or not isinstance(manifest.get("files"), dict) or "runner" not in manifest:
-        raise InputError(f"{path} is not an edgeport manifest (no files or runner)")
-    return manifest
-
-
-def check_files(bundle_dir: Path, manifest: dict[str, Any]) -> int:
-    """Check every file listed in the manifest against its size and sha256.
-
-    Returns the number of files checked. Raises InputError naming the first file that is
-    missing, truncated/grown or changed, or a listed name that points outside the bundle.
-    """
-    root = bundle_dir.resolve()
-    for name, expected in sorted(manifest["files"].items()):
-        path = (bundle_dir / name).resolve()
-        if Path(name).is_absolute() or ".." in Path(name).parts or not path.is_relative_to(root):
-            raise InputError(f"manifest lists {name!r}, outside the bundle; refusing it")
-        if not path.is_file():
-            raise InputError(f"bundle file {name} is missing from {bundle_dir} (the manifest lists it)")
-        size = path.stat().st_size
-        if size != expected.get("bytes"):
-            raise InputError(
-                f"bundle file {name} has {size} bytes, the manifest says {expected.get('bytes')}: truncated or changed"
-            )
-        if sha256_file(path) != expected.get("sha256"):
-            raise InputError(f"bundle file {name} does not match its sha256 in the manifest: changed or corrupt")
-    # A folder artifact (.mlpackage): its files are checked above; its listing catches added files.
-    for name, expected in sorted((manifest.get("directories") or {}).items()):
-        path = (bundle_dir / name).resolve()
-        if Path(name).is_absolute() or ".." in Path(name).parts or not path.is_relative_to(root):
-            raise InputError(f"manifest lists folder {name!r}, outside the bundle; refusing it")
-        if not path.is_dir():
-            raise InputError(f"bundle folder {name} is missing from {bundle_dir} (the manifest lists it)")
-        count = sum(1 for f in path.rglob("*") if f.is_file())
-        if count != expected.get("files") or sha256_path(path) != expected.get("sha256"):
-            raise InputError(
-                f"bundle folder {name} holds {count} files that do not match the manifest "
-                f"({expected.get('files')} files, sha256 {str(expected.get('sha256'))[:12]}...): changed or corrupt"
-            )
-    return len(manifest["files"])
 
 
 def _listed(manifest: dict[str, Any], name: str | None, what: str) -> str:
@@ -113,23 +62,96 @@ def _reference_spec(manifest: dict[str, Any]) -> dict[str, Any] | None:
     return {"kind": kind, "file": name, "kwargs": kwargs}
 
 
+# What numpy and zipfile raise on a damaged .npz (a bad zip, a damaged member, pickled data).
+_NPZ_ERRORS = (ValueError, OSError, EOFError, zipfile.BadZipFile, zlib.error, NotImplementedError, RuntimeError)
+
+
+def _read_npz(path: Path) -> dict[str, np.ndarray]:
+    """Every array of the .npz file ``path`` (no pickles); InputError when it is not one."""
+    try:
+        with open(path, "rb") as f:
+            if f.read(4) != b"PK\x03\x04":
+                raise InputError(f"{REFERENCE_FILE} is not a .npz archive; cannot verify")
+        with np.load(path, allow_pickle=False) as data:
+            return {key: np.asarray(data[key]) for key in data.files}
+    except FileNotFoundError as exc:
+        raise InputError(f"{REFERENCE_FILE} is missing from {path.parent}; cannot verify") from exc
+    except PermissionError as exc:
+        raise InputError(f"cannot read {path}: permission denied") from exc
+    except _NPZ_ERRORS as exc:
+        raise InputError(f"{REFERENCE_FILE} is damaged: {describe_exception(exc, with_type=False)}") from exc
+
+
+def _check_fits(array: np.ndarray, spec: dict[str, Any], what: str, dims: bool = True) -> None:
+    """InputError when ``array`` does not have the rank (and, with ``dims``, the fixed dims) of
+    the manifest's ``spec``, or holds no numbers."""
+    shape = spec.get("shape")
+    if not isinstance(shape, list):
+        shape = list(array.shape)
+    fixed = [d if isinstance(d, int) and dims else None for d in shape]
+    if array.ndim != len(shape) or any(d is not None and d != a for d, a in zip(fixed, array.shape, strict=False)):
+        raise InputError(
+            f"{REFERENCE_FILE}: {what} has shape {list(array.shape)}, the manifest says {shape}; cannot verify"
+        )
+    if array.dtype.kind not in "biuf":
+        raise InputError(f"{REFERENCE_FILE}: {what} holds {array.dtype} values, not numbers; cannot verify")
+
+
 def load_reference(bundle_dir: Path, manifest: dict[str, Any]) -> tuple[dict, list[str], list, np.ndarray | None]:
-    """Return (feeds by input name, output names, stored fp32 outputs, labels or None) from reference.npz."""
-    with np.load(bundle_dir / REFERENCE_FILE) as data:
-        keys = list(data.files)
-        input_names = [i["name"] for i in manifest.get("inputs") or []] or [
-            k.split("/", 1)[1] for k in keys if k.startswith("inputs/")
-        ]
-        output_names = [o["name"] for o in manifest.get("outputs") or []] or [
-            k.split("/", 1)[1] for k in keys if k.startswith("outputs/")
-        ]
-        try:
-            feeds = {name: data[f"inputs/{name}"] for name in input_names}
-            outputs = [data[f"outputs/{name}"] for name in output_names]
-        except KeyError as exc:
-            raise InputError(f"{REFERENCE_FILE} lacks {exc.args[0]}; cannot verify") from exc
-        labels = data["labels"] if "labels" in keys else None
-    return feeds, output_names, outputs, labels
+    """Return (feeds by input name, output names, stored fp32 outputs, labels or None) from reference.npz.
+
+    Raises InputError when the file is missing, damaged, or its arrays do not fit the manifest.
+    """
+    data = _read_npz(bundle_dir / REFERENCE_FILE)
+    keys = list(data)
+    inputs = [i for i in manifest.get("inputs") or [] if isinstance(i, dict)]
+    outputs = [o for o in manifest.get("outputs") or [] if isinstance(o, dict)]
+    input_names = [str(i.get("name")) for i in inputs] or [k.split("/", 1)[1] for k in keys if k.startswith("inputs/")]
+    output_names = [str(o.get("name")) for o in outputs] or [
+        k.split("/", 1)[1] for k in keys if k.startswith("outputs/")
+    ]
+    wanted = [f"inputs/{n}" for n in input_names] + [f"outputs/{n}" for n in output_names]
+    missing = [k for k in wanted if k not in data]
+    if missing or not output_names:
+        raise InputError(f"{REFERENCE_FILE} lacks {missing[0] if missing else 'outputs'}; cannot verify")
+    feeds = {name: data[f"inputs/{name}"] for name in input_names}
+    stored = [data[f"outputs/{name}"] for name in output_names]
+    for name, spec in zip(input_names, inputs, strict=False):
+        _check_fits(feeds[name], spec, f"input {name!r}")
+    for name, array, spec in zip(output_names, stored, outputs or [{}] * len(stored), strict=False):
+        _check_fits(array, spec, f"output {name!r}", dims=False)
+        if array.ndim == 0 or len(array) == 0:
+            raise InputError(f"{REFERENCE_FILE}: output {name!r} holds no samples; cannot verify")
+    labels = data.get("labels")
+    if labels is not None and (labels.dtype.kind not in "biu" or labels.size < len(stored[0])):
+        raise InputError(
+            f"{REFERENCE_FILE}: labels must be integers, one per sample ({len(stored[0])}); "
+            f"got {labels.size} of {labels.dtype}"
+        )
+    return feeds, output_names, stored, labels
+
+
+def _run_once(runner: Any, spec: dict[str, Any], feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
+    """Run ``runner`` on the reference inputs; ConversionError (one line) when the runtime fails."""
+    try:
+        return runner.run(feeds)
+    except Exception as exc:
+        raise ConversionError(
+            f"{spec['kind']} failed to run {spec['file']} on the bundle's reference inputs: "
+            f"{describe_exception(exc, with_type=False)}"
+        ) from exc
+
+
+def _check_outputs(stored: list, produced: list, names: list[str], what: str) -> None:
+    """InputError when the stored fp32 outputs and ``what``'s outputs differ in number or shape."""
+    if len(produced) != len(stored):
+        raise InputError(f"{REFERENCE_FILE} holds {len(stored)} outputs, the {what} returns {len(produced)}")
+    for name, old, new in zip(names, stored, produced, strict=True):
+        if np.shape(old) != np.shape(new):
+            raise InputError(
+                f"{REFERENCE_FILE}: output {name!r} has shape {list(np.shape(old))}, the {what} returns "
+                f"{list(np.shape(new))}: the reference does not belong to this bundle"
+            )
 
 
 def _run_local(
@@ -161,8 +183,8 @@ def _run_local(
             raise ConversionError(f"{spec['kind']} cannot load {spec['file']}: {describe_exception(exc)}") from exc
         except Exception as exc:
             raise ConversionError(f"{spec['kind']} cannot load {spec['file']}: {describe_exception(exc)}") from exc
-    outputs = runners["artifact"].run(feeds)
-    reference_outputs = runners["reference"].run(feeds) if reference else None
+    outputs = _run_once(runners["artifact"], specs["artifact"], feeds)
+    reference_outputs = _run_once(runners["reference"], specs["reference"], feeds) if reference else None
     latency_feeds = first_samples(feeds, latency_batch, batch_axes)
     timed = {"reference": runners["reference"]} if reference else {}
     timed["artifact"] = runners["artifact"]
@@ -361,6 +383,9 @@ def _verification_section(
     old_report, reference = bundle.old_report, bundle.reference
     stored, names, labels = bundle.stored_outputs, bundle.output_names, bundle.labels
     gate = gate_from_report(old_report)  # the same per-output measures as the conversion's report
+    _check_outputs(stored, ran["outputs"], names, "artifact")
+    if ran.get("reference_outputs") is not None:
+        _check_outputs(stored, ran["reference_outputs"], names, "fp32 reference")
     fidelity = compare(stored, [np.asarray(o) for o in ran["outputs"]], names, labels, gate)
     reference_fidelity = (
         compare(stored, [np.asarray(o) for o in ran["reference_outputs"]], names, labels, gate)
@@ -457,6 +482,11 @@ def verify_bundle(
     if threads < 1 or runs < 1 or warmup < 0:
         raise InputError("--threads and --runs must be at least 1")
     bundle = _read_bundle(bundle_dir)
+    if not os.access(bundle_dir, os.W_OK | os.X_OK):  # before the runs: the report is written here
+        raise InputError(
+            f"cannot write the verification report in {bundle_dir}: permission denied",
+            hint="make the folder writable, or verify a copy of the bundle",
+        )
     ran = _run_bundle(bundle_dir, bundle, runner, threads, runs, warmup, ssh_options, timeout)
     now = datetime.now(UTC)
     section = _verification_section(bundle, ran, threads, runs, warmup, now)
