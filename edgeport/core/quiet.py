@@ -49,7 +49,7 @@ STDERR_PREFIXES = ("  ... ", "  done ", "  failed ", "edgeport: ")
 
 # A progress bar's redraw (tqdm: "Running MIL passes:  40%|####  | 4/10 [00:01<00:02, 3.1 it/s]"):
 # kept out of the runtime messages, which are about warnings.
-_PROGRESS_BAR = re.compile(r"\d+%\||\d+/\d+ \[[^]]*(it/s|s/it|passes/s)|(it/s|s/it)\]\s*$")
+_PROGRESS_BAR = re.compile(r"\d+%\||\[\d+:\d+[^\]]*(/s|/it)\]\s*$")
 
 _applied: set[str] = set()  # the QUIET_ENV names apply_env set in os.environ (not the user's)
 
@@ -104,8 +104,14 @@ class Capture:
         self._saved = os.dup(2)
         os.dup2(handle, 2)
         os.close(handle)
-        # sys.stderr writes fd 2 (into the log now); edgeport's own lines take this stream.
-        self.terminal: TextIO = open(os.dup(self._saved), "w", buffering=1, errors="replace")  # noqa: SIM115
+        # sys.stderr writes fd 2 (into the log now); edgeport's own lines take this stream. When
+        # sys.stderr is not fd 2 (click's CliRunner, an embedding application) it is left as it is.
+        self._own_terminal = _writes_fd2(sys.stderr)
+        self.terminal: TextIO = (
+            open(os.dup(self._saved), "w", buffering=1, errors="replace")  # noqa: SIM115
+            if self._own_terminal
+            else sys.stderr
+        )
 
     def append(self, label: str, text: str) -> None:
         """Add a child process's output (``label`` names it) to the log."""
@@ -129,14 +135,27 @@ class Capture:
             sys.stderr.flush()
         os.dup2(self._saved, 2)
         os.close(self._saved)
-        with contextlib.suppress(OSError, ValueError):
-            self.terminal.close()
+        if self._own_terminal:
+            with contextlib.suppress(OSError, ValueError):
+                self.terminal.close()
         self.path.unlink(missing_ok=True)
 
 
 def message_line(line: str) -> bool:
     """True for a line worth keeping: not blank, not a progress bar's redraw."""
     return bool(line.strip()) and not _PROGRESS_BAR.search(line)
+
+
+def _counted(line: str) -> bool:
+    """A message line, not the markers :meth:`Capture.append` puts around a child's output."""
+    return not (line.startswith("--- ") and line.endswith(" ---"))
+
+
+def _writes_fd2(stream: TextIO) -> bool:
+    try:
+        return stream.fileno() == 2
+    except (AttributeError, OSError, ValueError):  # io.UnsupportedOperation is an OSError
+        return False
 
 
 _active: Capture | None = None
@@ -196,10 +215,11 @@ def silenced() -> Iterator[None]:
             os.close(saved)
 
 
-def note_destination(output_dir: Path | str) -> None:
-    """Record where the bundle will go: a failure's log is kept beside it (:func:`keep_failure_log`)."""
+def note_destination(output_dir: Path | str | None) -> None:
+    """Record where the bundle will go: a failure's log is kept beside it (:func:`keep_failure_log`);
+    None when the run is over."""
     global _destination
-    _destination = Path(output_dir)
+    _destination = None if output_dir is None else Path(output_dir)
 
 
 def keep_failure_log(log: Path) -> Path | None:
@@ -236,7 +256,7 @@ def runtime_note() -> str | None:
     :data:`BUNDLE_LOG`) and the first ones; None when nothing was captured or written."""
     if _active is None:
         return None
-    lines = _active.lines()
+    lines = [line for line in _active.lines() if _counted(line)]
     if not lines:
         return None
     first = " | ".join(line[:160] for line in lines[:FIRST_LINES])

@@ -71,6 +71,8 @@ def run(recipe: Recipe, progress: Progress | None = None) -> Result:
             "ran out of memory during the conversion; nothing was written",
             hint="pass a smaller --max_memory to be refused earlier, or use a machine with more memory",
         ) from exc
+    finally:
+        quiet.note_destination(None)  # a later failure outside a run keeps no log beside this one
 
 
 def _run(recipe: Recipe, progress: Progress | None = None) -> Result:
