@@ -6,6 +6,7 @@ summary is on stdout). Their messages go to the bundle's logs/runtime.log, liste
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 import sys
@@ -20,7 +21,7 @@ EXAMPLES = REPO / "examples"
 
 
 def run_cli(args: list[str], cwd: Path, *extra_env: tuple[str, str]) -> subprocess.CompletedProcess:
-    env = {**__import__("os").environ, **dict(extra_env)}
+    env = {**os.environ, **dict(extra_env)}
     for name in ("TF_CPP_MIN_LOG_LEVEL", "EDGEPORT_DEBUG"):  # the defaults edgeport sets itself
         env.pop(name, None)
     return subprocess.run(
@@ -168,3 +169,13 @@ def test_onnx2tf_failure_hint_names_a_kept_log(tmp_path):
     assert kept.is_file()
     assert kept == tmp_path / "bundle.failed.log"
     assert not out.exists()
+
+
+def test_python_api_import_of_tensorflow_is_silent(tmp_path):
+    """From the Python API (no capture): importing TensorFlow through edgeport writes nothing on stderr."""
+    code = "from edgeport.frontends.tf import import_tensorflow; import_tensorflow()"
+    env = {k: v for k, v in os.environ.items() if k not in ("TF_CPP_MIN_LOG_LEVEL", "EDGEPORT_DEBUG")}
+    run = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=300, cwd=tmp_path, env=env
+    )
+    assert run.returncode == 0 and run.stderr == "", run.stderr
