@@ -116,9 +116,10 @@ class Capture:
     def append(self, label: str, text: str) -> None:
         """Add a child process's output (``label`` names it) to the log."""
         text = "\n".join(line for line in text.replace("\r", "\n").splitlines() if message_line(line))
-        if text:
-            sys.stderr.write(f"--- {label} ---\n{text.rstrip()}\n--- end of {label} ---\n")
-            sys.stderr.flush()
+        if text:  # on fd 2 itself: sys.stderr may be another stream (CliRunner)
+            with contextlib.suppress(OSError, ValueError):
+                sys.stderr.flush()
+            os.write(2, f"--- {label} ---\n{text.rstrip()}\n--- end of {label} ---\n".encode(errors="replace"))
 
     def lines(self) -> list[str]:
         """The log's non-empty lines so far."""

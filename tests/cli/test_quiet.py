@@ -179,3 +179,21 @@ def test_python_api_import_of_tensorflow_is_silent(tmp_path):
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=300, cwd=tmp_path, env=env
     )
     assert run.returncode == 0 and run.stderr == "", run.stderr
+
+
+def test_capture_counts_messages_not_progress_bars(capfd):
+    """What C++ code writes on fd 2 goes to the log, not the terminal; a child's output joins it
+    without its progress bars; the note counts the messages."""
+    from edgeport.core import quiet
+
+    with quiet.captured() as capture:
+        os.write(2, b"W0000 a C++ warning\n")
+        quiet.append_log("child", "a child's warning\n 10%|## | 1/10 [00:01<00:02, 3.1it/s]\n")
+        print("  done step (0.1 s)", file=quiet.terminal())
+        note = quiet.runtime_note()
+        assert capture.lines() == ["W0000 a C++ warning", "--- child ---", "a child's warning", "--- end of child ---"]
+        log = capture.path
+    assert note.startswith("runtime messages: 2 line(s)") and "a C++ warning" in note
+    assert not log.exists() and quiet.active() is None
+    err = capfd.readouterr().err
+    assert "C++ warning" not in err and "child's warning" not in err and "done step" in err
