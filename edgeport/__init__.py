@@ -14,6 +14,13 @@ import os
 # before any edgeport module imports onnxruntime. A user's own setting wins.
 os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
 
+# The log levels of TensorFlow, absl, gRPC and the other C++ libraries are read at their import:
+# set them here too, before any edgeport module imports them (edgeport/core/quiet.py; --debug
+# leaves them alone).
+from edgeport.core.quiet import apply_env  # noqa: E402
+
+apply_env()
+
 from edgeport.api import convert  # noqa: E402
 from edgeport.core.errors import ConversionError, EdgeportError, GateFailed, InputError  # noqa: E402
 from edgeport.core.version import __version__  # noqa: E402

@@ -156,7 +156,12 @@ _FORMAT_FLAGS = [
 ]
 _DISPLAY_FLAGS = [
     _flag("quiet", is_flag=True, help="No progress display."),
-    _flag("debug", is_flag=True, help="Show tracebacks."),
+    _flag(
+        "debug",
+        is_flag=True,
+        help="Show tracebacks, and let TensorFlow, onnx2tf, coremltools and ONNX Runtime write to the terminal "
+        "(by default their messages go to the bundle's logs/runtime.log).",
+    ),
 ]
 CONVERT_FLAGS = [
     *_RUN_FLAGS,
@@ -254,9 +259,12 @@ def run_convert(
     from rich.console import Console
 
     from edgeport.api import convert
+    from edgeport.core import quiet as quiet_output
     from edgeport.core.progress import Progress, RichProgress
 
     progress = Progress() if quiet else RichProgress()
+    if isinstance(progress, RichProgress):  # progress stays on the terminal while fd 2 is captured
+        progress.console = Console(file=quiet_output.terminal())
     try:
         result = convert(input_shape=list(input_shape), input_dtype=list(input_dtype), progress=progress, **options)
     except GateFailed as exc:
@@ -275,7 +283,7 @@ def run_convert(
 
 @main.command("convert")
 @convert_options
-@handle_errors
+@handle_errors(capture=True)
 def convert_command(**options: Any) -> None:
     """Convert, quantize and verify a model; write the bundle (model, reports, manifest)."""
     run_convert(**options)
@@ -352,7 +360,7 @@ def report_command(report_json: str, output: str | None) -> None:
 def convert_main() -> None:
     """Entry point of ``convert.py``: the ``convert`` command's flags, without the subcommand."""
     command = click.command(context_settings={"help_option_names": ["-h", "--help"]})(
-        convert_options(handle_errors(lambda **options: run_convert(**options)))
+        convert_options(handle_errors(lambda **options: run_convert(**options), capture=True))
     )
     command.help = "Convert, quantize and verify a model (same flags as `edgeport convert`)."
     command(prog_name="convert.py")

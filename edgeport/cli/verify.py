@@ -25,8 +25,8 @@ def _fmt(value: object) -> str:
 )
 @click.option("--threads", default=1, show_default=True, type=click.IntRange(min=1), help="Runtime threads.")
 @click.option("--runs", default=100, show_default=True, type=click.IntRange(min=1), help="Timed runs per model.")
-@click.option("--debug", is_flag=True, help="Tracebacks on errors.")
-@handle_errors
+@click.option("--debug", is_flag=True, help="Tracebacks on errors, and the runtimes' own messages on the terminal.")
+@handle_errors(capture=True)
 def verify_command(bundle: Path, runner: str, threads: int, runs: int, debug: bool) -> None:
     """Check a bundle's files against its manifest, run it (here or on a device), and write a new
     report.verify-<where>-<time>.json/.html beside the original report."""

@@ -10,7 +10,6 @@ outputs (Keras input/output layer names, signature keys) survive into the ONNX g
 from __future__ import annotations
 
 import logging
-import os
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -20,6 +19,7 @@ from typing import Any
 import numpy as np
 import onnx
 
+from edgeport.core import quiet
 from edgeport.core.errors import ConversionError, InputError, describe_exception
 from edgeport.core.extras import require
 from edgeport.core.hashing import sha256_file, sha256_path
@@ -40,12 +40,18 @@ def is_saved_model_dir(path: Path) -> bool:
 
 
 def import_tensorflow():
-    """Import TensorFlow quietly (its C++ and Python start-up logs are noise for edgeport users)."""
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    tf = require("tensorflow", "A TensorFlow/Keras model", "tensorflow")
+    """Import TensorFlow quietly (its C++ and Python start-up logs are noise for edgeport users).
 
-    tf.get_logger().setLevel(logging.ERROR)
-    logging.getLogger("tf2onnx").setLevel(logging.ERROR)
+    The log levels are set before the import (:func:`edgeport.core.quiet.apply_env`); the absl
+    start-up lines TensorFlow writes regardless go to the CLI's captured log, or nowhere from the
+    Python API (:func:`edgeport.core.quiet.silenced`). ``--debug`` shows all of it.
+    """
+    quiet.apply_env()
+    with quiet.silenced():
+        tf = require("tensorflow", "A TensorFlow/Keras model", "tensorflow")
+    if not quiet.debug_enabled():
+        tf.get_logger().setLevel(logging.ERROR)
+        logging.getLogger("tf2onnx").setLevel(logging.ERROR)
     return tf
 
 

@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from edgeport.core import quiet
 from edgeport.core.bundle import path_bytes
 from edgeport.core.model import CanonicalModel, SourceModel
 from edgeport.core.version import __version__, installed_versions
@@ -49,6 +50,9 @@ def collect_notes(
         )
     if synthetic_eval:
         notes.append("fidelity was measured on random inputs: pass --eval_data for real figures")
+    runtime = quiet.runtime_note()  # what TensorFlow, onnx2tf, ... wrote, captured off the terminal
+    if runtime:
+        notes.append(runtime)
     return notes
 
 

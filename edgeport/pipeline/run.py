@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from edgeport.core import quiet
 from edgeport.core.bundle import BundleWriter
 from edgeport.core.errors import ConversionError, InputError
 from edgeport.core.progress import Progress
@@ -70,6 +71,8 @@ def run(recipe: Recipe, progress: Progress | None = None) -> Result:
             "ran out of memory during the conversion; nothing was written",
             hint="pass a smaller --max_memory to be refused earlier, or use a machine with more memory",
         ) from exc
+    finally:
+        quiet.note_destination(None)  # a later failure outside a run keeps no log beside this one
 
 
 def _run(recipe: Recipe, progress: Progress | None = None) -> Result:
@@ -78,6 +81,7 @@ def _run(recipe: Recipe, progress: Progress | None = None) -> Result:
     started = time.perf_counter()
     decisions: list[dict[str, str]] = []
     target = resolve_target(recipe, decisions)
+    quiet.note_destination(target.output_dir)  # a failed step's log is kept beside it
     profile, scheme = target.profile, target.scheme
 
     with BundleWriter(target.output_dir) as writer, tempfile.TemporaryDirectory(prefix="edgeport-") as work_name:

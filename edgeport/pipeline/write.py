@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 
+from edgeport.core import quiet
 from edgeport.core.bundle import BundleWriter
 from edgeport.pipeline.prepare import Normalized
 from edgeport.reports.html import write_html
@@ -39,10 +40,16 @@ def write_bundle(
 ) -> Path:
     """Write reference.npz (the reference feeds, the source's outputs on them
     and the eval labels), report.json and report.html into ``writer``, then commit it with
-    ``manifest``. Returns the committed bundle folder."""
+    ``manifest``. Returns the committed bundle folder.
+
+    When the CLI captured the libraries' output (:mod:`edgeport.core.quiet`), the log goes in
+    too as ``logs/runtime.log`` (listed in the manifest like every file)."""
     save_reference(
         writer.path("reference.npz"), reference_feeds, normalized.output_names, normalized.reference_outputs, labels
     )
     write_report(report, writer.path("report.json"))
     write_html(report, writer.path("report.html"))
-    return writer.commit(manifest)
+    quiet.copy_log(writer.path(quiet.BUNDLE_LOG))
+    bundle = writer.commit(manifest)
+    quiet.discard_failure_log()  # a failed attempt that was retried: its log is in the bundle's
+    return bundle

@@ -8,6 +8,7 @@ are (verify/remote.py). They follow ``edgeport.core.contracts.Runner``.
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 from typing import Any
@@ -42,6 +43,8 @@ class OrtRunner:
     ) -> None:
         import onnxruntime as ort
 
+        if not os.environ.get("EDGEPORT_DEBUG"):  # edgeport/core/quiet.py: errors only, unless --debug
+            ort.set_default_logger_severity(3)
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1

@@ -6,7 +6,9 @@ from __future__ import annotations
 import contextlib
 import importlib
 import io
+import logging
 
+from edgeport.core import quiet as quiet_output
 from edgeport.core.extras import missing_extra
 from edgeport.runtime import coreml as coreml_runtime
 
@@ -15,9 +17,12 @@ def import_coremltools():
     """Import coremltools quietly (``runtime/coreml.py``) and return it; InputError (exit 2)
     naming the extra to install when it is missing."""
     try:
-        return coreml_runtime.import_coremltools()
+        ct = coreml_runtime.import_coremltools()
     except coreml_runtime.CoreMLMissing as exc:
         raise missing_extra("Core ML export", "coreml") from exc
+    if quiet_output.debug_enabled():  # --debug: coremltools' warnings on the terminal again
+        logging.getLogger("coremltools").setLevel(logging.WARNING)
+    return ct
 
 
 def enable_tf_frontend(ct) -> str:
@@ -47,6 +52,15 @@ def enable_tf_frontend(ct) -> str:
 
 @contextlib.contextmanager
 def quiet():
-    """Silence coremltools' progress bars and prints (they would tear the CLI's progress display)."""
-    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+    """Keep coremltools' progress bars and prints off the terminal (they would tear the CLI's
+    progress display): their text goes to the run's captured log (:mod:`edgeport.core.quiet`),
+    and to the terminal with ``--debug``."""
+    if quiet_output.debug_enabled():
         yield
+        return
+    out, err = io.StringIO(), io.StringIO()
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            yield
+    finally:
+        quiet_output.append_log("coremltools", out.getvalue() + err.getvalue())

@@ -3,6 +3,12 @@
 onnx2tf and TFLite's calibrator can crash (segfaults) or hang, so the child runs in its own
 process session with a timeout; a crash, hang or failure becomes :class:`ConversionError`
 naming the stage it reached and its log.
+
+The child's stdout and stderr (onnx2tf's and TensorFlow's messages) go to a log file, never to
+the terminal. On success its text joins the run's captured log (:mod:`edgeport.core.quiet`, the
+bundle's ``logs/runtime.log``); on failure it is kept beside where the bundle would have gone
+(``<output_dir>.failed.log``), since the work folder holding it is removed, and the hint names
+that copy (or, when there is none, quotes the log's last lines).
 """
 
 from __future__ import annotations
@@ -16,7 +22,10 @@ import time
 from pathlib import Path
 from typing import Any
 
+from edgeport.core import quiet
 from edgeport.core.errors import ConversionError, InputError
+
+LOG_TAIL = 5  # log lines quoted in a hint when the log could not be kept
 
 
 def converter_timeout(default_s: float) -> float:
@@ -39,7 +48,7 @@ def _child_env() -> dict[str, str]:
     # The folder holding the edgeport package (this file is edgeport/formats/tflite/onnx2tf_run.py).
     package_root = str(Path(__file__).resolve().parents[3])
     env["PYTHONPATH"] = package_root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
-    env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    quiet.apply_env(env)  # TensorFlow's, absl's and gRPC's log levels (unless --debug)
     env["CUDA_VISIBLE_DEVICES"] = ""
     env["TF_ENABLE_ONEDNN_OPTS"] = env.get("TF_ENABLE_ONEDNN_OPTS", "0")
     return env
@@ -81,12 +90,31 @@ def run_child(request: dict[str, Any], folder: Path, timeout_s: float) -> dict[s
             stage = _read_result(request["result"]).get("stage", "start")
             raise ConversionError(
                 f"TFLite conversion (onnx2tf child, stage {stage}) timed out after {timeout_s:g} s",
-                hint=f"log: {log_path}; raise the timeout or convert a smaller model",
+                hint=f"{_log_hint(log_path)}; raise the timeout or convert a smaller model",
             ) from None
     result = _read_result(request["result"])
     result["seconds"] = time.monotonic() - start
     _raise_for_failure(code, result, log_path)
+    quiet.append_log("TFLite converter child (onnx2tf, TensorFlow)", _read_log(log_path))
     return result
+
+
+def _read_log(path: Path) -> str:
+    try:
+        return path.read_text(errors="replace")
+    except OSError:
+        return ""
+
+
+def _log_hint(log_path: Path) -> str:
+    """Name a copy of the child's log that outlives the work folder, or quote its last lines."""
+    kept = quiet.keep_failure_log(log_path)
+    if kept is not None:
+        return f"log: {kept}"
+    lines = [ln.strip() for ln in _read_log(log_path).replace("\r", "\n").splitlines() if ln.strip()]
+    if not lines:
+        return "the converter wrote no log"
+    return "last log lines: " + " | ".join(line[:200] for line in lines[-LOG_TAIL:])
 
 
 def _raise_for_failure(code: int, result: dict[str, Any], log_path: Path) -> None:
@@ -99,13 +127,16 @@ def _raise_for_failure(code: int, result: dict[str, Any], log_path: Path) -> Non
             name = f"signal {-code}"
         raise ConversionError(
             f"TFLite conversion crashed ({name}) in the onnx2tf child during {stage}",
-            hint=f"log: {log_path}; try another precision (e.g. int8-dynamic) or the ONNX format",
+            hint=f"{_log_hint(log_path)}; try another precision (e.g. int8-dynamic) or the ONNX format",
         )
     if code != 0 or not result.get("ok"):
         error = result.get("error") or _last_line(log_path) or f"exit code {code}"
+        if result.get("traceback"):  # the child caught it: its traceback goes in the log kept
+            with open(log_path, "a") as log:
+                log.write(f"\n--- the child's error ---\n{result['traceback']}\n")
         raise ConversionError(
             f"TFLite conversion failed during {stage}: {error}",
-            hint=f"log: {log_path}",
+            hint=_log_hint(log_path),
         )
 
 
