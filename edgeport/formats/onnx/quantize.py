@@ -400,16 +400,63 @@ def _quantize(
                 },
             )
         elif defaults:
-            quantize_dynamic(str(source), str(out), nodes_to_exclude=excluded)
+            with _without_weight_copies():
+                quantize_dynamic(str(source), str(out), nodes_to_exclude=excluded)
         else:
-            quantize_dynamic(
-                str(source),
-                str(out),
-                weight_type=_quant_type(details["weight_type"]),
-                per_channel=per_channel,
-                reduce_range=details["reduce_range"],
-                nodes_to_exclude=excluded,
-            )
+            with _without_weight_copies():
+                quantize_dynamic(
+                    str(source),
+                    str(out),
+                    weight_type=_quant_type(details["weight_type"]),
+                    per_channel=per_channel,
+                    reduce_range=details["reduce_range"],
+                    nodes_to_exclude=excluded,
+                )
+
+
+def _shapes_only(model: onnx.ModelProto) -> onnx.ModelProto:
+    """``model`` itself with the value infos of shape inference run on its graph alone (its large
+    initializers as data-less stubs): ORT's ``save_and_reload_model_with_shape_infer`` without
+    the copies of the weights (ORT replaces its model with the result, so no caller sees the change)."""
+    from onnx import helper
+
+    stubs = []
+    for tensor in model.graph.initializer:
+        if tensor.ByteSize() < 4096:
+            stubs.append(tensor)
+            continue
+        stubs.append(onnx.TensorProto(name=tensor.name, data_type=tensor.data_type, dims=tensor.dims))
+    graph = model.graph
+    light = helper.make_model(
+        helper.make_graph(graph.node, graph.name, graph.input, graph.output, stubs, value_info=graph.value_info),
+        opset_imports=model.opset_import,
+        ir_version=model.ir_version,
+        functions=model.functions,
+    )
+    inferred = onnx.shape_inference.infer_shapes(light)
+    del model.graph.value_info[:]
+    model.graph.value_info.extend(inferred.graph.value_info)
+    return model
+
+
+@contextlib.contextmanager
+def _without_weight_copies() -> Iterator[None]:
+    """ORT's dynamic quantizer refreshes its value infos by deep-copying the whole model, saving it
+    and loading it again (onnx_quantizer.py, ``save_and_reload_model_with_shape_infer``): three
+    copies of the weights at once (4.4x the weights at peak on a 1 GiB model). Only the value infos
+    are read from it, so it gets them from the graph alone. ORT versions without that call are
+    left as they are."""
+    from onnxruntime.quantization import onnx_quantizer
+
+    real = getattr(onnx_quantizer, "save_and_reload_model_with_shape_infer", None)
+    if real is None:
+        yield
+        return
+    onnx_quantizer.save_and_reload_model_with_shape_infer = _shapes_only
+    try:
+        yield
+    finally:
+        onnx_quantizer.save_and_reload_model_with_shape_infer = real
 
 
 def _check_quantized(path: Path) -> None:
