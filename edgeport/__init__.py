@@ -13,6 +13,12 @@ import os
 # that are all edgeport may write. It is read once, before onnxruntime initializes: set it here,
 # before any edgeport module imports onnxruntime. A user's own setting wins.
 os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
+# Torch makes $TMPDIR/torchinductor_$USER when torch._dynamo is imported (torch.export.load does),
+# and Keras writes ~/.keras/keras.json on import: both go under edgeport's documented cache instead.
+_cache = os.environ.get("EDGEPORT_CACHE_DIR") or os.path.join("~", ".cache", "edgeport")  # as core/cache.py
+_third_party = os.path.join(_cache, "third-party")
+os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", os.path.expanduser(os.path.join(_third_party, "torchinductor")))
+os.environ.setdefault("KERAS_HOME", os.path.expanduser(os.path.join(_third_party, "keras")))
 
 # The log levels of TensorFlow, absl, gRPC and the other C++ libraries are read at their import:
 # set them here too, before any edgeport module imports them (edgeport/core/quiet.py; --debug

@@ -3,8 +3,10 @@ equal to the source by a parity check on reference inputs."""
 
 from __future__ import annotations
 
+import contextlib
 import io
 import warnings
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -98,21 +100,45 @@ def _rename_batch_dims(model: onnx.ModelProto, specs: list[TensorSpec]) -> None:
             dims[0].dim_param = "batch"
 
 
-def check_and_simplify(model: onnx.ModelProto) -> tuple[onnx.ModelProto, list[str]]:
+def weights_folder(model: onnx.ModelProto, source_path: str | Path) -> Path | None:
+    """The folder holding ``model``'s weights when they were left in external data files (an ONNX
+    source of at least frontends/onnx.py KEEP_EXTERNAL_BYTES): the source's folder; else None.
+
+    Such a ModelProto is the graph with references only: it is checked, run (ONNX Runtime reads
+    the files itself) and saved (formats/onnx/external.py copies the data) without the weights
+    ever entering Python, so a model over protobuf's 2 GB limit is held once, by ONNX Runtime.
+    """
+    from onnx.external_data_helper import _get_all_tensors, uses_external_data
+
+    if any(uses_external_data(t) for t in _get_all_tensors(model)):
+        return Path(source_path).resolve().parent
+    return None
+
+
+def check_and_simplify(model: onnx.ModelProto, folder: Path | None = None) -> tuple[onnx.ModelProto, list[str]]:
     """Run onnx.checker, shape inference and onnxslim; return the simplified model and notes.
+    ``folder``: where the weights lie when the model keeps them in external data (onnxslim, which
+    needs them in memory, is then skipped).
 
     Raises ConversionError when the model fails the checker.
     """
     notes = []
     layer_names = record_layer_names(model)
     try:
-        onnx.checker.check_model(model, full_check=model.ByteSize() < _CHECKER_INLINE_LIMIT)
+        # The in-memory checker looks for external data relative to the working directory: run it
+        # from the weights' folder (it only reads them; single-threaded here).
+        with contextlib.chdir(folder) if folder is not None else contextlib.nullcontext():
+            onnx.checker.check_model(model, full_check=model.ByteSize() < _CHECKER_INLINE_LIMIT)
     except onnx.checker.ValidationError as exc:
         raise ConversionError(f"the ONNX model fails onnx.checker: {describe_exception(exc, with_type=False)}") from exc
     try:
         model = onnx.shape_inference.infer_shapes(model, strict_mode=False, data_prop=True)
     except Exception as exc:
         notes.append(f"shape inference skipped: {type(exc).__name__}")
+    if folder is not None:
+        notes.append("onnxslim skipped: the weights stay in their external data files (a big model)")
+        restore_layer_names(model, layer_names)
+        return model, notes
     try:
         import onnxslim
 
@@ -162,15 +188,18 @@ def compare_outputs(
     return {"ok": all(r["ok"] for r in results.values()), "worst": worst, "outputs": results}
 
 
-def run_onnx(model: onnx.ModelProto, feeds: dict[str, np.ndarray], what: str) -> list[np.ndarray]:
-    """Run ``model`` once on ``feeds`` with ONNX Runtime and return its outputs.
+def run_onnx(
+    model: onnx.ModelProto, feeds: dict[str, np.ndarray], what: str, folder: Path | None = None
+) -> list[np.ndarray]:
+    """Run ``model`` once on ``feeds`` with ONNX Runtime and return its outputs (``folder``: where
+    its external data lies, see :func:`weights_folder`).
 
     Raises ConversionError (one line) when ONNX Runtime refuses the model or fails running it:
     a model that passes onnx.checker can still be unrunnable (bad attribute values, shapes that
     only clash at run time).
     """
     try:
-        return OrtRunner(model.SerializeToString(), threads=1).run(feeds)
+        return OrtRunner(model.SerializeToString(), threads=1, external_folder=folder).run(feeds)
     except MemoryError as exc:
         raise ConversionError(f"{what} ran out of memory in ONNX Runtime", hint="see --max_memory") from exc
     except Exception as exc:  # onnxruntime raises its own Fail/InvalidGraph/RuntimeException types
@@ -181,13 +210,18 @@ def run_onnx(model: onnx.ModelProto, feeds: dict[str, np.ndarray], what: str) ->
 
 
 def parity_check(
-    model: onnx.ModelProto, reference_outputs: list[np.ndarray], feeds: dict[str, np.ndarray], rtol: float, atol: float
+    model: onnx.ModelProto,
+    reference_outputs: list[np.ndarray],
+    feeds: dict[str, np.ndarray],
+    rtol: float,
+    atol: float,
+    folder: Path | None = None,
 ) -> dict[str, Any]:
     """Run ``model`` on ``feeds`` with ONNX Runtime and compare with the source's outputs.
 
     Returns the comparison; raises ConversionError naming the worst output when over tolerance.
     """
-    actual = run_onnx(model, feeds, "the normalized ONNX model")
+    actual = run_onnx(model, feeds, "the normalized ONNX model", folder)
     names = [o.name for o in model.graph.output]
     result = compare_outputs(reference_outputs, actual, names, rtol, atol)
     if not result["ok"]:
@@ -209,6 +243,7 @@ def upgrade_opset(
     feeds: dict[str, np.ndarray],
     reference_outputs: list[np.ndarray],
     options: SourceOptions,
+    folder: Path | None = None,
 ) -> tuple[onnx.ModelProto, list[dict[str, str]]]:
     """Upgrade an ONNX source quantized to ONNX below the opset per-channel Q/DQ needs (13) with
     the ONNX version converter, to ``options.opset`` or else to 13, and keep the upgrade only when
@@ -236,7 +271,7 @@ def upgrade_opset(
             onnx.checker.check_model(upgraded)
             comparison = compare_outputs(
                 reference_outputs,
-                run_onnx(upgraded, feeds, f"the model upgraded to opset {target}"),
+                run_onnx(upgraded, feeds, f"the model upgraded to opset {target}", folder),
                 names,
                 options.parity_rtol,
                 options.parity_atol,
@@ -275,6 +310,7 @@ def normalize(
     """
     notes: list[str] = list(source.notes)
     decisions: list[dict[str, str]] = []
+    folder = None
     if onnx_model is None:
         if source.to_onnx is not None:  # TensorFlow (tf2onnx), Hugging Face (optimum)
             model, exporter, export_notes = source.to_onnx(feeds, options)
@@ -285,11 +321,12 @@ def normalize(
         reference_outputs = source.run(feeds)
     else:
         model, exporter = onnx_model, "none (ONNX source)"
-        reference_outputs = run_onnx(model, feeds, "the ONNX model")
-        model, decisions = upgrade_opset(model, feeds, reference_outputs, options)
-    model, check_notes = check_and_simplify(model)
+        folder = weights_folder(model, source.path)
+        reference_outputs = run_onnx(model, feeds, "the ONNX model", folder)
+        model, decisions = upgrade_opset(model, feeds, reference_outputs, options, folder)
+    model, check_notes = check_and_simplify(model, folder)
     notes += check_notes
-    parity = parity_check(model, reference_outputs, feeds, options.parity_rtol, options.parity_atol)
+    parity = parity_check(model, reference_outputs, feeds, options.parity_rtol, options.parity_atol, folder)
     inputs = graph_input_specs(model)
     # Keep the dtypes and dims the user asked for where ONNX left dims symbolic.
     declared = {s.name: s for s in source.inputs}

@@ -124,6 +124,10 @@ def repair_foreign_quirks(model: onnx.ModelProto) -> list[str]:
 # Op domains ONNX Runtime implements; any other domain is a custom op no runtime here can run.
 KNOWN_DOMAINS = ("", "ai.onnx", "ai.onnx.ml", "com.microsoft", "ai.onnx.preview.training")
 _CHECKER_INLINE_LIMIT = 1_800_000_000
+# External data of at least this many bytes is not loaded: the ModelProto keeps its references and
+# every later step reads the weights from the files (frontends/normalize.py weights_folder), so
+# models over protobuf's 2 GB limit convert without holding their weights twice.
+KEEP_EXTERNAL_BYTES = 1 << 30
 _ITEMSIZE = {
     onnx.TensorProto.DOUBLE: 8,
     onnx.TensorProto.INT64: 8,
@@ -242,7 +246,8 @@ def read_onnx(path: Path, limit: int | None = None, notes: list[str] | None = No
     external = check_external_data(model, path)
     limits.check_model_bytes(str(path), size + external, limit)
     check_declared_sizes(model, path, limit)
-    if external:
+    kept = external >= KEEP_EXTERNAL_BYTES  # big weights stay on disk: see KEEP_EXTERNAL_BYTES
+    if external and not kept:
         try:
             onnx.load_external_data_for_model(model, str(path.parent))
         except FileNotFoundError as exc:
@@ -256,7 +261,7 @@ def read_onnx(path: Path, limit: int | None = None, notes: list[str] | None = No
         notes.extend(repaired)
     try:
         # Above protobuf's 2 GB limit only the file-based checker works (it reads the data itself).
-        onnx.checker.check_model(model if model.ByteSize() < _CHECKER_INLINE_LIMIT else str(path))
+        onnx.checker.check_model(model if model.ByteSize() < _CHECKER_INLINE_LIMIT and not kept else str(path))
     except Exception as exc:  # ValidationError, and protobuf errors on a damaged model
         reason = " ".join(str(exc).split())  # the checker's message spans lines: one line, bounded
         raise InputError(f"{path} is not a valid ONNX model: {reason[:300]}") from exc

@@ -26,6 +26,20 @@ from edgeport.verify.gate import Gate
 BASELINE_NAME = "baseline_fp32.onnx"
 
 
+def save_baseline(canonical: CanonicalModel, path: Path) -> None:
+    """Save the fp32 model; one whose weights stayed in external data files (a big model) is
+    saved with its data streamed into ``<path>.data``, never loaded."""
+    from edgeport.frontends.normalize import weights_folder
+
+    folder = weights_folder(canonical.onnx_model, canonical.source.path)
+    if folder is None:
+        onnx.save(canonical.onnx_model, str(path))
+    else:
+        from edgeport.formats.onnx.external import save_with_external_data
+
+        save_with_external_data(canonical.onnx_model, folder, path)
+
+
 @dataclass
 class Built:
     """The built artifact, the backend that built it and the plan it follows."""
@@ -86,7 +100,7 @@ def build_artifact(
     model = pruning.canonical if pruning else canonical
     backend = backend_class(recipe.output_format)(profile, recipe.format_options(), model, reference_feeds)
     baseline_path, artifact_path = writer.path(BASELINE_NAME), writer.path(backend.file_name)
-    onnx.save(canonical.onnx_model, str(baseline_path))
+    save_baseline(canonical, baseline_path)
     model_path = pruning.path if pruning else baseline_path
     search_section = None
     if recipe.precision_plan:

@@ -39,8 +39,13 @@ class OrtRunner:
     kind = "onnxruntime"
 
     def __init__(
-        self, model: str | Path | bytes, threads: int = 1, providers: tuple[str, ...] = ("CPUExecutionProvider",)
+        self,
+        model: str | Path | bytes,
+        threads: int = 1,
+        providers: tuple[str, ...] = ("CPUExecutionProvider",),
+        external_folder: str | Path | None = None,
     ) -> None:
+        """``model``: a file, or serialized bytes whose external data (if any) lies in ``external_folder``."""
         import onnxruntime as ort
 
         if not os.environ.get("EDGEPORT_DEBUG"):  # edgeport/core/quiet.py: errors only, unless --debug
@@ -51,6 +56,9 @@ class OrtRunner:
         options.log_severity_level = 3
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        if external_folder is not None and isinstance(model, bytes):
+            folder_key = "session.model_external_initializers_file_folder_path"
+            options.add_session_config_entry(folder_key, str(external_folder))
         available = ort.get_available_providers()
         self.providers = [p for p in providers if p in available] or ["CPUExecutionProvider"]
         self.threads = threads

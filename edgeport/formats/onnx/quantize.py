@@ -46,6 +46,13 @@ def in_work_folder(work: Path) -> Iterator[Path]:
         yield folder
 
 
+def _has_external_data(path: Path) -> bool:
+    """Whether the ONNX file at ``path`` keeps tensors in external data files (reads the graph only)."""
+    from onnx.external_data_helper import _get_all_tensors, uses_external_data
+
+    return any(uses_external_data(t) for t in _get_all_tensors(onnx.load(str(path), load_external_data=False)))
+
+
 def _file_key(path: Path) -> str:
     """A short key naming one version of a file (path, size, modification time)."""
     stat = path.stat()
@@ -75,9 +82,19 @@ def _preprocess(fp32_path: Path, work: Path, notes: list[str]) -> Path:
         notes.append(failed.read_text())
         return fp32_path
     errors = []
+    external = _has_external_data(fp32_path)
     for symbolic in (True, False):
         try:
-            quant_pre_process(str(fp32_path), str(out), skip_optimization=True, skip_symbolic_shape=not symbolic)
+            quant_pre_process(
+                str(fp32_path),
+                str(out),
+                skip_optimization=True,
+                skip_symbolic_shape=not symbolic,
+                # a source with external data (a big model) keeps it: over 2 GB nothing else saves
+                save_as_external_data=external,
+                all_tensors_to_one_file=True,
+                external_data_location=out.name + ".data",
+            )
             if errors:
                 notes.append(f"quant_pre_process without symbolic shape inference ({errors[0]})")
             return out
@@ -196,11 +213,12 @@ _MASK_CARRIERS = {
 }  # fmt: skip
 
 
-def mask_fill_nodes(model: onnx.ModelProto) -> list[str]:
+def mask_fill_nodes(model: onnx.ModelProto, base_dir: str = "") -> list[str]:
     """Nodes that take a tensor carrying a mask fill constant (|x| >= 1e9) as input.
 
     Static int8 must leave them in float: the attention-mask arithmetic, the ``scores + mask``
     Add and the Softmax it feeds (its output, in [0, 1], is an ordinary activation again).
+    ``base_dir``: where the external data of a model loaded without it lies (read one tensor at a time).
     """
     import numpy as np
     from onnx import numpy_helper
@@ -208,7 +226,7 @@ def mask_fill_nodes(model: onnx.ModelProto) -> list[str]:
     def extreme(array: np.ndarray) -> bool:
         return array.dtype.kind == "f" and array.size > 0 and bool(np.max(np.abs(array)) >= MASK_FILL_MAGNITUDE)
 
-    carrying = {i.name for i in model.graph.initializer if extreme(numpy_helper.to_array(i))}
+    carrying = {i.name for i in model.graph.initializer if extreme(numpy_helper.to_array(i, base_dir))}
     for node in model.graph.node:
         if node.op_type == "Constant" and node.attribute and node.attribute[0].name == "value":
             if extreme(numpy_helper.to_array(node.attribute[0].t)):
@@ -276,10 +294,11 @@ def _apply_plan(
     # can handle (Relu, MaxPool, Add...) is quantized too, so int8 tensors flow between layers
     # without a Dequantize/Quantize pair at every op (measured: 2.27x -> 2.57x on the example).
     excluded = plan.nodes_not_in(plan.scheme)
-    graph = onnx.load(str(source))
+    # The graph without its weights: a big model's are read by the quantizer, not held here too.
+    graph = onnx.load(str(source), load_external_data=False)
     excluded += _trailing_activations(graph, excluded)
     if plan.scheme in CALIBRATED_SCHEMES:
-        masked = [n for n in mask_fill_nodes(graph) if n not in excluded]
+        masked = [n for n in mask_fill_nodes(graph, str(source.parent)) if n not in excluded]
         if masked:
             excluded += masked
             notes.append(
@@ -381,16 +400,63 @@ def _quantize(
                 },
             )
         elif defaults:
-            quantize_dynamic(str(source), str(out), nodes_to_exclude=excluded)
+            with _without_weight_copies():
+                quantize_dynamic(str(source), str(out), nodes_to_exclude=excluded)
         else:
-            quantize_dynamic(
-                str(source),
-                str(out),
-                weight_type=_quant_type(details["weight_type"]),
-                per_channel=per_channel,
-                reduce_range=details["reduce_range"],
-                nodes_to_exclude=excluded,
-            )
+            with _without_weight_copies():
+                quantize_dynamic(
+                    str(source),
+                    str(out),
+                    weight_type=_quant_type(details["weight_type"]),
+                    per_channel=per_channel,
+                    reduce_range=details["reduce_range"],
+                    nodes_to_exclude=excluded,
+                )
+
+
+def _shapes_only(model: onnx.ModelProto) -> onnx.ModelProto:
+    """``model`` itself with the value infos of shape inference run on its graph alone (its large
+    initializers as data-less stubs): ORT's ``save_and_reload_model_with_shape_infer`` without
+    the copies of the weights (ORT replaces its model with the result, so no caller sees the change)."""
+    from onnx import helper
+
+    stubs = []
+    for tensor in model.graph.initializer:
+        if tensor.ByteSize() < 4096:
+            stubs.append(tensor)
+            continue
+        stubs.append(onnx.TensorProto(name=tensor.name, data_type=tensor.data_type, dims=tensor.dims))
+    graph = model.graph
+    light = helper.make_model(
+        helper.make_graph(graph.node, graph.name, graph.input, graph.output, stubs, value_info=graph.value_info),
+        opset_imports=model.opset_import,
+        ir_version=model.ir_version,
+        functions=model.functions,
+    )
+    inferred = onnx.shape_inference.infer_shapes(light)
+    del model.graph.value_info[:]
+    model.graph.value_info.extend(inferred.graph.value_info)
+    return model
+
+
+@contextlib.contextmanager
+def _without_weight_copies() -> Iterator[None]:
+    """ORT's dynamic quantizer refreshes its value infos by deep-copying the whole model, saving it
+    and loading it again (onnx_quantizer.py, ``save_and_reload_model_with_shape_infer``): three
+    copies of the weights at once (4.4x the weights at peak on a 1 GiB model). Only the value infos
+    are read from it, so it gets them from the graph alone. ORT versions without that call are
+    left as they are."""
+    from onnxruntime.quantization import onnx_quantizer
+
+    real = getattr(onnx_quantizer, "save_and_reload_model_with_shape_infer", None)
+    if real is None:
+        yield
+        return
+    onnx_quantizer.save_and_reload_model_with_shape_infer = _shapes_only
+    try:
+        yield
+    finally:
+        onnx_quantizer.save_and_reload_model_with_shape_infer = real
 
 
 def _check_quantized(path: Path) -> None:

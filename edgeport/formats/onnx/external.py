@@ -1,0 +1,56 @@
+"""Models whose weights stay in external data files (big models, see frontends/normalize.py
+``weights_folder``): saved by streaming each tensor's bytes, never loading them all."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import onnx
+
+CHUNK = 64 << 20  # bytes copied at a time
+
+
+def _entries(tensor: onnx.TensorProto) -> dict[str, str]:
+    return {entry.key: entry.value for entry in tensor.external_data}
+
+
+def save_with_external_data(model: onnx.ModelProto, folder: Path, path: Path) -> Path:
+    """Save ``model`` (a graph whose weights lie in external files under ``folder``) as ``path``
+    plus one data file ``<path name>.data`` beside it, copying each tensor's bytes in chunks.
+
+    Returns the data file. The caller's model is left as it is (its references still point into
+    ``folder``); only the graph, without weights, is copied in memory.
+    """
+    from onnx.external_data_helper import _get_all_tensors, uses_external_data
+
+    saved = copy.deepcopy(model)  # the graph only: its weights are references
+    data_path = path.with_name(path.name + ".data")
+    offset = 0
+    with open(data_path, "wb") as out:
+        for tensor in _get_all_tensors(saved):
+            if not uses_external_data(tensor):
+                continue
+            info = _entries(tensor)
+            source = folder / info["location"]
+            start = int(info.get("offset") or 0)
+            length = int(info["length"]) if info.get("length") else source.stat().st_size - start
+            padding = -offset % 4096  # page-aligned, as onnx writes it, so ONNX Runtime can map it
+            out.write(b"\0" * padding)
+            offset += padding
+            with open(source, "rb") as src:
+                src.seek(start)
+                left = length
+                while left:
+                    chunk = src.read(min(CHUNK, left))
+                    if not chunk:
+                        raise OSError(f"{source}: external data of {tensor.name!r} ends early")
+                    out.write(chunk)
+                    left -= len(chunk)
+            del tensor.external_data[:]
+            for key, value in (("location", data_path.name), ("offset", str(offset)), ("length", str(length))):
+                entry = tensor.external_data.add()
+                entry.key, entry.value = key, value
+            offset += length
+    onnx.save(saved, str(path))
+    return data_path
