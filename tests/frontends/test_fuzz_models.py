@@ -50,10 +50,21 @@ def _write_counts():
 
 
 def load_model(path: Path) -> None:
-    """What ``edgeport convert`` does first: detect the input and load it (no --allow-pickle)."""
+    """What ``edgeport convert`` does first: detect the input and load it (no --allow-pickle), and
+    tokenize a sentence with a Hugging Face folder's tokenizer."""
     shape = [InputShape(None, [1, 3, 16, 16])] if path.suffix in TORCH_SUFFIXES else []  # not stored in the file
     recipe = Recipe(str(path), quantization="none", max_memory="256MB", input_shape=shape)
-    ingest(recipe.source)
+    source, _ = ingest(recipe.source)
+    if source.tokenize is not None:  # a Hugging Face folder's tokenizer, loaded with the model
+        source.tokenize(["hello world", "a"])
+
+
+def _edgeport_frame(exc: BaseException) -> str:
+    """The innermost edgeport file:line of the traceback of ``exc`` (where the loader let it through)."""
+    import traceback
+
+    frames = [f for f in traceback.extract_tb(exc.__traceback__) if "/edgeport/" in f.filename]
+    return f"{Path(frames[-1].filename).name}:{frames[-1].lineno}" if frames else "?"
 
 
 def check_outcome(loader: str, path: Path) -> None:
@@ -68,7 +79,7 @@ def check_outcome(loader: str, path: Path) -> None:
         if not RECORD:
             raise
         COUNTS[loader]["internal_error"] += 1
-        COUNTS[loader + ":internal"][f"{type(exc).__name__}: {str(exc)[:80]}"] += 1
+        COUNTS[loader + ":internal"][f"{type(exc).__name__}: {str(exc)[:80]} (at {_edgeport_frame(exc)})"] += 1
         return
     COUNTS[loader]["ok"] += 1
 
@@ -169,7 +180,8 @@ BYTE_TARGETS = {
     "saved_model_variables": ("saved_model", "variables/variables.index", 4),
     "hf_config": ("hf", "config.json", 6),
     "hf_safetensors": ("hf", "model.safetensors", 8),
-    "hf_tokenizer": ("hf", "tokenizer.json", 3),
+    "hf_tokenizer": ("hf", "tokenizer.json", 4),
+    "hf_vocab": ("hf", "vocab.txt", 3),
 }
 
 
@@ -381,6 +393,32 @@ WRONG_NAMES = [
     "pickle_proto2", "hdf5_magic", "safetensors", "saved_model_pb", "pt2", "torchscript", "state_dict",
     "legacy_state_dict", "keras", "h5", "onnx",
 ]  # fmt: skip
+
+
+def _damaged_zip(edits: dict[int, int]) -> bytes:
+    """A one-member zip whose central directory entry has the bytes at the offsets of ``edits`` set."""
+    data = bytearray(_random_zip({"ab.json": b"{}"}))
+    entry = data.find(b"PK\x01\x02")
+    for offset, value in edits.items():
+        data[entry + offset] = value
+    return bytes(data)
+
+
+DAMAGED_ZIPS = {
+    "version_needed_19.9": {6: 199},  # zipfile: NotImplementedError
+    "name_not_utf8": {9: 0x08, 46: 0xC7, 47: 0x28},  # the UTF-8 flag on an invalid name: UnicodeDecodeError
+}
+
+
+@pytest.mark.parametrize("suffix", [".pt2", ".pt", ".keras"])
+@pytest.mark.parametrize("damage", list(DAMAGED_ZIPS))
+def test_damaged_zip_directories_are_refused(suffix, damage, tmp_path):
+    """Zip directories zipfile reads with NotImplementedError or UnicodeDecodeError (were internal errors)."""
+    path = tmp_path / f"model{suffix}"
+    path.write_bytes(_damaged_zip(DAMAGED_ZIPS[damage]))
+    with pytest.raises(EdgeportError) as caught:
+        load_model(path)
+    assert caught.value.exit_code == 2 and str(path) in caught.value.message
 
 
 def test_plain_text_named_pt2_is_refused_with_exit_2(tmp_path):
