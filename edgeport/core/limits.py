@@ -111,7 +111,7 @@ def check_zip_archive(path: Path, limit: int | None) -> None:
     try:
         with zipfile.ZipFile(path) as archive:
             members = archive.infolist()
-    except (zipfile.BadZipFile, OSError, ValueError):
+    except (zipfile.BadZipFile, OSError, ValueError, NotImplementedError):  # e.g. "zip file version 19.9"
         return  # not a zip (or a damaged one): the format's own loader says what is wrong
     archive_size = max(path.stat().st_size, 1)
     total = sum(m.file_size for m in members)

@@ -49,6 +49,22 @@ def read_config(folder: Path) -> dict[str, Any]:
     return config
 
 
+def check_config_fields(path: Path, config: dict[str, Any]) -> None:
+    """Raise InputError when a config.json field edgeport reads itself has the wrong type:
+    ``model_type`` a name, ``architectures`` a list of class names, the position limits integers."""
+    if not isinstance(config.get("model_type"), str) or not config["model_type"]:
+        raise InputError(f"{path}: 'model_type' is {config.get('model_type')!r}, not a model type name")
+    architectures = config.get("architectures")
+    if architectures is not None and (
+        not isinstance(architectures, list) or not all(isinstance(a, str) for a in architectures)
+    ):
+        raise InputError(f"{path}: 'architectures' is {architectures!r}, not a list of class names")
+    for key in ("max_position_embeddings", "n_positions"):
+        value = config.get(key)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
+            raise InputError(f"{path}: {key!r} is {value!r}, not a number of positions")
+
+
 def refuse_remote_code(folder: Path, config: dict[str, Any]) -> None:
     """Refuse a folder whose model or tokenizer needs its own Python code (``auto_map`` in
     config.json or tokenizer_config.json): edgeport never runs code shipped in a model folder
@@ -78,6 +94,7 @@ def check_folder(folder: Path) -> dict[str, Any]:
     if not (folder / "config.json").is_file():
         raise InputError(f"{folder} is not a complete Hugging Face model folder: config.json is missing")
     config = read_config(folder)
+    check_config_fields(folder / "config.json", config)
     refuse_remote_code(folder, config)
     if any((folder / name).is_file() and (folder / name).stat().st_size > 0 for name in WEIGHT_FILES):
         return config

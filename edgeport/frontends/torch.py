@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import inspect
 import pickle
+import struct
 import warnings
 import zipfile
 from collections.abc import Mapping
@@ -35,14 +36,42 @@ _TORCH_DTYPES = {
 }
 
 
+# A legacy (non-zip) torch.save file starts with its pickled magic number: protocol 2+ (b"\x80")
+# or protocol 0/1 (the number in text).
+_LEGACY_PICKLE_STARTS = (b"\x80", b"L119547037146038801333356")
+# What zipfile raises for a damaged central directory: a bad record, an unknown version or
+# compression, a member name that is not valid UTF-8.
+_ZIP_ERRORS = (zipfile.BadZipFile, OSError, NotImplementedError, UnicodeDecodeError, ValueError, EOFError, struct.error)
+# What torch's unpicklers raise for a damaged pickle stream or zip record (besides RuntimeError).
+_CORRUPT_FILE_ERRORS = (
+    RuntimeError, EOFError, OSError, zipfile.BadZipFile, KeyError, IndexError, ValueError, TypeError,
+    AttributeError, UnicodeDecodeError, struct.error, OverflowError, MemoryError, RecursionError,
+)  # fmt: skip
+
+
 def _archive_kind(path: Path) -> str:
-    """Classify a torch file by its zip layout: 'exported_program', 'torchscript' or 'pickle'."""
-    if not zipfile.is_zipfile(path):
+    """Classify a torch file by its zip layout: 'exported_program', 'torchscript' or 'pickle'.
+
+    Raises InputError for a file that is neither a zip archive nor a legacy torch.save pickle
+    (text, an ONNX or HDF5 file under a torch suffix): no unpickler sees it.
+    """
+    try:
+        is_zip = zipfile.is_zipfile(path)
+    except _ZIP_ERRORS as exc:  # an end record that cannot be read (e.g. "spans multiple disks")
+        raise InputError(f"{path} is a damaged zip archive: {describe_exception(exc, with_type=False)}") from exc
+    if not is_zip:
+        with open(path, "rb") as handle:
+            start = handle.read(len(_LEGACY_PICKLE_STARTS[1]))
+        if not start.startswith(_LEGACY_PICKLE_STARTS):
+            raise InputError(
+                f"{path} is not a PyTorch file: neither a zip archive (torch.save, torch.export, TorchScript) "
+                f"nor a legacy torch.save pickle (it starts with {start[:8]!r})"
+            )
         return "pickle"  # legacy (non-zip) torch.save format
     try:
         names = zipfile.ZipFile(path).namelist()
-    except (zipfile.BadZipFile, OSError) as exc:
-        raise InputError(f"{path} is a damaged zip archive: {exc}") from exc
+    except _ZIP_ERRORS as exc:  # zipfile: BadZipFile, or e.g. NotImplementedError for a bad version field
+        raise InputError(f"{path} is a damaged zip archive: {describe_exception(exc, with_type=False)}") from exc
     if any(n.endswith("archive_format") or "/models/" in n for n in names):
         return "exported_program"
     if any("/code/" in n for n in names) and any(n.endswith("constants.pkl") for n in names):
@@ -165,8 +194,8 @@ def _load_pickled_file(path: Path, options: SourceOptions) -> tuple[Any, str]:
                 hint="if you trust the file pass --allow-pickle, or save a state_dict and use --model_class",
             ) from exc
         loaded = None
-    except (RuntimeError, EOFError, OSError, zipfile.BadZipFile) as exc:
-        raise InputError(f"{path} is not a readable PyTorch file: {describe_exception(exc, with_type=False)}") from exc
+    except _CORRUPT_FILE_ERRORS as exc:  # a damaged pickle stream: torch's unpickler fails in any of these
+        raise InputError(f"{path} is not a readable PyTorch file: {describe_exception(exc)}") from exc
     if loaded is None:
         try:
             loaded = torch.load(path, map_location="cpu", weights_only=False)
