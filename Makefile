@@ -51,10 +51,15 @@ test: setup test-deps $(TEST_MODELS_STAMP)
 lint: setup
 	$(VENV)/bin/ruff check edgeport tests bench examples convert.py
 
-# The long model-loader fuzz: FUZZ_EXAMPLES per loader, counts in bench/results/fuzz_models.json.
-.PHONY: fuzz-models
+# The long fuzz profile (make test runs a short one): every model loader, then every data and
+# config file edgeport reads, FUZZ_EXAMPLES each; counts per loader in
+# bench/results/fuzz_models.json and fuzz_files.json. Exits non-zero on any internal error.
+.PHONY: fuzz fuzz-models fuzz-files
+fuzz: fuzz-models fuzz-files
 fuzz-models: setup
 	$(PY) bench/fuzz_loaders.py --examples $(or $(FUZZ_EXAMPLES),200)
+fuzz-files: setup
+	EDGEPORT_FUZZ_EXAMPLES=$(or $(FUZZ_EXAMPLES),1000) PYTHONPATH=. $(PY) bench/fuzz_files.py
 
 BENCH_STAMP := $(VENV)/.edgeport-bench-installed
 
