@@ -74,6 +74,7 @@ def normalize_model(
         budget=recipe.max_accuracy_drop,
         labels=data.eval_data.labels is not None,
         output_kind=source.output_kind,
+        synthetic=data.eval_data.synthetic,
     )
     decisions += gate.decisions
     return Normalized(canonical, reference_outputs, gate)
