@@ -54,3 +54,25 @@ def save_with_external_data(model: onnx.ModelProto, folder: Path, path: Path) ->
             offset += length
     onnx.save(saved, str(path))
     return data_path
+
+
+def stub_external_weights(model: onnx.ModelProto) -> tuple[onnx.ModelProto, dict[str, onnx.TensorProto]]:
+    """A copy of ``model`` (a graph loaded without its external data) whose external initializers
+    are data-less stubs (name, type, dims), for tools that only read shapes; and the originals by
+    name, for :func:`restore_external_weights`. Small inline tensors (shapes, axes) stay."""
+    from onnx.external_data_helper import uses_external_data
+
+    light = copy.deepcopy(model)  # the graph only: its weights are references
+    originals: dict[str, onnx.TensorProto] = {}
+    for tensor in light.graph.initializer:
+        if uses_external_data(tensor):
+            originals[tensor.name] = copy.deepcopy(tensor)
+            tensor.CopyFrom(onnx.TensorProto(name=tensor.name, data_type=tensor.data_type, dims=tensor.dims))
+    return light, originals
+
+
+def restore_external_weights(model: onnx.ModelProto, originals: dict[str, onnx.TensorProto]) -> None:
+    """Put the references of :func:`stub_external_weights` back in place of their stubs (in place)."""
+    for tensor in model.graph.initializer:
+        if tensor.name in originals:
+            tensor.CopyFrom(originals[tensor.name])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import gc
 import hashlib
 import json
 import logging
@@ -85,16 +86,10 @@ def _preprocess(fp32_path: Path, work: Path, notes: list[str]) -> Path:
     external = _has_external_data(fp32_path)
     for symbolic in (True, False):
         try:
-            quant_pre_process(
-                str(fp32_path),
-                str(out),
-                skip_optimization=True,
-                skip_symbolic_shape=not symbolic,
-                # a source with external data (a big model) keeps it: over 2 GB nothing else saves
-                save_as_external_data=external,
-                all_tensors_to_one_file=True,
-                external_data_location=out.name + ".data",
-            )
+            if external:
+                _preprocess_graph_only(quant_pre_process, fp32_path, out, symbolic)
+            else:
+                quant_pre_process(str(fp32_path), str(out), skip_optimization=True, skip_symbolic_shape=not symbolic)
             if errors:
                 notes.append(f"quant_pre_process without symbolic shape inference ({errors[0]})")
             return out
@@ -103,6 +98,25 @@ def _preprocess(fp32_path: Path, work: Path, notes: list[str]) -> Path:
     failed.write_text(f"quant_pre_process skipped: {'; '.join(errors)}")
     notes.append(failed.read_text())
     return fp32_path
+
+
+def _preprocess_graph_only(quant_pre_process, fp32_path: Path, out: Path, symbolic: bool) -> None:
+    """quant_pre_process for a model with external data (a big model): run on its graph with
+    data-less stubs for the weights (it only infers shapes, but loads, deep-copies and re-saves
+    the whole model several times: 3.3x the weights at peak on a 1 GiB model), then the weights'
+    references put back and their bytes streamed into ``out``'s data file (formats/onnx/external.py)."""
+    from edgeport.formats.onnx.external import restore_external_weights, save_with_external_data, stub_external_weights
+
+    light, originals = stub_external_weights(onnx.load(str(fp32_path), load_external_data=False))
+    graph_in, graph_out = out.with_name(out.stem + "-graph.onnx"), out.with_name(out.stem + "-graph-pre.onnx")
+    onnx.save(light, str(graph_in))
+    del light
+    quant_pre_process(str(graph_in), str(graph_out), skip_optimization=True, skip_symbolic_shape=not symbolic)
+    processed = onnx.load(str(graph_out))
+    restore_external_weights(processed, originals)
+    save_with_external_data(processed, fp32_path.parent, out)
+    graph_in.unlink()
+    graph_out.unlink()
 
 
 def _to_fp16(fp32_path: Path, out: Path, notes: list[str]) -> None:
@@ -333,6 +347,7 @@ def _apply_plan(
     for what, model_path, channel, defaults in attempts[start:]:
         try:
             _quantize(model_path, out, plan, excluded, calibration, batch_size, progress, channel, defaults)
+            gc.collect()  # ORT's quantizer leaves its model (all the weights) in reference cycles
             _check_quantized(out)
         except Exception as exc:  # ORT raises many types; the checker ValidationError; ORT's Fail
             errors.append(f"{what}: {describe_exception(exc, with_type=False)}")
