@@ -375,7 +375,7 @@ def _quantize(
 ) -> None:
     """Run ORT's quantize_static (QDQ) or quantize_dynamic once; ``defaults``: ORT's own
     settings (only the excluded nodes kept), else the plan's details. Raises what ORT raises."""
-    from onnxruntime.quantization import QuantFormat, quantize_dynamic, quantize_static
+    from onnxruntime.quantization import quantize_dynamic, quantize_static
 
     details = plan.details
     with warnings.catch_warnings():
@@ -383,37 +383,19 @@ def _quantize(
         if plan.scheme in CALIBRATED_SCHEMES:
             assert calibration is not None
             reader = DatasetReader(calibration, batch_size, progress)
+            # A big model (external data): the calibration model is saved with external data too
+            # (over 2 GB nothing else saves), and the calibrator drops its copy once it is saved.
+            big = _has_external_data(source)
             if defaults:
                 strided = {"CalibStridedMinMax": 1} if calibration.ragged else None
-                quantize_static(str(source), str(out), reader, nodes_to_exclude=excluded, extra_options=strided)
+                with _calibrator_without_model():
+                    quantize_static(
+                        str(source), str(out), reader, nodes_to_exclude=excluded, extra_options=strided,
+                        use_external_data_format=big,
+                    )  # fmt: skip
                 return
-            quantize_static(
-                str(source),
-                str(out),
-                reader,
-                quant_format=QuantFormat.QDQ,
-                activation_type=_quant_type(details["activation_type"]),
-                weight_type=_quant_type(details["weight_type"]),
-                per_channel=per_channel,
-                reduce_range=details.get("reduce_range", False),
-                nodes_to_exclude=excluded,
-                calibrate_method=_calibration_method(details),
-                extra_options={
-                    # Ragged data (sentences at their own length): collect one batch at a
-                    # time, since the histogram calibrators cannot stack shapes that differ.
-                    "CalibStridedMinMax": 1 if calibration.ragged else None,
-                    "CalibPercentile": float(details.get("percentile", 99.999)),
-                    # Keep ReLU/Clip nodes when some layers stay float: ORT's optimizer
-                    # mis-ran a float conv fed by a quantized conv whose Clip the quantizer
-                    # had removed (EfficientNet-Lite0: 0.92 -> 0.62 top-1 agreement).
-                    "QDQKeepRemovableActivations": bool(excluded),
-                    "WeightSymmetric": details.get("weight_symmetric", True),
-                    "ActivationSymmetric": details.get("activation_symmetric", False),
-                    # 16-bit Q/DQ is standard only from opset 21; the com.microsoft
-                    # Q/DQ ops carry it at any opset on ORT.
-                    "UseQDQContribOps": details.get("activation_type") == "int16",
-                },
-            )
+            with _calibrator_without_model():
+                _static_with_details(source, out, reader, details, excluded, per_channel, big)
         elif defaults:
             with _without_weight_copies():
                 quantize_dynamic(str(source), str(out), nodes_to_exclude=excluded)
@@ -427,6 +409,69 @@ def _quantize(
                     reduce_range=details["reduce_range"],
                     nodes_to_exclude=excluded,
                 )
+
+
+def _static_with_details(
+    source: Path, out: Path, reader: DatasetReader, details: dict, excluded: list[str], per_channel: bool, big: bool
+) -> None:
+    """quantize_static (QDQ) with the plan's details; ``big``: save with external data."""
+    from onnxruntime.quantization import QuantFormat, quantize_static
+
+    calibration = reader.dataset
+    quantize_static(
+        str(source),
+        str(out),
+        reader,
+        use_external_data_format=big,
+        quant_format=QuantFormat.QDQ,
+        activation_type=_quant_type(details["activation_type"]),
+        weight_type=_quant_type(details["weight_type"]),
+        per_channel=per_channel,
+        reduce_range=details.get("reduce_range", False),
+        nodes_to_exclude=excluded,
+        calibrate_method=_calibration_method(details),
+        extra_options={
+            # Ragged data (sentences at their own length): collect one batch at a
+            # time, since the histogram calibrators cannot stack shapes that differ.
+            "CalibStridedMinMax": 1 if calibration.ragged else None,
+            "CalibPercentile": float(details.get("percentile", 99.999)),
+            # Keep ReLU/Clip nodes when some layers stay float: ORT's optimizer
+            # mis-ran a float conv fed by a quantized conv whose Clip the quantizer
+            # had removed (EfficientNet-Lite0: 0.92 -> 0.62 top-1 agreement).
+            "QDQKeepRemovableActivations": bool(excluded),
+            "WeightSymmetric": details.get("weight_symmetric", True),
+            "ActivationSymmetric": details.get("activation_symmetric", False),
+            # 16-bit Q/DQ is standard only from opset 21; the com.microsoft
+            # Q/DQ ops carry it at any opset on ORT.
+            "UseQDQContribOps": details.get("activation_type") == "int16",
+        },
+    )
+
+
+@contextlib.contextmanager
+def _calibrator_without_model() -> Iterator[None]:
+    """ORT's calibrator keeps the model it loaded (all the weights, beside the quantizer's own
+    copy and the calibration session) until quantize_static ends, though it reads it only to
+    write the augmented model: it is dropped as soon as the calibrator is made."""
+    from onnxruntime.quantization import quantize as ort_quantize
+
+    real = getattr(ort_quantize, "create_calibrator", None)
+    if real is None:
+        yield
+        return
+
+    def create(*args, **kwargs):
+        calibrator = real(*args, **kwargs)
+        if hasattr(calibrator, "model"):
+            calibrator.model = onnx.ModelProto()
+            gc.collect()
+        return calibrator
+
+    ort_quantize.create_calibrator = create
+    try:
+        yield
+    finally:
+        ort_quantize.create_calibrator = real
 
 
 def _shapes_only(model: onnx.ModelProto) -> onnx.ModelProto:
