@@ -123,6 +123,16 @@ def _to_fp16(fp32_path: Path, out: Path, notes: list[str]) -> None:
     """Convert to fp16 with fp32 I/O, trying both converters (each fails on some graphs)."""
     from edgeport.runtime.ort import OrtRunner
 
+    if _has_external_data(fp32_path):  # a big model: converted one weight at a time
+        from edgeport.formats.onnx.external import fp16_with_external_data
+
+        try:
+            fp16_with_external_data(fp32_path, out)
+            OrtRunner(out)  # ORT must accept it, not only the checker
+        except Exception as exc:
+            raise ConversionError(f"fp16 conversion (external data) failed: {describe_exception(exc)}") from exc
+        notes.append("fp16 conversion by onnxconverter-common, one weight at a time (external data)")
+        return
     model = onnx.load(str(fp32_path))
     errors = []
     for name in ("onnxconverter-common", "onnxruntime.transformers"):

@@ -57,7 +57,7 @@ def source(tmp_path_factory) -> dict:
     return {"path": path, "data": data, "x": x, "fp32": OrtRunner(path).run({"x": x})[0]}
 
 
-@pytest.mark.parametrize("scheme", ["int8", "int8-dynamic", "int8-weight"])
+@pytest.mark.parametrize("scheme", ["int8", "int8-dynamic", "int8-weight", "fp16"])
 def test_external_data_source_end_to_end(source, tmp_path, monkeypatch, scheme):
     import edgeport.frontends.onnx as frontend
 
@@ -90,7 +90,13 @@ def test_external_data_source_end_to_end(source, tmp_path, monkeypatch, scheme):
     quantized = OrtRunner(result.artifact).run({"x": source["x"]})[0]
     cosine = float(np.sum(quantized * source["fp32"]) / np.linalg.norm(quantized) / np.linalg.norm(source["fp32"]))
     assert cosine > 0.98, cosine
-    ops = {n.op_type for n in onnx.load(str(result.artifact), load_external_data=False).graph.node}
+    graph = onnx.load(str(result.artifact), load_external_data=False).graph
+    ops = {n.op_type for n in graph.node}
+    if scheme == "fp16":  # converted one weight at a time into the artifact's own data file
+        assert {t.data_type for t in graph.initializer} == {TensorProto.FLOAT16}
+        assert Path(str(result.artifact) + ".data").is_file()
+        assert result.artifact.stat().st_size < 50_000
+        return
     expected = {"int8": "QuantizeLinear", "int8-dynamic": "MatMulInteger", "int8-weight": "MatMulNBits"}[scheme]
     assert expected in ops or "DynamicQuantizeMatMul" in ops, ops
     manifest = json.loads((bundle / "manifest.json").read_text())
