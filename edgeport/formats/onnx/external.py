@@ -33,7 +33,12 @@ def save_with_external_data(
     transforms = transforms or {}
     from onnx.external_data_helper import _get_all_tensors, uses_external_data
 
+    from edgeport.frontends.normalize import WEIGHTS_FOLDER_KEY
+
     saved = copy.deepcopy(model)  # the graph only: its weights are references
+    kept = [p for p in saved.metadata_props if p.key != WEIGHTS_FOLDER_KEY]  # a temporary folder's name
+    del saved.metadata_props[:]
+    saved.metadata_props.extend(kept)
     data_path = path.with_name(path.name + ".data")
     offset = 0
     with open(data_path, "wb") as out:
