@@ -312,6 +312,7 @@ def _apply_plan(
         return notes
     if plan.scheme in WEIGHT_ONLY_BITS:
         _weight_only(fp32_path, plan, out, notes)
+        gc.collect()  # the quantizer's model (all the weights) sits in reference cycles
         return notes
     source = apply_rewrites(_preprocess(fp32_path, work, notes), plan, work, calibration, notes)
     # Weighted layers planned in another precision are excluded; everything else the quantizer
@@ -460,28 +461,48 @@ def _static_with_details(
 
 @contextlib.contextmanager
 def _calibrator_without_model() -> Iterator[None]:
-    """ORT's calibrator keeps the model it loaded (all the weights, beside the quantizer's own
-    copy and the calibration session) until quantize_static ends, though it reads it only to
-    write the augmented model: it is dropped as soon as the calibrator is made."""
+    """ORT's calibrator keeps the model it loaded (all the weights, beside the quantizer's own copy)
+    and its calibration session (the weights again) until quantize_static ends, though it reads the
+    model only to write the augmented one and runs the session only while calibrating: the model is
+    dropped before the session is made, the session when the quantizer is made (after the ranges
+    are computed). ORT versions without these names are left as they are."""
+    from onnxruntime.quantization import calibrate
     from onnxruntime.quantization import quantize as ort_quantize
 
-    real = getattr(ort_quantize, "create_calibrator", None)
-    if real is None:
+    base = calibrate.CalibraterBase
+    make_session = base.__dict__.get("create_inference_session")
+    quantizers = {name: getattr(ort_quantize, name, None) for name in ("QDQQuantizer", "ONNXQuantizer")}
+    if make_session is None or None in quantizers.values():
         yield
         return
+    calibrators = []
 
-    def create(*args, **kwargs):
-        calibrator = real(*args, **kwargs)
-        if hasattr(calibrator, "model"):
-            calibrator.model = onnx.ModelProto()
+    def create_inference_session(self):
+        if isinstance(getattr(self, "model", None), onnx.ModelProto):
+            self.model = onnx.ModelProto()  # already saved as the augmented model
             gc.collect()
-        return calibrator
+        calibrators.append(self)
+        return make_session(self)
 
-    ort_quantize.create_calibrator = create
+    def releasing(quantizer):
+        def make(*args, **kwargs):
+            for calibrator in calibrators:  # calibration is over: its ranges are computed
+                calibrator.infer_session = None
+            calibrators.clear()
+            gc.collect()
+            return quantizer(*args, **kwargs)
+
+        return make
+
+    base.create_inference_session = create_inference_session
+    for name, quantizer in quantizers.items():
+        setattr(ort_quantize, name, releasing(quantizer))
     try:
         yield
     finally:
-        ort_quantize.create_calibrator = real
+        base.create_inference_session = make_session
+        for name, quantizer in quantizers.items():
+            setattr(ort_quantize, name, quantizer)
 
 
 def _shapes_only(model: onnx.ModelProto) -> onnx.ModelProto:
