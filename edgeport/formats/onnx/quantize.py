@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import gc
 import hashlib
+import importlib
 import json
 import logging
 import shutil
@@ -467,8 +468,9 @@ def _calibrator_without_model() -> Iterator[None]:
     dropped before the session is made, the session when the quantizer is made (after the ranges
     are computed). ORT versions without these names are left as they are."""
     from onnxruntime.quantization import calibrate
-    from onnxruntime.quantization import quantize as ort_quantize
 
+    # The module, not the function ``onnxruntime.quantization.quantize`` that the package exports.
+    ort_quantize = importlib.import_module("onnxruntime.quantization.quantize")
     base = calibrate.CalibraterBase
     make_session = base.__dict__.get("create_inference_session")
     quantizers = {name: getattr(ort_quantize, name, None) for name in ("QDQQuantizer", "ONNXQuantizer")}
