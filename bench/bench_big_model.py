@@ -101,7 +101,7 @@ def convert(model: Path, scheme: str, out: Path, log: Path) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--layers", type=int, default=12, help="MatMul layers of 256 MiB each [12: 3 GiB]")
-    parser.add_argument("--schemes", default="int8-dynamic,int8-weight")
+    parser.add_argument("--schemes", default="int8-dynamic,int8-weight,int8,fp16")
     args = parser.parse_args()
     weight_bytes = args.layers * HIDDEN * INNER * 4
     free = available_bytes()
@@ -128,7 +128,12 @@ def main() -> None:
 
 
 def save(weight_bytes: int, layers: int, free: int, runs: list[dict]) -> None:
+    """Write the runs; another scheme's run of the same model already in the file is kept."""
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    previous = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
+    done = {run["scheme"] for run in runs}
+    if previous.get("weight_bytes") == weight_bytes:
+        runs = [run for run in previous.get("runs", []) if run["scheme"] not in done] + runs
     result = {"weight_bytes": weight_bytes, "layers": layers, "available_bytes_before": free, "runs": runs}
     RESULTS.write_text(json.dumps(result, indent=2) + "\n")
     print(f"wrote {RESULTS}")

@@ -24,6 +24,48 @@ from edgeport.runtime.ort import OrtRunner
 _CHECKER_INLINE_LIMIT = 1_800_000_000
 
 
+# A PyTorch module with at least this many bytes of parameters and buffers is exported with its
+# weights in external data (a temporary folder removed at exit), as an ONNX source of
+# frontends/onnx.py KEEP_EXTERNAL_BYTES keeps them: over protobuf's 2 GB limit nothing else
+# saves, and every later step reads them from that folder (see weights_folder).
+EXPORT_EXTERNAL_BYTES = 1 << 30
+# The model's metadata entry naming the folder its external data lies in, when that is not the
+# source's own folder (a big PyTorch export); formats/onnx/external.py leaves it out when saving.
+WEIGHTS_FOLDER_KEY = "edgeport.weights_folder"
+
+
+def _parameter_bytes(model: Any) -> int:
+    """Bytes of a module's parameters and buffers (an ExportedProgram's state dict); 0 when unknown."""
+    import torch
+
+    if isinstance(model, torch.export.ExportedProgram):
+        tensors = [t for t in model.state_dict.values() if isinstance(t, torch.Tensor)]
+    elif hasattr(model, "parameters"):
+        tensors = [*model.parameters(), *model.buffers()]
+    else:
+        return 0
+    return sum(t.numel() * t.element_size() for t in tensors)
+
+
+def _export_folder() -> Path:
+    """A temporary folder for a big export's weights, removed when the process exits."""
+    import atexit
+    import shutil
+    import tempfile
+
+    folder = Path(tempfile.mkdtemp(prefix="edgeport-export-"))
+    atexit.register(shutil.rmtree, folder, True)
+    return folder
+
+
+def _graph_with_folder(path: Path) -> onnx.ModelProto:
+    """The exported graph at ``path`` without its weights, naming their folder (WEIGHTS_FOLDER_KEY)."""
+    model = onnx.load(str(path), load_external_data=False)
+    entry = model.metadata_props.add()
+    entry.key, entry.value = WEIGHTS_FOLDER_KEY, str(path.parent)
+    return model
+
+
 def _torch_export(
     source: SourceModel, feeds: dict[str, np.ndarray], opset: int
 ) -> tuple[onnx.ModelProto, str, list[str]]:
@@ -40,6 +82,8 @@ def _torch_export(
     model = source.live_model
     dynamic = [s.has_dynamic_batch for s in source.inputs]
     dynamo_error: str | None = None
+    big = _parameter_bytes(model) >= EXPORT_EXTERNAL_BYTES
+    folder = _export_folder() if big else None
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         try:
@@ -57,7 +101,11 @@ def _torch_export(
                 report=False,
                 **kwargs,
             )
-            return program.model_proto, "torch.onnx.export(dynamo=True)", notes
+            if folder is None:
+                return program.model_proto, "torch.onnx.export(dynamo=True)", notes
+            program.save(str(folder / "model.onnx"), external_data=True)
+            notes.append("exported with its weights in external data (a big model)")
+            return _graph_with_folder(folder / "model.onnx"), "torch.onnx.export(dynamo=True)", notes
         except Exception as exc:  # the exporter raises many unrelated types
             dynamo_error = describe_exception(exc)
         if source.form == "exported_program":
@@ -71,7 +119,7 @@ def _torch_export(
             torch.onnx.export(
                 model,
                 args,
-                buffer,
+                buffer if folder is None else str(folder / "model.onnx"),
                 dynamo=False,
                 input_names=names,
                 opset_version=opset,
@@ -82,6 +130,8 @@ def _torch_export(
                 f"both ONNX exporters failed; dynamo: {dynamo_error}; TorchScript: {describe_exception(exc)}",
                 hint="simplify the unsupported part of forward() or export the model to .onnx yourself",
             ) from exc
+        if folder is not None:
+            return _graph_with_folder(folder / "model.onnx"), "torch.onnx.export(dynamo=False)", notes
         return onnx.load_from_string(buffer.getvalue()), "torch.onnx.export(dynamo=False)", notes
 
 
@@ -111,7 +161,8 @@ def weights_folder(model: onnx.ModelProto, source_path: str | Path) -> Path | No
     from onnx.external_data_helper import _get_all_tensors, uses_external_data
 
     if any(uses_external_data(t) for t in _get_all_tensors(model)):
-        return Path(source_path).resolve().parent
+        named = [p.value for p in model.metadata_props if p.key == WEIGHTS_FOLDER_KEY]
+        return Path(named[0]) if named else Path(source_path).resolve().parent
     return None
 
 
@@ -317,6 +368,7 @@ def normalize(
         else:
             model, exporter, export_notes = _torch_export(source, feeds, options.opset)
         _rename_batch_dims(model, source.inputs)
+        folder = weights_folder(model, source.path)  # a big PyTorch export: its temporary folder
         notes += export_notes
         reference_outputs = source.run(feeds)
     else:

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import contextlib
+import gc
 import hashlib
+import importlib
 import json
 import logging
 import shutil
@@ -85,16 +87,10 @@ def _preprocess(fp32_path: Path, work: Path, notes: list[str]) -> Path:
     external = _has_external_data(fp32_path)
     for symbolic in (True, False):
         try:
-            quant_pre_process(
-                str(fp32_path),
-                str(out),
-                skip_optimization=True,
-                skip_symbolic_shape=not symbolic,
-                # a source with external data (a big model) keeps it: over 2 GB nothing else saves
-                save_as_external_data=external,
-                all_tensors_to_one_file=True,
-                external_data_location=out.name + ".data",
-            )
+            if external:
+                _preprocess_graph_only(quant_pre_process, fp32_path, out, symbolic)
+            else:
+                quant_pre_process(str(fp32_path), str(out), skip_optimization=True, skip_symbolic_shape=not symbolic)
             if errors:
                 notes.append(f"quant_pre_process without symbolic shape inference ({errors[0]})")
             return out
@@ -105,10 +101,39 @@ def _preprocess(fp32_path: Path, work: Path, notes: list[str]) -> Path:
     return fp32_path
 
 
+def _preprocess_graph_only(quant_pre_process, fp32_path: Path, out: Path, symbolic: bool) -> None:
+    """quant_pre_process for a model with external data (a big model): run on its graph with
+    data-less stubs for the weights (it only infers shapes, but loads, deep-copies and re-saves
+    the whole model several times: 3.3x the weights at peak on a 1 GiB model), then the weights'
+    references put back and their bytes streamed into ``out``'s data file (formats/onnx/external.py)."""
+    from edgeport.formats.onnx.external import restore_external_weights, save_with_external_data, stub_external_weights
+
+    light, originals = stub_external_weights(onnx.load(str(fp32_path), load_external_data=False))
+    graph_in, graph_out = out.with_name(out.stem + "-graph.onnx"), out.with_name(out.stem + "-graph-pre.onnx")
+    onnx.save(light, str(graph_in))
+    del light
+    quant_pre_process(str(graph_in), str(graph_out), skip_optimization=True, skip_symbolic_shape=not symbolic)
+    processed = onnx.load(str(graph_out))
+    restore_external_weights(processed, originals)
+    save_with_external_data(processed, fp32_path.parent, out)
+    graph_in.unlink()
+    graph_out.unlink()
+
+
 def _to_fp16(fp32_path: Path, out: Path, notes: list[str]) -> None:
     """Convert to fp16 with fp32 I/O, trying both converters (each fails on some graphs)."""
     from edgeport.runtime.ort import OrtRunner
 
+    if _has_external_data(fp32_path):  # a big model: converted one weight at a time
+        from edgeport.formats.onnx.external import fp16_with_external_data
+
+        try:
+            fp16_with_external_data(fp32_path, out)
+            OrtRunner(out)  # ORT must accept it, not only the checker
+        except Exception as exc:
+            raise ConversionError(f"fp16 conversion (external data) failed: {describe_exception(exc)}") from exc
+        notes.append("fp16 conversion by onnxconverter-common, one weight at a time (external data)")
+        return
     model = onnx.load(str(fp32_path))
     errors = []
     for name in ("onnxconverter-common", "onnxruntime.transformers"):
@@ -288,6 +313,7 @@ def _apply_plan(
         return notes
     if plan.scheme in WEIGHT_ONLY_BITS:
         _weight_only(fp32_path, plan, out, notes)
+        gc.collect()  # the quantizer's model (all the weights) sits in reference cycles
         return notes
     source = apply_rewrites(_preprocess(fp32_path, work, notes), plan, work, calibration, notes)
     # Weighted layers planned in another precision are excluded; everything else the quantizer
@@ -333,6 +359,7 @@ def _apply_plan(
     for what, model_path, channel, defaults in attempts[start:]:
         try:
             _quantize(model_path, out, plan, excluded, calibration, batch_size, progress, channel, defaults)
+            gc.collect()  # ORT's quantizer leaves its model (all the weights) in reference cycles
             _check_quantized(out)
         except Exception as exc:  # ORT raises many types; the checker ValidationError; ORT's Fail
             errors.append(f"{what}: {describe_exception(exc, with_type=False)}")
@@ -360,7 +387,7 @@ def _quantize(
 ) -> None:
     """Run ORT's quantize_static (QDQ) or quantize_dynamic once; ``defaults``: ORT's own
     settings (only the excluded nodes kept), else the plan's details. Raises what ORT raises."""
-    from onnxruntime.quantization import QuantFormat, quantize_dynamic, quantize_static
+    from onnxruntime.quantization import quantize_dynamic, quantize_static
 
     details = plan.details
     with warnings.catch_warnings():
@@ -368,37 +395,19 @@ def _quantize(
         if plan.scheme in CALIBRATED_SCHEMES:
             assert calibration is not None
             reader = DatasetReader(calibration, batch_size, progress)
+            # A big model (external data): the calibration model is saved with external data too
+            # (over 2 GB nothing else saves), and the calibrator drops its copy once it is saved.
+            big = _has_external_data(source)
             if defaults:
                 strided = {"CalibStridedMinMax": 1} if calibration.ragged else None
-                quantize_static(str(source), str(out), reader, nodes_to_exclude=excluded, extra_options=strided)
+                with _calibrator_without_model():
+                    quantize_static(
+                        str(source), str(out), reader, nodes_to_exclude=excluded, extra_options=strided,
+                        use_external_data_format=big,
+                    )  # fmt: skip
                 return
-            quantize_static(
-                str(source),
-                str(out),
-                reader,
-                quant_format=QuantFormat.QDQ,
-                activation_type=_quant_type(details["activation_type"]),
-                weight_type=_quant_type(details["weight_type"]),
-                per_channel=per_channel,
-                reduce_range=details.get("reduce_range", False),
-                nodes_to_exclude=excluded,
-                calibrate_method=_calibration_method(details),
-                extra_options={
-                    # Ragged data (sentences at their own length): collect one batch at a
-                    # time, since the histogram calibrators cannot stack shapes that differ.
-                    "CalibStridedMinMax": 1 if calibration.ragged else None,
-                    "CalibPercentile": float(details.get("percentile", 99.999)),
-                    # Keep ReLU/Clip nodes when some layers stay float: ORT's optimizer
-                    # mis-ran a float conv fed by a quantized conv whose Clip the quantizer
-                    # had removed (EfficientNet-Lite0: 0.92 -> 0.62 top-1 agreement).
-                    "QDQKeepRemovableActivations": bool(excluded),
-                    "WeightSymmetric": details.get("weight_symmetric", True),
-                    "ActivationSymmetric": details.get("activation_symmetric", False),
-                    # 16-bit Q/DQ is standard only from opset 21; the com.microsoft
-                    # Q/DQ ops carry it at any opset on ORT.
-                    "UseQDQContribOps": details.get("activation_type") == "int16",
-                },
-            )
+            with _calibrator_without_model():
+                _static_with_details(source, out, reader, details, excluded, per_channel, big)
         elif defaults:
             with _without_weight_copies():
                 quantize_dynamic(str(source), str(out), nodes_to_exclude=excluded)
@@ -412,6 +421,90 @@ def _quantize(
                     reduce_range=details["reduce_range"],
                     nodes_to_exclude=excluded,
                 )
+
+
+def _static_with_details(
+    source: Path, out: Path, reader: DatasetReader, details: dict, excluded: list[str], per_channel: bool, big: bool
+) -> None:
+    """quantize_static (QDQ) with the plan's details; ``big``: save with external data."""
+    from onnxruntime.quantization import QuantFormat, quantize_static
+
+    calibration = reader.dataset
+    quantize_static(
+        str(source),
+        str(out),
+        reader,
+        use_external_data_format=big,
+        quant_format=QuantFormat.QDQ,
+        activation_type=_quant_type(details["activation_type"]),
+        weight_type=_quant_type(details["weight_type"]),
+        per_channel=per_channel,
+        reduce_range=details.get("reduce_range", False),
+        nodes_to_exclude=excluded,
+        calibrate_method=_calibration_method(details),
+        extra_options={
+            # Ragged data (sentences at their own length): collect one batch at a
+            # time, since the histogram calibrators cannot stack shapes that differ.
+            "CalibStridedMinMax": 1 if calibration.ragged else None,
+            "CalibPercentile": float(details.get("percentile", 99.999)),
+            # Keep ReLU/Clip nodes when some layers stay float: ORT's optimizer
+            # mis-ran a float conv fed by a quantized conv whose Clip the quantizer
+            # had removed (EfficientNet-Lite0: 0.92 -> 0.62 top-1 agreement).
+            "QDQKeepRemovableActivations": bool(excluded),
+            "WeightSymmetric": details.get("weight_symmetric", True),
+            "ActivationSymmetric": details.get("activation_symmetric", False),
+            # 16-bit Q/DQ is standard only from opset 21; the com.microsoft
+            # Q/DQ ops carry it at any opset on ORT.
+            "UseQDQContribOps": details.get("activation_type") == "int16",
+        },
+    )
+
+
+@contextlib.contextmanager
+def _calibrator_without_model() -> Iterator[None]:
+    """ORT's calibrator keeps the model it loaded (all the weights, beside the quantizer's own copy)
+    and its calibration session (the weights again) until quantize_static ends, though it reads the
+    model only to write the augmented one and runs the session only while calibrating: the model is
+    dropped before the session is made, the session when the quantizer is made (after the ranges
+    are computed). ORT versions without these names are left as they are."""
+    from onnxruntime.quantization import calibrate
+
+    # The module, not the function ``onnxruntime.quantization.quantize`` that the package exports.
+    ort_quantize = importlib.import_module("onnxruntime.quantization.quantize")
+    base = calibrate.CalibraterBase
+    make_session = base.__dict__.get("create_inference_session")
+    quantizers = {name: getattr(ort_quantize, name, None) for name in ("QDQQuantizer", "ONNXQuantizer")}
+    if make_session is None or None in quantizers.values():
+        yield
+        return
+    calibrators = []
+
+    def create_inference_session(self):
+        if isinstance(getattr(self, "model", None), onnx.ModelProto):
+            self.model = onnx.ModelProto()  # already saved as the augmented model
+            gc.collect()
+        calibrators.append(self)
+        return make_session(self)
+
+    def releasing(quantizer):
+        def make(*args, **kwargs):
+            for calibrator in calibrators:  # calibration is over: its ranges are computed
+                calibrator.infer_session = None
+            calibrators.clear()
+            gc.collect()
+            return quantizer(*args, **kwargs)
+
+        return make
+
+    base.create_inference_session = create_inference_session
+    for name, quantizer in quantizers.items():
+        setattr(ort_quantize, name, releasing(quantizer))
+    try:
+        yield
+    finally:
+        base.create_inference_session = make_session
+        for name, quantizer in quantizers.items():
+            setattr(ort_quantize, name, quantizer)
 
 
 def _shapes_only(model: onnx.ModelProto) -> onnx.ModelProto:

@@ -57,7 +57,7 @@ def source(tmp_path_factory) -> dict:
     return {"path": path, "data": data, "x": x, "fp32": OrtRunner(path).run({"x": x})[0]}
 
 
-@pytest.mark.parametrize("scheme", ["int8", "int8-dynamic", "int8-weight"])
+@pytest.mark.parametrize("scheme", ["int8", "int8-dynamic", "int8-weight", "fp16"])
 def test_external_data_source_end_to_end(source, tmp_path, monkeypatch, scheme):
     import edgeport.frontends.onnx as frontend
 
@@ -90,7 +90,13 @@ def test_external_data_source_end_to_end(source, tmp_path, monkeypatch, scheme):
     quantized = OrtRunner(result.artifact).run({"x": source["x"]})[0]
     cosine = float(np.sum(quantized * source["fp32"]) / np.linalg.norm(quantized) / np.linalg.norm(source["fp32"]))
     assert cosine > 0.98, cosine
-    ops = {n.op_type for n in onnx.load(str(result.artifact), load_external_data=False).graph.node}
+    graph = onnx.load(str(result.artifact), load_external_data=False).graph
+    ops = {n.op_type for n in graph.node}
+    if scheme == "fp16":  # converted one weight at a time into the artifact's own data file
+        assert {t.data_type for t in graph.initializer} == {TensorProto.FLOAT16}
+        assert Path(str(result.artifact) + ".data").is_file()
+        assert result.artifact.stat().st_size < 50_000
+        return
     expected = {"int8": "QuantizeLinear", "int8-dynamic": "MatMulInteger", "int8-weight": "MatMulNBits"}[scheme]
     assert expected in ops or "DynamicQuantizeMatMul" in ops, ops
     manifest = json.loads((bundle / "manifest.json").read_text())
@@ -109,3 +115,40 @@ def test_small_external_data_is_loaded_as_before(source, tmp_path):
     )
     assert not any("weights stay in their external data" in n for n in result.report["notes"])
     assert not (result.bundle_dir / "baseline_fp32.onnx.data").exists()
+
+
+def test_big_torch_export_keeps_its_weights_in_external_data(tmp_path, monkeypatch):
+    """A PyTorch source over frontends/normalize.py EXPORT_EXTERNAL_BYTES (forced to 0 here) is
+    exported with its weights in external data, in a temporary folder removed at exit; the bundle's
+    baseline gets them streamed into its own .data file and converts as any other."""
+    import tempfile
+
+    import torch
+
+    import edgeport.frontends.normalize as normalize
+    from tests import models_for_tests
+    from tests.conftest import factory
+
+    monkeypatch.setattr(normalize, "EXPORT_EXTERNAL_BYTES", 0)
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))
+    (tmp_path / "tmp").mkdir()
+    result = convert(
+        factory("make_tiny"),
+        output_format="onnx",
+        quantization="int8-dynamic",
+        input_shape="1,3,16,16",
+        eval_samples=16,
+        latency_runs=3,
+        output_dir=str(tmp_path / "bundle"),
+    )
+    assert any("weights in external data" in note for note in result.report["notes"]), result.report["notes"]
+    baseline = result.bundle_dir / "baseline_fp32.onnx"
+    assert (result.bundle_dir / "baseline_fp32.onnx.data").is_file()
+    graph = onnx.load(str(baseline), load_external_data=False)
+    assert normalize.WEIGHTS_FOLDER_KEY not in {p.key for p in graph.metadata_props}
+    reference = np.load(result.bundle_dir / "reference.npz")
+    x = reference["inputs/x"]
+    expected = models_for_tests.make_tiny()(torch.from_numpy(x)).detach().numpy()
+    np.testing.assert_allclose(OrtRunner(baseline).run({"x": x})[0], expected, rtol=1e-4, atol=1e-5)
+    assert result.report["model"]["parity"]["ok"]
+    assert OrtRunner(result.artifact).run({"x": x})[0].shape == expected.shape
