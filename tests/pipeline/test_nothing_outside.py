@@ -169,3 +169,13 @@ def test_verify_leaves_nothing_outside(sources, tmp_path):
     result = _edgeport(["verify", str(bundle), "--runs", "5"], tmp_path / "verify")
     assert result.returncode == 0, result.stderr[-3000:]
     _assert_clean(tmp_path / "verify", None)
+
+
+def test_merge_leaves_nothing_outside(sources, tmp_path):
+    """``edgeport merge`` of a build's summary writes the merged summary where told, nothing else."""
+    built = _edgeport(CASES["build"][0](sources), tmp_path / "build")
+    assert built.returncode == 0, built.stderr[-3000:]
+    summary = tmp_path / "build" / "cwd" / "out" / "summary.json"
+    result = _edgeport(["merge", str(summary), "-o", "merged"], tmp_path / "merge")
+    assert result.returncode == 0, result.stderr[-3000:]
+    _assert_clean(tmp_path / "merge", "merged")
