@@ -227,6 +227,18 @@ def test_savedmodel_maxpool_auto_tflite_falls_back_and_skips(face_savedmodel, tm
         return build(self, baseline, plan, *args, **kwargs)
 
     monkeypatch.setattr(TFLiteBackend, "build", gptq_fails)
+    # The onnx2tf route of this model's max pooling fails in some runs and not in others (onnx2tf
+    # checks some ops on random inputs), so the failure the fallback answers is made certain here.
+    from edgeport.formats.tflite import export as tflite_export
+
+    export_tflite = tflite_export.export_tflite
+
+    def onnx2tf_route_fails(onnx_file, route_plan, *args, tf_source=None, **kwargs):
+        if tf_source is None and route_plan.details.get("smoothing"):
+            raise ConversionError('onnx2tf could not convert "tf.nn.max_pool" (forced by the test)')
+        return export_tflite(onnx_file, route_plan, *args, tf_source=tf_source, **kwargs)
+
+    monkeypatch.setattr(tflite_export, "export_tflite", onnx2tf_route_fails)
     # Time: of the start points keep plain int8, GPTQ (made to fail) and smoothing (the onnx2tf route).
     variants = auto.start_variants
     monkeypatch.setattr(
