@@ -8,4 +8,8 @@ from tests import fuzz_files
 
 
 def test_precision_plans_load_or_are_refused():
-    fuzz_files.fuzz_plans(fuzz_files.strict, 400)
+    outcomes: list[str] = []
+    fuzz_files.fuzz_plans(outcomes.append, 400)
+    assert outcomes, "no case ran"
+    assert [o for o in outcomes if o.startswith("internal")] == []
+    assert any(o == "exit 2" for o in outcomes)  # broken files are refused, not merely survived

@@ -9,4 +9,8 @@ from tests import fuzz_files
 
 
 def test_profile_files_resolve_or_are_refused():
-    fuzz_files.fuzz_profiles(fuzz_files.strict, 200)
+    outcomes: list[str] = []
+    fuzz_files.fuzz_profiles(outcomes.append, 200)
+    assert outcomes, "no case ran"
+    assert [o for o in outcomes if o.startswith("internal")] == []
+    assert any(o == "exit 2" for o in outcomes)  # broken files are refused, not merely survived
