@@ -20,6 +20,7 @@ from edgeport.frontends.onnx import load_onnx_file
 from edgeport.options.recipe import Recipe
 from edgeport.profiles.schema import load_profile_file
 from tests.conftest import REPO
+from tests.fuzz_files import EDIT, mutate
 
 SEED_ONNX = REPO / "tests" / "data" / "bad" / "valid.onnx"
 SEED_PROFILE = REPO / "edgeport" / "profiles" / "generic-cpu.yaml"
@@ -32,31 +33,6 @@ FUZZ = settings(
 )
 
 # One edit of a byte string: (kind, position as a fraction of the length, byte value).
-_EDIT = st.tuples(
-    st.sampled_from(["set", "insert", "delete", "flip"]), st.floats(0, 1, allow_nan=False), st.integers(0, 255)
-)
-
-
-def mutate(data: bytes, edits: list[tuple[str, float, int]], truncate: float | None) -> bytes:
-    """Apply ``edits`` to ``data`` and optionally cut it at the fraction ``truncate``."""
-    buffer = bytearray(data)
-    for kind, where, value in edits:
-        position = min(int(where * len(buffer)), max(len(buffer) - 1, 0))
-        if kind == "insert":
-            buffer.insert(position, value)
-        elif not buffer:
-            continue
-        elif kind == "set":
-            buffer[position] = value
-        elif kind == "delete":
-            del buffer[position]
-        else:
-            buffer[position] ^= 1 << (value % 8)
-    if truncate is not None:
-        buffer = buffer[: int(truncate * len(buffer))]
-    return bytes(buffer)
-
-
 def ingest_and_normalize(path: Path) -> None:
     """What the pipeline does with an ONNX file up to the checked, simplified model: load and
     validate it, refuse inputs over the budget, make inputs, run and check it."""
@@ -92,7 +68,7 @@ def test_mutated_bytes_load_or_are_refused(target, tmp_path):
     seed, load, examples = BYTE_TARGETS[target]
 
     @settings(FUZZ, max_examples=examples)
-    @given(edits=st.lists(_EDIT, min_size=1, max_size=6), truncate=st.none() | st.floats(0.5, 1, allow_nan=False))
+    @given(edits=st.lists(EDIT, min_size=1, max_size=6), truncate=st.none() | st.floats(0.5, 1, allow_nan=False))
     def fuzz(edits, truncate):
         path = tmp_path / f"mutated{seed.suffix}"
         path.write_bytes(mutate(seed.read_bytes(), edits, truncate))

@@ -28,7 +28,8 @@ from hypothesis import strategies as st
 from edgeport.core.errors import EdgeportError
 from edgeport.frontends import TORCH_SUFFIXES, ingest
 from edgeport.options.recipe import InputShape, Recipe
-from tests.frontends.test_fuzz import _EDIT, FUZZ, mutate
+from tests.frontends.test_fuzz import FUZZ
+from tests.fuzz_files import EDIT, mutate
 
 RECORD = os.environ.get("EDGEPORT_FUZZ_RECORD")
 COUNTS: dict[str, Counter] = defaultdict(Counter)
@@ -206,7 +207,7 @@ def test_mutated_model_files_load_or_are_refused(loader, model_seeds, tmp_path):
     original = source.read_bytes()
 
     @settings(FUZZ, max_examples=examples(default))
-    @given(edits=st.lists(_EDIT, min_size=1, max_size=6), truncate=st.none() | st.floats(0.3, 1, allow_nan=False))
+    @given(edits=st.lists(EDIT, min_size=1, max_size=6), truncate=st.none() | st.floats(0.3, 1, allow_nan=False))
     def fuzz(edits, truncate):
         model = _copy_seed(seed, tmp_path / "case")
         target = (model / inner if model.is_dir() else model.parent / inner) if inner else model
@@ -438,7 +439,7 @@ def test_plain_text_named_pt2_is_refused_with_exit_2(tmp_path):
 @given(
     suffix=st.sampled_from(SUFFIXES),
     content=st.sampled_from(WRONG_NAMES),
-    edits=st.none() | st.lists(_EDIT, min_size=1, max_size=3),
+    edits=st.none() | st.lists(EDIT, min_size=1, max_size=3),
 )
 def test_wrong_file_types_are_refused(suffix, content, edits, wrong_contents, tmp_path):
     if content not in wrong_contents:
