@@ -122,6 +122,12 @@ class FormatBackend(ABC):
         del real_calibration
         return None
 
+    def run_decisions(self) -> list[dict[str, str]]:
+        """Choices any build in this run made that the report lists, the search's candidates
+        included (a TFLite candidate that fell back to the other route): the chosen artifact may
+        be one built before them, so its own ``decisions`` do not hold them all."""
+        return []
+
     def profile_kernels(
         self, baseline: Path, artifact: Path, feeds: dict[str, np.ndarray], threads: int, layers: dict[str, list[str]]
     ) -> dict[str, Any] | None:

@@ -146,7 +146,11 @@ def build_artifact(
         calibration_total = len(data.calibration) if data.calibration is not None else None
         with progress.step(f"quantize and export ({scheme}, {backend.format})", total=calibration_total) as advance:
             artifact = backend.build(model_path, plan, artifact_path, work, data.calibration, data.batch, advance)
-    decisions += artifact.decisions  # choices the backend made (a TFLite route, fixed input sizes)
+    # Choices the backend made (a TFLite route, fixed input sizes), those of the search's other
+    # candidates included: auto may keep an artifact built before a later candidate fell back.
+    for decision in artifact.decisions + backend.run_decisions():
+        if decision not in decisions:
+            decisions.append(decision)
     # Saved as soon as it is applied: its appearance in the partial bundle marks "quantized,
     # verifying now" (tests/pipeline/test_interrupts.py waits for it).
     plan.save(writer.path("precision_plan.json"))

@@ -168,9 +168,11 @@ class TFLiteBackend(FormatBackend):
         facts = export.to_dict()
         facts.pop("path", None)
         runner = RunnerSpec("litert", str(out), export.runner_kwargs())
-        # Route fallbacks of earlier builds in this run (auto's other candidates) are reported too.
-        decisions = self.decisions + self.route_decisions
-        return Artifact(out, runner, notes + export.notes, facts, decisions=decisions)
+        return Artifact(out, runner, notes + export.notes, facts, decisions=self.run_decisions())
+
+    def run_decisions(self) -> list[dict[str, str]]:
+        """The fixed input sizes and every route fallback of this run's builds."""
+        return self.decisions + self.route_decisions
 
     def fp32_reference(self, baseline: Path, out_dir: Path, work: Path) -> tuple[RunnerSpec, Path | None]:
         """An fp32 .tflite of the same model, so latency compares like with like (LiteRT both)."""
