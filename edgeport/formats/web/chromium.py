@@ -32,15 +32,12 @@ BASE_FLAGS = (
     "--disable-extensions",
     "--mute-audio",
 )
-# WebGPU in headless Chromium without a GPU: the SwiftShader (software Vulkan) adapter.
-# --disable-gpu is left out: it would remove the GPU process WebGPU runs in.
-WEBGPU_FLAGS = (
-    "--enable-unsafe-webgpu",
-    "--enable-features=Vulkan,WebGPU",
-    "--use-angle=swiftshader",
-    "--use-webgpu-adapter=swiftshader",
-    "--enable-unsafe-swiftshader",
-)
+# WebGPU in headless Chromium: --enable-unsafe-webgpu is the one flag needed (measured here,
+# Chromium 156 on Linux without a GPU: it then offers Dawn's SwiftShader adapter, vendor "google",
+# architecture "swiftshader", isFallbackAdapter true; without it requestAdapter() returns null).
+# Vulkan/ANGLE flags added nothing and logged vkCreateInstance errors. --disable-gpu is left out:
+# it removes the GPU process that WebGPU runs in.
+WEBGPU_FLAGS = ("--enable-unsafe-webgpu",)
 
 
 def find_chromium() -> Path:

@@ -133,14 +133,17 @@ class BrowserSession:
         isolation, SIMD, JS heap, onnxruntime-web version; the WebGPU adapter for ``webgpu``."""
         return dict(self._call("info", "describing the browser", gpu=self.backend == "webgpu"))
 
-    def load(self, name: str, model: str) -> dict[str, Any]:
+    def load(self, name: str, model: str, placements: bool = False) -> dict[str, Any]:
         """Fetch and compile ``model`` (a path relative to the root) as ``name``; return its
-        ``load_ms`` (fetch) and ``compile_ms`` (session creation), size and input/output names."""
+        ``load_ms`` (fetch) and ``compile_ms`` (session creation), size and input/output names;
+        with ``placements``, also ``{execution provider: {"count": n, "nodes": ["Op (node)", ...]}}``
+        from onnxruntime's log, after graph optimization (``nodes`` is empty when one provider runs
+        them all): which nodes fall back to the CPU."""
         target = (self.root / model).resolve()
         if not target.is_relative_to(self.root) or not target.is_file():
             raise InputError(f"{model} is not a file under {self.root}")
         url = "/" + target.relative_to(self.root).as_posix()
-        result = self._call("load", f"loading {model}", name=name, url=url, backend=self.backend)
+        result = self._call("load", f"loading {model}", name=name, url=url, backend=self.backend, placements=placements)
         self._models[name] = result
         return dict(result)
 

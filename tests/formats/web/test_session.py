@@ -25,7 +25,7 @@ def python_outputs(path: Path, x: np.ndarray) -> np.ndarray:
 @pytest.fixture(scope="module")
 def loaded(browser, web_models) -> dict[str, dict]:
     """fp32 and int8 loaded once in the shared page."""
-    return {name: browser.load(name, f"{name}.onnx") for name in ("fp32", "int8")}
+    return {name: browser.load(name, f"{name}.onnx", placements=True) for name in ("fp32", "int8")}
 
 
 def test_info_reports_isolated_threads_and_simd(browser):
@@ -42,6 +42,9 @@ def test_info_reports_isolated_threads_and_simd(browser):
 def test_fp32_and_int8_outputs_match_python(browser, loaded, web_models):
     assert loaded["fp32"]["inputs"] == ["x"] and loaded["fp32"]["outputs"] == ["y"]
     assert loaded["fp32"]["compile_ms"] > 0 and loaded["fp32"]["load_ms"] >= 0
+    # the wasm backend is onnxruntime's CPU provider: it runs every node, the int8 ones included
+    assert loaded["fp32"]["placements"] == {"CPUExecutionProvider": {"count": 7, "nodes": []}}
+    assert list(loaded["int8"]["placements"]) == ["CPUExecutionProvider"]
     # the int8 file is about 4x smaller, and the page fetched all of it
     assert loaded["int8"]["bytes"] == web_models["int8"].stat().st_size < loaded["fp32"]["bytes"] / 3
     for x in samples(3):

@@ -33,7 +33,7 @@ async function feedsFrom(url) {
 const COMMANDS = {
   async setup(c) { await ew.loadOrt(c.backend, c.threads); return ew.info(false); },
   info(c) { return ew.info(c.gpu); },
-  load(c) { return ew.loadModel(c.name, c.url, c.backend); },
+  load(c) { return ew.loadModel(c.name, c.url, c.backend, c.placements); },
   async run(c) { return ew.packTensors(await ew.run(c.name, (await feedsFrom(c.feeds))[0])); },
   async benchmark(c) { return ew.benchmark(c.names, await feedsFrom(c.feeds), c.runs, c.warmup); },
   heap() { return ew.heap(); },

@@ -27,11 +27,14 @@ export async function loadOrt(backend = 'wasm', threads = null) {
     return ort;
   }
   if (!BUILDS[backend]) throw new Error(`unknown backend ${backend}: wasm or webgpu`);
+  hookConsole();
   ort = await import(new URL(BUILDS[backend], ORT_DIR).href);
   backendInUse = backend;
   ort.env.wasm.wasmPaths = ORT_DIR.href;
   if (threads) ort.env.wasm.numThreads = threads;
-  ort.env.logLevel = 'error';
+  // verbose at the runtime level so that a session asking for its node placements gets them;
+  // every other session sets its own severity to errors only (sessionOptions)
+  ort.env.logLevel = 'verbose';
   return ort;
 }
 
@@ -125,26 +128,71 @@ export function toTensor(array) {
 
 // ---- sessions -------------------------------------------------------------------------------
 
-function sessionOptions(backend) {
-  return { executionProviders: [backend], graphOptimizationLevel: 'all' };
+function sessionOptions(backend, verbose) {
+  return { executionProviders: [backend], graphOptimizationLevel: 'all', logSeverityLevel: verbose ? 0 : 3, logVerbosityLevel: 0 };
 }
 
-/** Fetch and compile a model; returns {load_ms, compile_ms, inputs, outputs}. */
-export async function loadModel(name, url, backend = backendInUse || 'wasm') {
+/** Parse onnxruntime's verbose "Node placements" log lines into {execution provider: {count,
+ * nodes: ["Op (node name)", ...]}}; `nodes` stays empty when every node runs on one provider
+ * (onnxruntime then logs only the number). Counts are after graph optimization. */
+export function parsePlacements(lines) {
+  const placements = {};
+  let current = null;
+  for (const line of lines) {
+    const head = /(?:All nodes|Node\(s\)) placed on \[(\w+)\]\. Number of nodes: (\d+)/.exec(line);
+    if (head) {
+      current = head[1];
+      placements[current] = { count: Number(head[2]), nodes: [] };
+      continue;
+    }
+    const node = /VerifyEachNodeIsAssignedToAnEp\]\s{3,}(\S+) \(([^)]*)\)/.exec(line);
+    if (node && current) placements[current].nodes.push(`${node[1]} (${node[2]})`);
+    else if (!/VerifyEachNodeIsAssignedToAnEp/.test(line)) current = null;
+  }
+  return placements;
+}
+
+// onnxruntime-web keeps the console function it first logs with, so the hook is installed once,
+// before it loads, and forwards to the real console unless a session creation is capturing.
+let captured = null;
+function hookConsole() {
+  for (const level of ['log', 'info', 'warn', 'error', 'debug']) {
+    const real = console[level].bind(console);
+    console[level] = (...args) => (captured ? captured.push(args.map(String).join(' ')) : real(...args));
+  }
+}
+
+async function createCapturing(bytes, backend) {
+  captured = [];
+  try {
+    const session = await ort.InferenceSession.create(bytes, sessionOptions(backend, true));
+    return [session, parsePlacements(captured)];
+  } finally {
+    captured = null;
+  }
+}
+
+/** Fetch and compile a model; returns {load_ms, compile_ms, bytes, inputs, outputs, input_types},
+ * plus with `placements` which execution provider runs which nodes (read from onnxruntime's log). */
+export async function loadModel(name, url, backend = backendInUse || 'wasm', placements = false) {
   const t0 = performance.now();
   const response = await fetch(url);
   if (!response.ok) throw new Error(`cannot fetch the model ${url}: HTTP ${response.status}`);
   const bytes = new Uint8Array(await response.arrayBuffer());
   const t1 = performance.now();
-  const session = await ort.InferenceSession.create(bytes, sessionOptions(backend));
+  let session, placed = null;
+  if (placements) [session, placed] = await createCapturing(bytes, backend);
+  else session = await ort.InferenceSession.create(bytes, sessionOptions(backend, false));
   const t2 = performance.now();
   sessions.set(name, session);
-  return {
+  const result = {
     load_ms: t1 - t0, compile_ms: t2 - t1, bytes: bytes.length,
     inputs: [...session.inputNames], outputs: [...session.outputNames],
     // onnxruntime-web >= 1.22: the element type of each input (e.g. 'float32', 'int64')
     input_types: (session.inputMetadata || []).map((m) => (m.isTensor ? m.type : null)),
   };
+  if (placements) result.placements = placed;
+  return result;
 }
 
 function sessionOf(name) {
