@@ -77,12 +77,24 @@ class BrowserRunner:
         }
         if "webgpu" in info:
             described["webgpu"] = info["webgpu"]
+            described["adapter"] = adapter_label(info["webgpu"])
         return described
 
     def close(self) -> None:
         """Close the browser session when this runner opened it."""
         if self._own:
             self.session.close()
+
+
+def adapter_label(adapter: dict[str, Any]) -> str:
+    """Return how to label WebGPU timings: "software adapter (swiftshader)" for a fallback
+    adapter such as Chromium's SwiftShader, "hardware adapter (<vendor> <architecture>)" else,
+    or "no adapter: <reason>"."""
+    if not adapter.get("available"):
+        return f"no adapter: {adapter.get('reason') or 'unknown'}"
+    name = " ".join(str(adapter.get(k) or "") for k in ("vendor", "architecture")).strip() or "unknown"
+    software = adapter.get("is_fallback_adapter") or adapter.get("architecture") == "swiftshader"
+    return f"{'software' if software else 'hardware'} adapter ({name})"
 
 
 def time_in_page(

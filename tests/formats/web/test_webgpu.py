@@ -8,6 +8,7 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 
+from edgeport.formats.web.runner import BrowserRunner
 from edgeport.formats.web.session import BrowserSession
 from tests.formats.web.conftest import samples
 
@@ -24,6 +25,9 @@ def gpu_page(ort_web_dir, chromium_binary, web_models):
 def test_webgpu_runs_on_the_software_adapter(gpu_page, web_models):
     adapter = gpu_page.info()["webgpu"]
     assert adapter["architecture"] == "swiftshader" and adapter["is_fallback_adapter"] is True
+    runner = BrowserRunner(str(web_models["fp32"]), backend="webgpu", session=gpu_page)
+    described = runner.describe()
+    assert described["runtime"].endswith("(webgpu)") and described["adapter"] == "software adapter (google swiftshader)"
     loaded = gpu_page.load("fp32", "fp32.onnx", placements=True)
     # every node of the float model runs on the GPU (none falls back to the wasm CPU kernels)
     assert loaded["placements"] == {"WebGpuExecutionProvider": {"count": 9, "nodes": []}}
