@@ -52,7 +52,9 @@ class BrowserSession:
 
     ``root``: the folder models are read from (paths given to :meth:`load` are relative to it);
     ``backend``: ``wasm`` or ``webgpu``; ``threads``: onnxruntime-web's wasm threads (None: its
-    default); ``timeout_s``: the limit of each step (start, load, run, benchmark).
+    default); ``timeout_s``: the limit of each step (start, load, run, benchmark). After a page
+    error (window.onerror, an unhandled rejection) every later step fails with it too: the page's
+    state is unknown, so open a new session.
     """
 
     def __init__(
@@ -109,8 +111,9 @@ class BrowserSession:
 
     def _browser_gone(self) -> str | None:
         if self._browser is not None and not self._browser.alive():
-            tail = one_line(self._browser.stderr_tail(1)) if self._browser.stderr_tail(1) else "no output"
-            return f"Chromium exited with code {self._browser.process.returncode} ({tail})"
+            tail = self._browser.stderr_tail(1)
+            said = one_line(tail) if tail else "no output"
+            return f"Chromium exited with code {self._browser.process.returncode} ({said})"
         return None
 
     def _call(self, op: str, step: str, blob: bytes | None = None, **fields: Any) -> Any:
