@@ -31,7 +31,7 @@ async function feedsFrom(url) {
 }
 
 const COMMANDS = {
-  async setup(c) { await ew.loadOrt(c.backend, c.threads); return ew.info(false); },
+  async setup(c) { await ew.loadOrt(c.backend, c.threads, true); return ew.info(false); },
   info(c) { return ew.info(c.gpu); },
   load(c) { return ew.loadModel(c.name, c.url, c.backend, c.placements); },
   async run(c) { return ew.packTensors(await ew.run(c.name, (await feedsFrom(c.feeds))[0])); },

@@ -20,8 +20,10 @@ let ort = null;
 let backendInUse = null;
 const sessions = new Map();
 
-/** Import the onnxruntime-web build of `backend` once and configure it; returns the ort namespace. */
-export async function loadOrt(backend = 'wasm', threads = null) {
+/** Import the onnxruntime-web build of `backend` once and configure it; returns the ort namespace.
+ * `placements`: log verbosely at the runtime level, so that loadModel(..., placements=true) can read
+ * which provider runs which node (each session still logs errors only unless it asks). */
+export async function loadOrt(backend = 'wasm', threads = null, placements = false) {
   if (ort) {
     if (backend !== backendInUse) throw new Error(`this page already runs the ${backendInUse} backend, not ${backend}`);
     return ort;
@@ -32,9 +34,7 @@ export async function loadOrt(backend = 'wasm', threads = null) {
   backendInUse = backend;
   ort.env.wasm.wasmPaths = ORT_DIR.href;
   if (threads) ort.env.wasm.numThreads = threads;
-  // verbose at the runtime level so that a session asking for its node placements gets them;
-  // every other session sets its own severity to errors only (sessionOptions)
-  ort.env.logLevel = 'verbose';
+  ort.env.logLevel = placements ? 'verbose' : 'error';
   return ort;
 }
 
