@@ -75,6 +75,18 @@ def custom_op_model() -> onnx.ModelProto:
     return model
 
 
+def no_kernel_model() -> onnx.ModelProto:
+    """A valid standard op no CPU kernel implements for its type: Asinh on float64."""
+    graph = helper.make_graph(
+        [helper.make_node("Asinh", ["x"], ["y"], name="asinh_f64")], "no_kernel",
+        [helper.make_tensor_value_info("x", TensorProto.DOUBLE, [2])],
+        [helper.make_tensor_value_info("y", TensorProto.DOUBLE, [2])],
+    )  # fmt: skip
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 9
+    return model
+
+
 def samples(count: int, seed: int = 1) -> list[np.ndarray]:
     """``count`` random inputs of the test model's shape."""
     rng = np.random.default_rng(seed)
@@ -102,7 +114,8 @@ def chromium_binary() -> Path:
 @pytest.fixture(scope="session")
 def web_models(tmp_path_factory) -> dict[str, Path]:
     """fp32.onnx, int8.onnx (static QDQ, uint8 activations, per-channel int8 weights, calibrated on
-    16 samples), custom.onnx (an op of an unknown domain) and broken.onnx (not a model)."""
+    16 samples), custom.onnx (an op of an unknown domain), nokernel.onnx (Asinh on float64) and
+    broken.onnx (not a model)."""
     from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
 
     root = tmp_path_factory.mktemp("web_models")
@@ -120,6 +133,7 @@ def web_models(tmp_path_factory) -> dict[str, Path]:
         activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, per_channel=True,
     )  # fmt: skip
     onnx.save(custom_op_model(), root / "custom.onnx")
+    onnx.save(no_kernel_model(), root / "nokernel.onnx")
     (root / "broken.onnx").write_bytes(b"this is not an ONNX model\n" * 10)
     return {p.stem: p for p in root.glob("*.onnx")}
 

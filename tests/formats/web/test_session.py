@@ -76,6 +76,9 @@ def test_missing_kernel_names_the_op(browser, web_models):
         browser.load("custom", "custom.onnx")
     text = caught.value.one_line()
     assert "Frobnicate" in text and "\n" not in text and caught.value.exit_code == 4
+    with pytest.raises(ConversionError) as caught:  # a standard op without a kernel for its type
+        browser.load("nokernel", "nokernel.onnx")
+    assert caught.value.message == "onnxruntime-web (wasm) has no kernel for the op Asinh (node 'asinh_f64')"
     assert browser.run("fp32", {"x": samples(1)[0]})[0].shape == (1, 10)  # the page still works
 
 
