@@ -77,7 +77,8 @@ def auto_decision(auto: Any, budget: float, profile: DeviceProfile, float_precis
         "asked": asked,
         "done": f"{auto.base_scheme} with {len(kept)} of {len(auto.plan.layers)} layers kept in "
         f"{float_precision}" + (f": {', '.join(kept[:6])}" if kept else ""),
-        "why": f"the fastest plan {profile.name} runs, with the layers that hurt accuracy most per unit of "
+        "why": f"the fastest plan {profile.name} runs{' within the size budget' if sized else ''}, with the layers "
+        "that hurt accuracy most per unit of "
         f"cost kept in float until the budget held ({len(auto.search.points)} plans evaluated)" + size_why,
     }
 

@@ -31,7 +31,7 @@ from edgeport.quantize.sensitivity_cache import (
     sensitivity_cache_path,
     store_cached_sensitivity,
 )
-from edgeport.quantize.size_budget import SIZE_SCHEMES, fits, size_schemes, size_section, start_rank
+from edgeport.quantize.size_budget import SIZE_SCHEMES, embedding_gathers, fits, size_schemes, size_section, start_rank
 from edgeport.quantize.smoothing import DEFAULT_ALPHA, smooth, smoothable_groups
 from edgeport.runtime.ort import OrtRunner
 from edgeport.verify.gate import DEFAULT_BUDGET, Gate
@@ -155,7 +155,7 @@ def auto_candidates(
     return schemes
 
 
-VARIANT_KEYS = ("smoothing", "weight_rounding", "bias_correction", "calibration", "percentile")
+VARIANT_KEYS = ("smoothing", "weight_rounding", "bias_correction", "calibration", "percentile", "embeddings")
 # Bias correction + percentile ranges: what took EfficientNet-Lite0 from 0.778 to 0.95 top-1
 # agreement (bench/results/efficientnet_explore.md); smoothing: MiniLM's activation outliers.
 CORRECTED_STATIC = {"bias_correction": True, "calibration": "percentile", "percentile": 99.99}
@@ -253,6 +253,10 @@ def start_variants(scheme: str, model: onnx.ModelProto, real_calibration: bool, 
     applies them (edgeport/quantize/rewrites.py, percentile ranges in each calibrator; TFLite
     corrects biases and rounds weights on its int8 file, formats/tflite/bias.py)."""
     variants: list[dict] = [{}]
+    if scheme == "int4-weight" and embedding_gathers(model):
+        # Weight-only starts exist for size: embedding tables in 4 bits too (no data needed; ORT's
+        # weight-only quantizer stores Gather tables in 4 bits only).
+        variants.append({"embeddings": True})
     if not real_calibration:
         return variants
     if scheme == "int8" and any(n.op_type == "Conv" for n in model.graph.node):
@@ -281,6 +285,8 @@ def variant_name(scheme: str, variant: dict) -> str:
         parts.append("bias_correction")
     if variant.get("calibration") == "percentile":
         parts.append(f"percentile {variant.get('percentile')}")
+    if variant.get("embeddings"):
+        parts.append("embeddings")
     return "+".join(parts)
 
 

@@ -13,11 +13,26 @@ from __future__ import annotations
 
 from typing import Any
 
+import onnx
+
 from edgeport.core.sizes import format_size, over_budget
 
 # Weight-only schemes, least compressed first: they quarter (int8) or eighth (int4) the bytes of
 # the MatMul weights that dominate large models, where static int8 also stores Q/DQ parameters.
 SIZE_SCHEMES = ("int8-weight", "int4-weight")
+
+
+def embedding_gathers(model: onnx.ModelProto) -> list[str]:
+    """Return the names of the Gather nodes that look rows up (axis 0) in a 2-D float constant:
+    embedding tables, often most of a text model's bytes. A weight-only plan with
+    ``details["embeddings"]`` stores them block-wise (ONNX: GatherBlockQuantized)."""
+    tables = {i.name for i in model.graph.initializer if len(i.dims) == 2 and i.data_type == onnx.TensorProto.FLOAT}
+    found = []
+    for node in model.graph.node:
+        axis = next((a.i for a in node.attribute if a.name == "axis"), 0)
+        if node.op_type == "Gather" and axis == 0 and node.input[0] in tables and node.input[1] not in tables:
+            found.append(node.name)
+    return found
 
 
 def fits(size_bytes: int | None, max_size: int | None) -> bool:

@@ -200,3 +200,35 @@ def test_browser_wasm_profile_builds_onnx_within_its_default_budget(mlp, tmp_pat
     assert report["size"]["budget"]["met"] and report["size"]["budget"]["max_size_bytes"] == 10_000_000
     assert any("WebBackend" in d["why"] for d in report["decisions"])
     assert report["gate"]["drop"] < 1.0  # uint8 x int8 static QDQ on a float MLP: a small, measured loss
+
+
+def test_embedding_tables_are_stored_in_4_bits_when_only_that_fits(tmp_path):
+    """A text-like model whose bytes are an 8000 x 256 embedding table: int8 (2.1 MB) and int4
+    MatMul weights (8.2 MB: the table stays fp32) are over 1.5 MB; the int4 start that also
+    stores the table block-wise (GatherBlockQuantized) fits and is chosen."""
+    rng = np.random.default_rng(0)
+    table = numpy_helper.from_array((rng.standard_normal((8000, 256)) * 0.1).astype(np.float32), "table")
+    weight = numpy_helper.from_array((rng.standard_normal((256, 256)) / 16).astype(np.float32), "w")
+    nodes = [
+        helper.make_node("Gather", ["table", "ids"], ["e"], name="embed"),
+        helper.make_node("MatMul", ["e", "w"], ["m"], name="fc"),
+        helper.make_node("Tanh", ["m"], ["y"], name="act"),
+    ]
+    ids = helper.make_tensor_value_info("ids", TensorProto.INT64, ["batch", 16])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", 16, 256])
+    graph = helper.make_graph(nodes, "embed", [ids], [y], [table, weight])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)]), str(tmp_path / "embed.onnx"))
+    np.savez(tmp_path / "ids.npz", ids=rng.integers(0, 8000, (64, 16)).astype(np.int64))
+    data, out = str(tmp_path / "ids.npz"), tmp_path / "bundle"
+    result = convert(
+        str(tmp_path / "embed.onnx"), quantization="auto", max_size="1.5MB", output_dir=str(out),
+        calibration_data=data, eval_data=data, **COMMON,
+    )  # fmt: skip
+    starts = result.report["search"]["base_points"]
+    assert starts["int8"]["size_bytes"] > 1_500_000 and starts["int4-weight"]["size_bytes"] > 8_000_000
+    assert starts["int4-weight+embeddings"]["size_bytes"] <= 1_500_000
+    assert result.passed and artifact_bytes(out / "model.onnx") <= 1_500_000
+    ops = {n.op_type for n in onnx.load(str(out / "model.onnx")).graph.node}
+    assert {"GatherBlockQuantized", "MatMulNBits"} <= ops
+    assert 0.0 < result.report["gate"]["drop"] <= 5.0  # measured: the 4-bit table costs some cosine
+    assert any("GatherBlockQuantized" in note for note in result.report["notes"])
