@@ -19,9 +19,11 @@ from edgeport.core.errors import ConversionError, InputError
 from edgeport.core.plan import PrecisionPlan, uniform_plan
 from edgeport.core.progress import Progress
 from edgeport.core.registry import backend_class
+from edgeport.core.sizes import artifact_bytes
 from edgeport.data.dataset import Dataset
 from edgeport.profiles import op_class
 from edgeport.profiles.schema import DeviceProfile
+from edgeport.quantize import size_budget as sized
 from edgeport.quantize.candidates import CandidateEvaluator
 from edgeport.quantize.floor import float_fallback
 from edgeport.quantize.search import SearchPoint, SearchResult, search
@@ -31,7 +33,6 @@ from edgeport.quantize.sensitivity_cache import (
     sensitivity_cache_path,
     store_cached_sensitivity,
 )
-from edgeport.quantize.size_budget import SIZE_SCHEMES, embedding_gathers, fits, size_schemes, size_section, start_rank
 from edgeport.quantize.smoothing import DEFAULT_ALPHA, smooth, smoothable_groups
 from edgeport.runtime.ort import OrtRunner
 from edgeport.verify.gate import DEFAULT_BUDGET, Gate
@@ -146,7 +147,7 @@ def auto_candidates(
     schemes = [s for s in ("int8", "int8-dynamic") if s in runs]
     if not have_calibration:
         schemes = [s for s in schemes if s != "int8"]  # static ranges from random inputs are not real
-    schemes += size_schemes(runs, max_size, any(s in runs for s in ("int8", "int8-dynamic")))
+    schemes += sized.size_schemes(runs, max_size, any(s in runs for s in ("int8", "int8-dynamic")))
     if not schemes:
         raise InputError(
             f"profile {profile.name} runs no int8 scheme for {output_format} (--quantization auto)",
@@ -253,9 +254,8 @@ def start_variants(scheme: str, model: onnx.ModelProto, real_calibration: bool, 
     applies them (edgeport/quantize/rewrites.py, percentile ranges in each calibrator; TFLite
     corrects biases and rounds weights on its int8 file, formats/tflite/bias.py)."""
     variants: list[dict] = [{}]
-    if scheme == "int4-weight" and embedding_gathers(model):
-        # Weight-only starts exist for size: embedding tables in 4 bits too (no data needed; ORT's
-        # weight-only quantizer stores Gather tables in 4 bits only).
+    if scheme == "int4-weight" and sized.embedding_gathers(model):
+        # A size start: embedding tables in 4 bits too (ORT stores Gather tables in 4 bits only).
         variants.append({"embeddings": True})
     if not real_calibration:
         return variants
@@ -267,9 +267,8 @@ def start_variants(scheme: str, model: onnx.ModelProto, real_calibration: bool, 
             # GPTQ rounding on the int8 TFLite model (formats/tflite/rounding.py): logit
             # cosine 0.9974 -> 0.9980 on EfficientNet-Lite0 over bias correction alone.
             variants.append({**CORRECTED_STATIC, "weight_rounding": "gptq"})
-    # Smoothing moves activation outliers into the weights: it helps schemes that quantize
-    # activations and only hurts weight-only ones (whose activations stay float).
-    if smoothable_groups(model) and scheme not in SIZE_SCHEMES:
+    # Smoothing moves activation outliers into weights: no help to weight-only schemes (float activations).
+    if smoothable_groups(model) and scheme not in sized.SIZE_SCHEMES:
         variants.append({"smoothing": {"alpha": DEFAULT_ALPHA}})
     return variants
 
@@ -335,13 +334,13 @@ def _search_starts(
                 if point.metrics.get("failed"):  # failed to build or run: skipped
                     base_points[key] = {"failed": point.metrics["failed"]}
                     continue
-                point.feasible = point.drop <= budget + 1e-9 and fits(point.size_bytes, max_size)
+                point.feasible = point.drop <= budget + 1e-9 and sized.fits(point.size_bytes, max_size)
                 base_points[key] = {"drop": point.drop, "speedup": point.speedup, "size_bytes": point.size_bytes}
                 # Untimed candidates (Core ML off macOS) come most compressed first: the first whose
                 # drop the search can plausibly recover by keeping layers in float starts it, else
                 # the most accurate one. Timed ones rank by measured speedup. Under a size budget a
                 # start that fits beats any that does not (size_budget.start_rank).
-                rank = start_rank(point, order, budget, RECOVERABLE, max_size)
+                rank = sized.start_rank(point, order, budget, RECOVERABLE, max_size)
                 if best_base is None or rank > best_rank:
                     best_base, best_rank = (scheme, plan, point), rank
     return schemes, base_points, best_base
@@ -447,6 +446,8 @@ def _searched(
     return its choice as an AutoResult (the float model when :func:`_with_float_fallback` says so)."""
     model, float_precision = evaluate.model, evaluate.float_precision
     cost = cost_function(profile, model, plan)
+    if sized.size_binds(artifact_bytes(evaluate.baseline), max_size):
+        cost = sized.size_cost_function(model, plan, sensitivity)  # a float layer's bytes decide, not its time
     with progress.step("mixed-precision search") as _:
         result = search(
             plan,
@@ -556,16 +557,16 @@ def _with_float_fallback(
     fallback = float_fallback(result)
     if fallback is None:
         return auto
-    if result.max_size is not None and not any(fits(p.size_bytes, result.max_size) for p in result.points):
+    if result.max_size is not None and not any(sized.fits(p.size_bytes, result.max_size) for p in result.points):
         return auto  # nothing quantized fits the size budget: the float model, bigger still, cannot
     with progress.step("float model (the search's floor)"):
         float_plan = uniform_plan(model, "none" if float_precision == "fp32" else float_precision, profile)
         float_point = evaluate(float_plan)
     float_point.kept_float = list(float_plan.layers)
-    float_point.feasible = float_point.drop <= budget + 1e-9 and fits(float_point.size_bytes, result.max_size)
+    float_point.feasible = float_point.drop <= budget + 1e-9 and sized.fits(float_point.size_bytes, result.max_size)
     float_point.metrics["float_model"] = True
     result.points.append(float_point)
-    if not fits(float_point.size_bytes, result.max_size):
+    if not sized.fits(float_point.size_bytes, result.max_size):
         # The float model is over the size budget: the quantized plan stays, with why in its notes.
         auto.notes.append(f"the float model ({float_point.size_bytes} bytes) is over the size budget: not returned")
         return auto
@@ -590,7 +591,7 @@ def search_report(auto: AutoResult) -> dict[str, Any]:
         "chosen": result.best.as_dict(),
         "float_fallback": auto.fallback,
         "float_fallback_why": auto.fallback_why or None,
-        "size_budget": size_section(result.best, result.points, auto.max_size, auto.max_size_source),
+        "size_budget": sized.size_section(result.best, result.points, auto.max_size, auto.max_size_source),
         "sensitivity": auto.sensitivity,
     }
 

@@ -11,6 +11,8 @@ starts that can fit.
 
 from __future__ import annotations
 
+import math
+from collections.abc import Callable
 from typing import Any
 
 import onnx
@@ -79,3 +81,40 @@ def size_section(chosen: Any, points: list[Any], max_size: int | None, source: s
     elif chosen.size_bytes is not None:
         section["how_close"] = f"chosen artifact {format_size(chosen.size_bytes)} within {format_size(max_size)}"
     return section
+
+
+# Stored bits per weight of each precision: block-wise weight-only schemes add one fp32 scale per
+# 32-weight block (1 bit per weight); int16 plans keep int8 weights.
+STORED_BITS = {
+    "fp32": 32.0, "none": 32.0, "fp16": 16.0, "int8": 8.0, "int8-dynamic": 8.0, "int16": 8.0,
+    "int8-weight": 9.0, "int4-weight": 5.0,
+}  # fmt: skip
+
+
+def layer_weights(model: onnx.ModelProto, layers: dict[str, list[str]]) -> dict[str, int]:
+    """Return the number of constant weights (initializers of 2 or more dimensions) each layer's
+    nodes read, by layer name (``layers``: layer -> its ONNX node names)."""
+    sizes = {i.name: int(math.prod(i.dims)) for i in model.graph.initializer if len(i.dims) >= 2}
+    by_node = {n.name: n for n in model.graph.node}
+    return {
+        name: sum(sizes.get(i, 0) for node in nodes if node in by_node for i in by_node[node].input)
+        for name, nodes in layers.items()
+    }
+
+
+def size_cost_function(model: onnx.ModelProto, plan: Any, sensitivity: dict[str, Any]) -> Callable[[str, str], float]:
+    """A cost per MAC (the search's unit) that measures bytes: a layer's weights times the bits its
+    precision stores, spread over its MACs (``sensitivity``'s). Under a binding size budget the
+    search then keeps in float the layers that hurt accuracy most per byte added, not per unit of time."""
+    weights = layer_weights(model, {name: layer.nodes for name, layer in plan.layers.items()})
+    macs = {name: info.macs for name, info in sensitivity.items()}
+
+    def cost(layer: str, precision: str) -> float:
+        return weights.get(layer, 0) * STORED_BITS.get(precision, 32.0) / 8 / max(macs.get(layer, 1), 1)
+
+    return cost
+
+
+def size_binds(fp32_bytes: int, max_size: int | None) -> bool:
+    """Whether the size budget constrains the search: the fp32 model itself would not fit."""
+    return max_size is not None and fp32_bytes > max_size

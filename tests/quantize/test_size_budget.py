@@ -232,3 +232,33 @@ def test_embedding_tables_are_stored_in_4_bits_when_only_that_fits(tmp_path):
     assert {"GatherBlockQuantized", "MatMulNBits"} <= ops
     assert 0.0 < result.report["gate"]["drop"] <= 5.0  # measured: the 4-bit table costs some cosine
     assert any("GatherBlockQuantized" in note for note in result.report["notes"])
+
+
+def test_a_binding_size_budget_orders_float_layers_by_bytes_not_time():
+    """Two equally noisy layers: a conv-like one with few weights and many MACs, a MatMul-like one
+    with many weights and few MACs. By time, the MatMul is cheaper to keep in float; by bytes,
+    the conv is (10 k weights against 1 M), which is what a size budget needs."""
+    from edgeport.quantize.search import promotion_order
+    from edgeport.quantize.size_budget import size_binds, size_cost_function
+
+    small = numpy_helper.from_array(np.zeros((100, 100), np.float32), "wa")
+    big = numpy_helper.from_array(np.zeros((1000, 1000), np.float32), "wb")
+    nodes = [
+        helper.make_node("MatMul", ["x", "wa"], ["a"], name="na"),
+        helper.make_node("MatMul", ["x", "wb"], ["b"], name="nb"),
+    ]
+    model = helper.make_model(helper.make_graph(nodes, "g", [], [], [small, big]))
+    plan = PrecisionPlan(scheme="int4-weight", profile="test", details={})
+    plan.layers = {
+        "a": LayerPrecision("int4-weight", "MatMul", ["na"]),
+        "b": LayerPrecision("int4-weight", "MatMul", ["nb"]),
+    }
+    sensitivity = {
+        "a": LayerSensitivity("a", "MatMul", 20.0, macs=10_000_000),
+        "b": LayerSensitivity("b", "MatMul", 20.0, macs=1_000_000),
+    }
+    by_time = promotion_order(sensitivity, plan, "fp32", lambda _l, p: 1.0 if p == "fp32" else 0.25)
+    by_bytes = promotion_order(sensitivity, plan, "fp32", size_cost_function(model, plan, sensitivity))
+    assert by_time == ["b", "a"] and by_bytes == ["a", "b"]
+    # Bytes decide only when the fp32 model itself is over the budget.
+    assert size_binds(6_000_000, 1_000_000) and not size_binds(900_000, 1_000_000) and not size_binds(6_000_000, None)
