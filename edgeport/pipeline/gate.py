@@ -122,7 +122,7 @@ def raise_if_failed(verdict: Verdict, search_section: dict[str, Any] | None, bun
         raise GateFailed(
             f"size budget failed: {verdict.size.sentence()}",
             hint=(
-                "no plan the search tried fits: a larger --max_size, or --prune magnitude:R (smaller compressed)"
+                "no plan the search tried fits: a larger --max_size, or fewer weights (--prune channels:R, PyTorch)"
                 if search_section
                 else "a smaller scheme (int4-weight, int8-weight) or --quantization auto may fit"
             )

@@ -262,3 +262,22 @@ def test_a_binding_size_budget_orders_float_layers_by_bytes_not_time():
     assert by_time == ["b", "a"] and by_bytes == ["a", "b"]
     # Bytes decide only when the fp32 model itself is over the budget.
     assert size_binds(6_000_000, 1_000_000) and not size_binds(900_000, 1_000_000) and not size_binds(6_000_000, None)
+
+
+def test_auto_on_webgpu_starts_from_int4_weights(mlp, tmp_path):
+    """browser-webgpu runs no int8 scheme: auto starts from int4 weights instead of refusing, under
+    the profile's default 10 MB budget (a warning only, and the 6.3 MB fp32 model fits it)."""
+    out = tmp_path / "bundle"
+    options = {**COMMON, "optimize_for": "webgpu"}
+    result = convert(
+        mlp["model"], quantization="auto", output_dir=str(out),
+        calibration_data=mlp["calibration_data"], eval_data=mlp["eval_data"], **options,
+    )  # fmt: skip
+    search = result.report["search"]
+    assert list(search["base_points"]) == ["int4-weight"] and result.passed
+    assert search["size_budget"]["source"] == "profile browser-webgpu" and search["size_budget"]["met"]
+    # Timed on ONNX Runtime's CPU provider here, int4 weights ran slower than fp32, so the float
+    # model (within the default budget) is returned: a CPU figure, not WebGPU's (no WebBackend yet).
+    assert search["float_fallback"] in (None, "speed")
+    start = search["base_points"]["int4-weight"]
+    assert start["size_bytes"] < 1_000_000 and 0.0 < start["drop"] <= 5.0
