@@ -143,6 +143,7 @@ def raise_if_failed(verdict: Verdict, search_section: dict[str, Any] | None, bun
             if search_section and search_section["blocking_layers"]
             else ""
         ),
-        hint=f"the artifact is kept, marked failed, in {bundle_dir}",
+        hint=(f"size budget missed too: {verdict.size.sentence()}; " if verdict.size and not verdict.size.met else "")
+        + f"the artifact is kept, marked failed, in {bundle_dir}",
         bundle_dir=str(bundle_dir),
     )

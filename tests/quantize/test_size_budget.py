@@ -281,3 +281,13 @@ def test_auto_on_webgpu_starts_from_int4_weights(mlp, tmp_path):
     assert search["float_fallback"] in (None, "speed")
     start = search["base_points"]["int4-weight"]
     assert start["size_bytes"] < 1_000_000 and 0.0 < start["drop"] <= 5.0
+
+
+def test_both_budgets_missed_names_both(mlp, tmp_path):
+    with pytest.raises(GateFailed, match="accuracy gate failed") as info:
+        convert(
+            mlp["model"], quantization="int8", max_size="1MB", output_dir=str(tmp_path / "bundle"),
+            calibration_data=mlp["calibration_data"], eval_data=mlp["eval_data"],
+            **{**COMMON, "max_accuracy_drop": 0.0},
+        )  # fmt: skip
+    assert info.value.exit_code == 3 and "size budget missed too: artifact" in info.value.hint
