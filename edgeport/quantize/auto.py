@@ -530,9 +530,9 @@ def auto_quantize(
         auto.max_size, auto.max_size_source = max_size, max_size_source
         return auto
     scheme, plan, base_point = best_base
-    sensitivity, sensitivity_note = _plan_sensitivity(
-        plan, scheme, base_point.feasible, evaluate, sensitivity_feeds, progress
-    )
+    # A start over the size budget ends the search at once: no layer order is needed, none measured.
+    no_search = base_point.feasible or not sized.fits(base_point.size_bytes, max_size)
+    sensitivity, sensitivity_note = _plan_sensitivity(plan, scheme, no_search, evaluate, sensitivity_feeds, progress)
     auto = _searched(
         plan, scheme, sensitivity, base_points, evaluate, profile, budget, search_budget, progress, max_size
     )

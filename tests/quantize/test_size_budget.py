@@ -137,7 +137,8 @@ def test_auto_under_a_size_budget_chooses_int4_weights_when_int8_is_too_big(mlp,
     assert f'<td colspan="3">{NOT_MEASURED}</td>' in render_html(report)
 
 
-def test_auto_when_nothing_fits_returns_the_smallest_plan_and_says_how_close(mlp, tmp_path):
+def test_auto_when_nothing_fits_returns_the_smallest_plan_and_says_how_close(mlp, tmp_path, monkeypatch):
+    monkeypatch.setenv("EDGEPORT_CACHE_DIR", str(tmp_path / "cache"))  # no sensitivity from an earlier run
     out = tmp_path / "bundle"
     with pytest.raises(GateFailed, match="size budget failed") as info:
         convert(
@@ -153,6 +154,8 @@ def test_auto_when_nothing_fits_returns_the_smallest_plan_and_says_how_close(mlp
     percent = round((smallest - 500_000) / 500_000 * 100)
     assert how_close.startswith("smallest artifact") and f"500.0 KB budget: {percent}% over" in how_close
     assert report["status"] == "failed" and report["size"]["budget"]["met"] is False
+    # Over the size budget from the start, the search ends at once: no layer was measured one at a time.
+    assert not [step for step in report["timings_s"] if step.startswith("measured sensitivity")]
 
 
 def test_uniform_scheme_over_the_user_budget_exits_3(mlp, tmp_path):
