@@ -9,8 +9,8 @@ from the ``brotli`` package (``pip install brotli``, the ``web`` extra) at quali
 
 from __future__ import annotations
 
-import gzip
 import importlib
+import zlib
 from pathlib import Path
 from typing import Any
 
@@ -42,26 +42,42 @@ def _brotli() -> Any | None:
         return None
 
 
+CHUNK = 1 << 24  # 16 MB: big models' external data is streamed through the compressors, never held whole
+
+
+def _compressed(file: Path, brotli: Any | None) -> tuple[int, int, int | None]:
+    """Return ``file``'s bytes raw, gzip-compressed and brotli-compressed (None without brotli),
+    streaming it in chunks."""
+    # wbits 31: the gzip container (header with mtime 0, CRC trailer), as gzip.compress writes it.
+    gzip_stream = zlib.compressobj(GZIP_LEVEL, zlib.DEFLATED, 31)
+    brotli_stream = brotli.Compressor(quality=BROTLI_QUALITY) if brotli is not None else None
+    raw = gzipped = squeezed = 0
+    with file.open("rb") as handle:
+        while chunk := handle.read(CHUNK):
+            raw += len(chunk)
+            gzipped += len(gzip_stream.compress(chunk))
+            if brotli_stream is not None:
+                squeezed += len(brotli_stream.process(chunk))
+    gzipped += len(gzip_stream.flush())
+    if brotli_stream is None:
+        return raw, gzipped, None
+    return raw, gzipped, squeezed + len(brotli_stream.finish())
+
+
 def download_sizes(path: Path | str) -> dict[str, Any]:
     """Return the bytes of artifact ``path`` raw (``raw_bytes``), gzip level 9 (``gzip_bytes``)
     and brotli (``brotli_bytes``, or the string :data:`NOT_MEASURED` without the package), with
-    the settings used (``gzip_level``, ``brotli_quality``)."""
-    files = artifact_files(path)
-    raw = gzipped = 0
+    the settings used (``gzip_level``, ``brotli_quality``). Each file is compressed on its own, as
+    a server sends it."""
     brotli = _brotli()
-    squeezed: int | str = 0 if brotli is not None else NOT_MEASURED
-    for file in files:
-        data = file.read_bytes()
-        raw += len(data)
-        # mtime=0: the same bytes give the same size (gzip's header holds a timestamp, not its length).
-        gzipped += len(gzip.compress(data, compresslevel=GZIP_LEVEL, mtime=0))
-        if brotli is not None:
-            squeezed += len(brotli.compress(data, quality=BROTLI_QUALITY))  # type: ignore[operator]
-        del data
+    raw = gzipped = squeezed = 0
+    for file in artifact_files(path):
+        sizes = _compressed(file, brotli)
+        raw, gzipped, squeezed = raw + sizes[0], gzipped + sizes[1], squeezed + (sizes[2] or 0)
     return {
         "raw_bytes": raw,
         "gzip_bytes": gzipped,
-        "brotli_bytes": squeezed,
+        "brotli_bytes": squeezed if brotli is not None else NOT_MEASURED,
         "gzip_level": GZIP_LEVEL,
         "brotli_quality": BROTLI_QUALITY if brotli is not None else None,
     }

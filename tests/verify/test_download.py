@@ -50,3 +50,15 @@ def test_without_brotli_the_figure_is_not_measured(tmp_path, monkeypatch):
     sizes = download_sizes(path)
     assert sizes["brotli_bytes"] == NOT_MEASURED == "not measured (pip install brotli)"
     assert sizes["brotli_quality"] is None and sizes["gzip_bytes"] < sizes["raw_bytes"]
+
+
+def test_streaming_in_chunks_gives_the_same_sizes(tmp_path, monkeypatch):
+    """Big external data files are compressed chunk by chunk: the figures do not depend on it."""
+    from edgeport.verify import download
+
+    path, _ = _trained_weights(tmp_path)
+    whole = download_sizes(path)
+    monkeypatch.setattr(download, "CHUNK", 4096)
+    chunked = download_sizes(path)
+    assert chunked["raw_bytes"] == whole["raw_bytes"] and chunked["gzip_bytes"] == whole["gzip_bytes"]
+    assert abs(chunked["brotli_bytes"] - whole["brotli_bytes"]) <= 0.01 * whole["brotli_bytes"]
