@@ -112,6 +112,12 @@ _DATA_FLAGS = [
 _QUANTIZE_FLAGS = [
     _flag("precision_plan", help="Re-apply a saved precision_plan.json (no search)."),
     _flag("search_budget", help="Cap --quantization auto: N evaluations, Ns seconds, or both (N,Ns)."),
+    _flag(
+        "max_size",
+        help="Artifact size budget (10MB, 500KB, 1.5GB or bytes; decimal units, MiB for binary; external data "
+        "counted): auto keeps only plans that fit; a scheme over it fails the gate (exit 3) [default: the "
+        "profile's, e.g. 10MB for browser-wasm/webgpu (then only a warning); else none].",
+    ),
 ]
 _PRUNE_FLAGS = [
     _flag(

@@ -58,13 +58,15 @@ class DataOptions:
 
 @dataclass(frozen=True)
 class QuantizeOptions:
-    """The scheme asked for, a saved plan or the search's budget, and the accuracy it must keep."""
+    """The scheme asked for, a saved plan or the search's budget, the accuracy it must keep and
+    the size budget (``--max_size``, unparsed) the artifact must fit."""
 
     quantization: str
     precision_plan: str | None
     search_budget: str | None
     max_accuracy_drop: float | None
     threads: int
+    max_size: str | None
 
 
 @dataclass(frozen=True)

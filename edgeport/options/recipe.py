@@ -82,6 +82,10 @@ class Recipe:
     # Memory budget of the conversion ("4GB", "512MB" or bytes); None: 80% of the available RAM
     # (edgeport.core.limits). A model or input that would need more is refused before it is loaded.
     max_memory: str | None = None
+    # Size budget of the artifact ("10MB", "500KB" or bytes; external data included): the auto
+    # search keeps only plans that fit, a uniform scheme over it fails the gate. None: the
+    # profile's default budget (constraints.max_size; browser profiles set one), else none.
+    max_size: str | None = None
 
     def __post_init__(self) -> None:
         self.output_format = self.output_format.lower()
@@ -118,6 +122,10 @@ class Recipe:
             from edgeport.core.limits import parse_memory
 
             parse_memory(self.max_memory)  # fail fast (exit 2) on a malformed --max_memory
+        if self.max_size not in (None, ""):
+            from edgeport.core.sizes import parse_size
+
+            parse_size(self.max_size)  # fail fast (exit 2) on a malformed --max_size
         if self.coreml_image_input and self.output_format != "coreml":
             raise InputError("--coreml_image_input applies to --output_format coreml only")
         if self.finetune_steps < 0:
@@ -150,7 +158,7 @@ class Recipe:
 
     @property
     def quantize(self) -> QuantizeOptions:
-        """The quantization options (scheme, plan, search budget)."""
+        """The quantization options (scheme, plan, search budget, size budget)."""
         return make_group(QuantizeOptions, self)
 
     @property

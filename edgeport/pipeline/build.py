@@ -16,11 +16,14 @@ from edgeport.core.model import CanonicalModel
 from edgeport.core.plan import PrecisionPlan, load_plan, uniform_plan
 from edgeport.core.progress import Progress
 from edgeport.core.registry import backend_class
+from edgeport.core.sizes import format_size
 from edgeport.options.recipe import Recipe
 from edgeport.pipeline.data import DataPlan
+from edgeport.pipeline.gate import SizeBudget
 from edgeport.profiles.schema import DeviceProfile
 from edgeport.prune.stage import PruneResult
 from edgeport.quantize.auto import auto_quantize, parse_search_budget, search_report
+from edgeport.quantize.size_budget import size_section
 from edgeport.verify.gate import Gate
 
 BASELINE_NAME = "baseline_fp32.onnx"
@@ -54,17 +57,29 @@ class Built:
 
 def auto_decision(auto: Any, budget: float, profile: DeviceProfile, float_precision: str) -> dict[str, str]:
     """Return the report's decision line for ``--quantization auto``: what the search chose and why."""
-    asked = f"--quantization auto (budget {budget} points)"
+    sized = size_section(auto.search.best, auto.search.points, auto.max_size, auto.max_size_source)
+    asked = f"--quantization auto (budget {budget} points" + (
+        f", size <= {format_size(auto.max_size)} from {auto.max_size_source})" if sized else ")"
+    )
+    size_why = f"; size: {sized['how_close']}" if sized and "how_close" in sized else ""
     if auto.fallback:
         float_name = "fp32" if auto.plan.scheme == "none" else auto.plan.scheme
-        return {"asked": asked, "done": f"the float model ({float_name})", "why": auto.fallback_why}
+        return {"asked": asked, "done": f"the float model ({float_name})", "why": auto.fallback_why + size_why}
     kept = [name for name, layer in auto.plan.layers.items() if layer.precision == float_precision]
+    if sized and not sized["met"]:
+        return {
+            "asked": asked,
+            "done": f"{auto.base_scheme} with {len(kept)} of {len(auto.plan.layers)} layers kept in {float_precision}",
+            "why": f"no plan tried fits the size budget, so the smallest is returned ({len(auto.search.points)} "
+            f"plans evaluated){size_why}",
+        }
     return {
         "asked": asked,
         "done": f"{auto.base_scheme} with {len(kept)} of {len(auto.plan.layers)} layers kept in "
         f"{float_precision}" + (f": {', '.join(kept[:6])}" if kept else ""),
-        "why": f"the fastest plan {profile.name} runs, with the layers that hurt accuracy most per unit of "
-        f"cost kept in float until the budget held ({len(auto.search.points)} plans evaluated)",
+        "why": f"the fastest plan {profile.name} runs{' within the size budget' if sized else ''}, with the layers "
+        "that hurt accuracy most per unit of "
+        f"cost kept in float until the budget held ({len(auto.search.points)} plans evaluated)" + size_why,
     }
 
 
@@ -92,12 +107,24 @@ def build_artifact(
     work: Path,
     progress: Progress,
     decisions: list[dict[str, str]],
+    size: SizeBudget | None = None,
 ) -> Built:
     """Save the unpruned fp32 baseline into the bundle ``writer``, then quantize and export
     the (pruned, if any) model by a saved plan, the auto search within ``gate_budget``, or the
     uniform ``scheme``, adding the decisions made, and save the plan followed into the bundle.
-    Returns what was built."""
+    The auto search also keeps to the ``size`` budget. Returns what was built."""
     model = pruning.canonical if pruning else canonical
+    if profile.onnxruntime.backend == "web" and recipe.output_format == "onnx":
+        # TODO(WebBackend, edgeport/formats/web/): run and time the artifact in Chromium with
+        # onnxruntime-web (issue 17, point 4). Until it lands, ONNX Runtime's CPU provider here runs it.
+        decisions.append(
+            {
+                "asked": f"profile {profile.name}: onnxruntime-web, {profile.onnxruntime.web_backend} backend",
+                "done": "verified with ONNX Runtime's CPU provider in Python",
+                "why": "the browser runtime (WebBackend) is not wired yet: fidelity is ORT CPU's, latency is not "
+                "the browser's",
+            }
+        )
     backend = backend_class(recipe.output_format)(profile, recipe.format_options(), model, reference_feeds)
     baseline_path, artifact_path = writer.path(BASELINE_NAME), writer.path(backend.file_name)
     save_baseline(canonical, baseline_path)
@@ -132,6 +159,8 @@ def build_artifact(
             work=work,
             progress=progress,
             gate=gate,
+            max_size=size.max_bytes if size else None,
+            max_size_source=size.source if size else None,
         )
         copy_path(auto.artifact.path, artifact_path)
         artifact = auto.artifact

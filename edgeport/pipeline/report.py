@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import Any
 
 from edgeport.core import quiet
-from edgeport.core.bundle import path_bytes
 from edgeport.core.model import CanonicalModel, SourceModel
 from edgeport.core.version import __version__, installed_versions
 from edgeport.options.recipe import Recipe
@@ -20,6 +19,7 @@ from edgeport.pipeline.target import model_display_name
 from edgeport.profiles.schema import DeviceProfile
 from edgeport.reports.json import make_report
 from edgeport.runtime.host import host_description
+from edgeport.verify.download import download_sizes
 
 LIBRARIES = ("torch", "onnx", "onnxruntime", "onnxslim", "onnxconverter-common", "numpy")
 
@@ -87,14 +87,33 @@ def _data_section(data: DataPlan) -> dict[str, Any]:
     return section
 
 
-def _size_section(built: Built, measured: Measured) -> dict[str, Any]:
-    """The report's "size" section: the fp32 timing reference against the artifact, in bytes."""
+def _size_section(built: Built, measured: Measured, verdict: Verdict) -> dict[str, Any]:
+    """The report's "size" section: the fp32 timing reference against the artifact, in bytes on
+    disk (external data included), and what a page downloads of each (gzip, brotli); with the
+    size budget's verdict when there is one."""
+    artifact = download_sizes(built.artifact_path)
+    reference = download_sizes(measured.latency_reference.path)
     sizes: dict[str, Any] = {
-        "reference_bytes": path_bytes(measured.latency_reference.path),
-        "artifact_bytes": path_bytes(built.artifact_path),
+        "reference_bytes": reference["raw_bytes"],
+        "artifact_bytes": artifact["raw_bytes"],
         "reference_file": Path(measured.latency_reference.path).name,
     }
     sizes["ratio"] = sizes["reference_bytes"] / sizes["artifact_bytes"]
+    keys = ("raw_bytes", "gzip_bytes", "brotli_bytes")
+    sizes["download"] = {
+        "artifact": {k: artifact[k] for k in keys},
+        "reference": {k: reference[k] for k in keys},
+        "gzip_level": artifact["gzip_level"],
+        "brotli_quality": artifact["brotli_quality"],
+    }
+    if verdict.size is not None:
+        sizes["budget"] = {
+            "max_size_bytes": verdict.size.budget.max_bytes,
+            "source": verdict.size.budget.source,
+            "gate": verdict.size.budget.user_set,  # False: the profile's default, a warning only
+            "met": verdict.size.met,
+            "how_close": verdict.size.sentence(),
+        }
     return sizes
 
 
@@ -116,7 +135,7 @@ def build_report(
     ``timings`` are the steps' wall times with their total.
     """
     plan, artifact, verified = built.plan, built.artifact, measured.verified
-    sizes = _size_section(built, measured)
+    sizes = _size_section(built, measured, verdict)
     return make_report(
         {
             "status": "passed" if verdict.passed else "failed",
@@ -148,6 +167,8 @@ def build_report(
                 "drop": verdict.drop,
                 "metric": verdict.metric,
                 "passed": verdict.passed,
+                "max_size_bytes": verdict.size.budget.max_bytes if verdict.size else None,
+                "size_passed": verdict.size.met if verdict.size else None,
             },
             "latency": verified["latency"],
             "load_time_s": verified["load_time_s"],

@@ -19,10 +19,11 @@ from edgeport.core import quiet
 from edgeport.core.bundle import BundleWriter
 from edgeport.core.errors import ConversionError, InputError
 from edgeport.core.progress import Progress
+from edgeport.core.sizes import artifact_bytes
 from edgeport.options.recipe import Recipe
 from edgeport.pipeline.build import build_artifact
 from edgeport.pipeline.data import open_data, reference_feeds
-from edgeport.pipeline.gate import gate_budget, judge, raise_if_failed
+from edgeport.pipeline.gate import SizeVerdict, gate_budget, judge, raise_if_failed, size_budget, size_note
 from edgeport.pipeline.measure import measure_artifact
 from edgeport.pipeline.prepare import load_source, normalize_model, prune_model
 from edgeport.pipeline.report import build_manifest, build_report, collect_notes
@@ -94,6 +95,7 @@ def _run(recipe: Recipe, progress: Progress | None = None) -> Result:
         # latency and parity stays the original one.
         pruning = prune_model(recipe, normalized, feeds, data, profile, scheme, decisions, writer.tmp, progress)
         budget = gate_budget(recipe, scheme)
+        size = size_budget(recipe, profile, decisions)
         built = build_artifact(
             recipe,
             profile,
@@ -108,12 +110,17 @@ def _run(recipe: Recipe, progress: Progress | None = None) -> Result:
             work,
             progress,
             decisions,
+            size,
         )
         measured = measure_artifact(
             recipe, built, data, normalized.output_names, normalized.gate, pruning, writer.tmp, work, progress
         )
-        verdict = judge(measured.verified["fidelity"], budget, built.search_section, recipe.max_accuracy_drop)
+        size_verdict = SizeVerdict(size, artifact_bytes(built.artifact_path)) if size else None
+        verdict = judge(
+            measured.verified["fidelity"], budget, built.search_section, recipe.max_accuracy_drop, size_verdict
+        )
         notes = collect_notes(normalized.canonical, built, measured, scheme, data.eval_data.synthetic)
+        notes += filter(None, [size_note(verdict)])
         timings = {**progress.timings, "total": round(time.perf_counter() - started, 3)}
         report = build_report(
             recipe, profile, source, normalized.canonical, data, built, measured, verdict, decisions, notes, timings

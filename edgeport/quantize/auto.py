@@ -19,9 +19,11 @@ from edgeport.core.errors import ConversionError, InputError
 from edgeport.core.plan import PrecisionPlan, uniform_plan
 from edgeport.core.progress import Progress
 from edgeport.core.registry import backend_class
+from edgeport.core.sizes import artifact_bytes
 from edgeport.data.dataset import Dataset
 from edgeport.profiles import op_class
 from edgeport.profiles.schema import DeviceProfile
+from edgeport.quantize import size_budget as sized
 from edgeport.quantize.candidates import CandidateEvaluator
 from edgeport.quantize.floor import float_fallback
 from edgeport.quantize.search import SearchPoint, SearchResult, search
@@ -95,6 +97,8 @@ class AutoResult:
     # best one that did was not faster than fp32), with the sentence for the report.
     fallback: str | None = None
     fallback_why: str = ""
+    max_size: int | None = None  # the size budget (bytes) the plans were held to
+    max_size_source: str | None = None  # "--max_size" or "profile <name>"
 
 
 def layer_op_classes(model: onnx.ModelProto, plan: PrecisionPlan) -> dict[str, str]:
@@ -132,14 +136,18 @@ def cost_function(profile: DeviceProfile, model: onnx.ModelProto, plan: Precisio
     return cost
 
 
-def auto_candidates(profile: DeviceProfile, output_format: str, have_calibration: bool) -> list[str]:
+def auto_candidates(
+    profile: DeviceProfile, output_format: str, have_calibration: bool, max_size: int | None = None
+) -> list[str]:
     """The all-quantized schemes the search may start from, fastest first, that the profile
-    runs for ``output_format``."""
+    runs for ``output_format``; under a size budget (or with no int8 scheme at all) also the
+    weight-only schemes, which shrink the file most."""
     target = profile.formats.get(output_format)
     runs = target.schemes if target is not None else profile.schemes
     schemes = [s for s in ("int8", "int8-dynamic") if s in runs]
     if not have_calibration:
         schemes = [s for s in schemes if s != "int8"]  # static ranges from random inputs are not real
+    schemes += sized.size_schemes(runs, max_size, any(s in runs for s in ("int8", "int8-dynamic")))
     if not schemes:
         raise InputError(
             f"profile {profile.name} runs no int8 scheme for {output_format} (--quantization auto)",
@@ -148,7 +156,7 @@ def auto_candidates(profile: DeviceProfile, output_format: str, have_calibration
     return schemes
 
 
-VARIANT_KEYS = ("smoothing", "weight_rounding", "bias_correction", "calibration", "percentile")
+VARIANT_KEYS = ("smoothing", "weight_rounding", "bias_correction", "calibration", "percentile", "embeddings")
 # Bias correction + percentile ranges: what took EfficientNet-Lite0 from 0.778 to 0.95 top-1
 # agreement (bench/results/efficientnet_explore.md); smoothing: MiniLM's activation outliers.
 CORRECTED_STATIC = {"bias_correction": True, "calibration": "percentile", "percentile": 99.99}
@@ -246,6 +254,9 @@ def start_variants(scheme: str, model: onnx.ModelProto, real_calibration: bool, 
     applies them (edgeport/quantize/rewrites.py, percentile ranges in each calibrator; TFLite
     corrects biases and rounds weights on its int8 file, formats/tflite/bias.py)."""
     variants: list[dict] = [{}]
+    if scheme == "int4-weight" and sized.embedding_gathers(model):
+        # A size start: embedding tables in 4 bits too (ORT stores Gather tables in 4 bits only).
+        variants.append({"embeddings": True})
     if not real_calibration:
         return variants
     if scheme == "int8" and any(n.op_type == "Conv" for n in model.graph.node):
@@ -256,7 +267,8 @@ def start_variants(scheme: str, model: onnx.ModelProto, real_calibration: bool, 
             # GPTQ rounding on the int8 TFLite model (formats/tflite/rounding.py): logit
             # cosine 0.9974 -> 0.9980 on EfficientNet-Lite0 over bias correction alone.
             variants.append({**CORRECTED_STATIC, "weight_rounding": "gptq"})
-    if smoothable_groups(model):
+    # Smoothing moves activation outliers into weights: no help to weight-only schemes (float activations).
+    if smoothable_groups(model) and scheme not in sized.SIZE_SCHEMES:
         variants.append({"smoothing": {"alpha": DEFAULT_ALPHA}})
     return variants
 
@@ -272,6 +284,8 @@ def variant_name(scheme: str, variant: dict) -> str:
         parts.append("bias_correction")
     if variant.get("calibration") == "percentile":
         parts.append(f"percentile {variant.get('percentile')}")
+    if variant.get("embeddings"):
+        parts.append("embeddings")
     return "+".join(parts)
 
 
@@ -291,6 +305,7 @@ def _search_starts(
     calibration: Dataset | None,
     budget: float,
     progress: Progress,
+    max_size: int | None = None,
 ) -> tuple[list[str], dict[str, dict[str, Any]], tuple[str, PrecisionPlan, SearchPoint] | None]:
     """Build and measure every all-quantized starting point (each scheme, each variant).
     Returns the schemes, each start's figures (or failure) by name, and the start the search
@@ -302,7 +317,8 @@ def _search_starts(
     with progress.step("quantize every layer (search start)"):
         schemes = (
             # The backend may order its own (Core ML: weight compressions).
-            backend.auto_schemes(real_calibration) or auto_candidates(profile, backend.format, real_calibration)
+            backend.auto_schemes(real_calibration)
+            or auto_candidates(profile, backend.format, real_calibration, max_size)
         )
         for order, scheme in enumerate(schemes):
             variants = (
@@ -318,13 +334,13 @@ def _search_starts(
                 if point.metrics.get("failed"):  # failed to build or run: skipped
                     base_points[key] = {"failed": point.metrics["failed"]}
                     continue
-                point.feasible = point.drop <= budget + 1e-9
+                point.feasible = point.drop <= budget + 1e-9 and sized.fits(point.size_bytes, max_size)
                 base_points[key] = {"drop": point.drop, "speedup": point.speedup, "size_bytes": point.size_bytes}
                 # Untimed candidates (Core ML off macOS) come most compressed first: the first whose
                 # drop the search can plausibly recover by keeping layers in float starts it, else
-                # the most accurate one. Timed ones rank by measured speedup.
-                usable = point.feasible or (point.speedup is None and point.drop <= RECOVERABLE * budget + 1e-9)
-                rank = (usable, (point.speedup or -order) if usable else -point.drop)
+                # the most accurate one. Timed ones rank by measured speedup. Under a size budget a
+                # start that fits beats any that does not (size_budget.start_rank).
+                rank = sized.start_rank(point, order, budget, RECOVERABLE, max_size)
                 if best_base is None or rank > best_rank:
                     best_base, best_rank = (scheme, plan, point), rank
     return schemes, base_points, best_base
@@ -424,11 +440,14 @@ def _searched(
     budget: float,
     search_budget: SearchBudget,
     progress: Progress,
+    max_size: int | None = None,
 ) -> AutoResult:
     """Run the mixed-precision search from ``plan`` (the start ``scheme``'s best variant) and
     return its choice as an AutoResult (the float model when :func:`_with_float_fallback` says so)."""
     model, float_precision = evaluate.model, evaluate.float_precision
     cost = cost_function(profile, model, plan)
+    if sized.size_binds(artifact_bytes(evaluate.baseline), max_size):
+        cost = sized.size_cost_function(model, plan, sensitivity)  # a float layer's bytes decide, not its time
     with progress.step("mixed-precision search") as _:
         result = search(
             plan,
@@ -440,6 +459,7 @@ def _searched(
             max_evaluations=search_budget.evaluations + 1,  # + the all-quantized start
             max_seconds=search_budget.seconds,
             companions=depthwise_companions(model, plan),
+            max_size=max_size,
         )
     best_plan = copy.deepcopy(plan)
     for name in result.best.kept_float:
@@ -453,6 +473,7 @@ def _searched(
         base_points,
         {k: v.as_dict() for k, v in sensitivity.items()},
         list(result.best.metrics.get("notes", [])),
+        max_size=max_size,
     )
     return _with_float_fallback(auto, result, model, profile, float_precision, evaluate, budget, progress)
 
@@ -474,9 +495,12 @@ def auto_quantize(
     work: Path,
     progress: Progress,
     gate: Gate,
+    max_size: int | None = None,
+    max_size_source: str | None = None,
 ) -> AutoResult:
     """Search the cheapest mixed-precision plan within ``budget`` (gate points, measured as
-    ``gate`` says); return it, its artifact and every point tried.
+    ``gate`` says) and, when given, ``max_size`` (artifact bytes, from ``max_size_source``);
+    return it, its artifact and every point tried.
 
     The float model is always one of the points: when no quantized plan meets the budget, or the
     best that does is not measurably faster than fp32 in the same runtime, the float model is
@@ -498,14 +522,21 @@ def auto_quantize(
         gate=gate,
     )
     sensitivity_feeds = _sensitivity_feeds(calibration, eval_data)
-    schemes, base_points, best_base = _search_starts(model, profile, backend, evaluate, calibration, budget, progress)
-    if best_base is None:
-        return _every_start_failed(model, profile, schemes, base_points, evaluate, budget, progress)
-    scheme, plan, base_point = best_base
-    sensitivity, sensitivity_note = _plan_sensitivity(
-        plan, scheme, base_point.feasible, evaluate, sensitivity_feeds, progress
+    schemes, base_points, best_base = _search_starts(
+        model, profile, backend, evaluate, calibration, budget, progress, max_size
     )
-    auto = _searched(plan, scheme, sensitivity, base_points, evaluate, profile, budget, search_budget, progress)
+    if best_base is None:
+        auto = _every_start_failed(model, profile, schemes, base_points, evaluate, budget, progress)
+        auto.max_size, auto.max_size_source = max_size, max_size_source
+        return auto
+    scheme, plan, base_point = best_base
+    # A start over the size budget ends the search at once: no layer order is needed, none measured.
+    no_search = base_point.feasible or not sized.fits(base_point.size_bytes, max_size)
+    sensitivity, sensitivity_note = _plan_sensitivity(plan, scheme, no_search, evaluate, sensitivity_feeds, progress)
+    auto = _searched(
+        plan, scheme, sensitivity, base_points, evaluate, profile, budget, search_budget, progress, max_size
+    )
+    auto.max_size_source = max_size_source
     if sensitivity_note and auto.artifact is not None:
         auto.artifact.notes.append(sensitivity_note)  # the report's notes come from the artifact
     return auto
@@ -526,13 +557,19 @@ def _with_float_fallback(
     fallback = float_fallback(result)
     if fallback is None:
         return auto
+    if result.max_size is not None and not any(sized.fits(p.size_bytes, result.max_size) for p in result.points):
+        return auto  # nothing quantized fits the size budget: the float model, bigger still, cannot
     with progress.step("float model (the search's floor)"):
         float_plan = uniform_plan(model, "none" if float_precision == "fp32" else float_precision, profile)
         float_point = evaluate(float_plan)
     float_point.kept_float = list(float_plan.layers)
-    float_point.feasible = float_point.drop <= budget + 1e-9
+    float_point.feasible = float_point.drop <= budget + 1e-9 and sized.fits(float_point.size_bytes, result.max_size)
     float_point.metrics["float_model"] = True
     result.points.append(float_point)
+    if not sized.fits(float_point.size_bytes, result.max_size):
+        # The float model is over the size budget: the quantized plan stays, with why in its notes.
+        auto.notes.append(f"the float model ({float_point.size_bytes} bytes) is over the size budget: not returned")
+        return auto
     result.best = float_point
     auto.plan, auto.artifact, auto.notes = float_plan, float_point.artifact, list(float_point.metrics["notes"])
     auto.fallback, auto.fallback_why = fallback
@@ -554,6 +591,7 @@ def search_report(auto: AutoResult) -> dict[str, Any]:
         "chosen": result.best.as_dict(),
         "float_fallback": auto.fallback,
         "float_fallback_why": auto.fallback_why or None,
+        "size_budget": sized.size_section(result.best, result.points, auto.max_size, auto.max_size_source),
         "sensitivity": auto.sensitivity,
     }
 

@@ -10,10 +10,10 @@ from typing import Any
 
 import onnx
 
-from edgeport.core.bundle import path_bytes
 from edgeport.core.errors import EdgeportError, describe_exception
 from edgeport.core.plan import PrecisionPlan, uniform_plan
 from edgeport.core.progress import Progress
+from edgeport.core.sizes import artifact_bytes
 from edgeport.data.dataset import Dataset
 from edgeport.profiles.schema import DeviceProfile
 from edgeport.quantize.search import SearchPoint
@@ -131,7 +131,7 @@ class CandidateEvaluator:
             False,
             speedup,
             None,
-            path_bytes(artifact.path),
+            artifact_bytes(artifact.path),
             summary,
             artifact,
         )

@@ -20,6 +20,7 @@ from typing import Any
 
 from edgeport.core.plan import PrecisionPlan
 from edgeport.quantize.sensitivity import LayerSensitivity
+from edgeport.quantize.size_budget import fits
 
 
 @dataclass
@@ -59,6 +60,7 @@ class SearchResult:
     met_budget: bool
     stopped_by: str | None
     budget: float
+    max_size: int | None = None  # the size budget (bytes) points were held to; None: none
 
     def blocking_layers(self) -> list[str]:
         """Layers not kept in float by the most accurate quantized point that rank highest in
@@ -126,13 +128,17 @@ def search(
     max_seconds: float = 900.0,
     progress: Callable[[str], None] | None = None,
     companions: dict[str, list[str]] | None = None,
+    max_size: int | None = None,
 ) -> SearchResult:
-    """Find the cheapest plan whose gate metric ``drop`` is within ``budget``.
+    """Find the cheapest plan whose gate metric ``drop`` is within ``budget`` and whose artifact
+    is at most ``max_size`` bytes (when given).
 
     ``evaluate(plan)`` builds and measures one plan and returns a SearchPoint (its
-    ``feasible`` is recomputed here against ``budget``). ``companions`` maps a layer to
+    ``feasible`` is recomputed here against both budgets). ``companions`` maps a layer to
     layers that must go to float with it (a promotion unit). Returns the SearchResult; when
-    no evaluated plan meets the budget, ``best`` is the most accurate one found.
+    no evaluated plan meets both, ``best`` is the most accurate plan within the size budget, or
+    the smallest plan when none is within it (keeping layers in float only adds bytes, so the
+    search stops as soon as the all-quantized plan is over the size budget).
     """
     ranked = promotion_order(sensitivity, plan, float_precision, cost)
     units: list[list[str]] = []
@@ -161,15 +167,24 @@ def search(
         candidate = plan_keeping_float(plan, layers, float_precision)
         point = evaluate(candidate)
         point.kept_float = layers
-        point.feasible = point.drop <= budget + 1e-9
+        point.feasible = accurate(point) and fits(point.size_bytes, max_size)
         point.estimated_cost = estimated_cost(candidate, sensitivity, cost)
         points[k] = point
         if progress:
             progress(f"{len(layers)} layer(s) in float: drop {point.drop:.3f} (budget {budget})")
         return point
 
+    def accurate(point: SearchPoint) -> bool:
+        return point.drop <= budget + 1e-9
+
+    # The layer count is searched on accuracy alone (it grows with the count); size only shrinks
+    # as layers are quantized, so the fewest layers in float that meet accuracy is also the
+    # smallest such plan, and a start already over the size budget ends the search.
     infeasible, feasible = -1, None
-    if evaluate_k(0).feasible:
+    first = evaluate_k(0)
+    if not fits(first.size_bytes, max_size):
+        stopped_by = "size budget: the all-quantized plan is already over it (keeping layers in float adds bytes)"
+    elif accurate(first):
         feasible = 0
     else:
         infeasible, step = 0, 1
@@ -178,7 +193,7 @@ def search(
             if stopped_by:
                 break
             k = min(step, len(units))
-            if evaluate_k(k).feasible:
+            if accurate(evaluate_k(k)):
                 feasible = k
             else:
                 infeasible = k
@@ -188,7 +203,7 @@ def search(
             if stopped_by:
                 break
             mid = (feasible + infeasible) // 2
-            if evaluate_k(mid).feasible:
+            if accurate(evaluate_k(mid)):
                 feasible = mid
             else:
                 infeasible = mid
@@ -198,5 +213,15 @@ def search(
         # Cheapest feasible: measured speed when measured, else the cost model.
         best = max(feasible_points, key=lambda p: (p.speedup or 0.0, -(p.estimated_cost or 1.0), -len(p.kept_float)))
     else:
-        best = min(ordered, key=lambda p: (p.drop, len(p.kept_float)))
-    return SearchResult(best, ordered, order, bool(feasible_points), None if feasible_points else stopped_by, budget)
+        best = nearest_point(ordered, max_size)
+    met = bool(feasible_points)
+    return SearchResult(best, ordered, order, met, None if met else stopped_by, budget, max_size)
+
+
+def nearest_point(points: list[SearchPoint], max_size: int | None) -> SearchPoint:
+    """The point to return when none met both budgets: the most accurate one within the size
+    budget, else (nothing fits) the smallest one, so the search never ends empty-handed."""
+    within = [p for p in points if fits(p.size_bytes, max_size)]
+    if within:
+        return min(within, key=lambda p: (p.drop, len(p.kept_float)))
+    return min(points, key=lambda p: (p.size_bytes if p.size_bytes is not None else math.inf, p.drop))

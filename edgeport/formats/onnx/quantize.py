@@ -187,6 +187,18 @@ def _weight_only(fp32_path: Path, plan: PrecisionPlan, out: Path, notes: list[st
             f"(MatMulNBits covers MatMul with 2-D constant weights only), kept fp32: "
             + ", ".join(sorted(set(skipped))[:8])
         )
+    op_types: tuple[str, ...] = ("MatMul",)
+    if plan.details.get("embeddings") and WEIGHT_ONLY_BITS[plan.scheme] == 4:  # ORT's Gather path: 4 bits only
+        from edgeport.quantize.size_budget import embedding_gathers
+
+        embeddings = embedding_gathers(model)
+        include += embeddings
+        op_types = ("MatMul", "Gather")
+        if embeddings:
+            notes.append(
+                f"{len(embeddings)} embedding table(s) (Gather over a 2-D constant) stored in {plan.scheme} as "
+                "GatherBlockQuantized (com.microsoft), for size; the model's opset becomes 21 (int4 types)"
+            )
     if not include:
         shutil.copyfile(fp32_path, out)
         return
@@ -198,7 +210,7 @@ def _weight_only(fp32_path: Path, plan: PrecisionPlan, out: Path, notes: list[st
             block_size=block,
             is_symmetric=bool(plan.details.get("symmetric", True)),
             nodes_to_include=include,
-            op_types_to_quantize=("MatMul",),
+            op_types_to_quantize=op_types,
         )
         quantizer.process()
         quantizer.model.save_model_to_file(str(out), use_external_data_format=False)
