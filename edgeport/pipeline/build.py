@@ -98,7 +98,8 @@ def build_artifact(
     uniform ``scheme``, adding the decisions made, and save the plan followed into the bundle.
     Returns what was built."""
     model = pruning.canonical if pruning else canonical
-    backend = backend_class(recipe.output_format)(profile, recipe.format_options(), model, reference_feeds)
+    backend_type = backend_class(recipe.output_format, profile.target_backend(recipe.output_format))
+    backend = backend_type(profile, recipe.format_options(), model, reference_feeds)
     baseline_path, artifact_path = writer.path(BASELINE_NAME), writer.path(backend.file_name)
     save_baseline(canonical, baseline_path)
     model_path = pruning.path if pruning else baseline_path
@@ -151,6 +152,7 @@ def build_artifact(
     for decision in artifact.decisions + backend.run_decisions():
         if decision not in decisions:
             decisions.append(decision)
+    backend.bundle_files(writer.tmp, artifact_path)  # what the target ships beside the artifact
     # Saved as soon as it is applied: its appearance in the partial bundle marks "quantized,
     # verifying now" (tests/pipeline/test_interrupts.py waits for it).
     plan.save(writer.path("precision_plan.json"))

@@ -15,7 +15,7 @@ from edgeport.core.runner_spec import RunnerSpec
 from edgeport.data.dataset import Dataset
 from edgeport.runtime.ort import OrtRunner
 from edgeport.verify.latency import measure_over_samples
-from edgeport.verify.memory import measure_peak_memory
+from edgeport.verify.memory import runner_memory
 from edgeport.verify.metrics import compare
 
 # Ragged eval data: latency is measured on up to this many samples spread over the data.
@@ -156,8 +156,11 @@ def verify_artifact(
     np.savez(feeds_path, **feed_list[0])
     with progress.step("measure memory"):
         memory = {
-            name: measure_peak_memory(spec, feeds_path, threads)
-            for name, spec in (("reference", latency_reference), ("artifact", artifact))
+            name: runner_memory(spec, runner, feeds_path, threads)
+            for name, spec, runner in (
+                ("reference", latency_reference, timing_reference),
+                ("artifact", artifact, artifact_runner),
+            )
         }
     runtime = artifact_runner.describe()
     return {
@@ -176,6 +179,7 @@ def verify_artifact(
         "load_time_s": {"reference": timing_reference.load_seconds, "artifact": artifact_runner.load_seconds},
         "memory": memory,
         "runner": runtime,
+        "reference_runner": timing_reference.describe(),
     }
 
 
