@@ -340,7 +340,7 @@ def in_browser(spec: dict[str, Any], runner: str) -> dict[str, Any]:
     InputError for an artifact that is not ONNX."""
     kind = spec["kind"]
     if kind != "onnxruntime" and not kind.startswith("browser-"):
-        raise InputError(f"--runner {runner} runs ONNX models in a browser; this bundle's {spec['file']} runs in {kind}")
+        raise InputError(f"--runner {runner} runs ONNX models in a browser; {spec['file']} runs in {kind}")
     if runner == "browser":
         runner = kind if kind.startswith("browser-") else "browser-wasm"
     return {**spec, "kind": runner, "kwargs": {"backend": runner.removeprefix("browser-")}}
