@@ -63,9 +63,9 @@ class WebBackend(OnnxBackend):
     def bundle_files(self, bundle: Path, artifact: Path) -> list[str]:
         """Write ``web/``: the page, its ES module and the vendored onnxruntime-web, which load
         ``../<artifact>`` and ``../reference.npz``; return the files written, relative to ``bundle``."""
-        from edgeport.formats.web.page import write_web_folder
+        from edgeport.formats.web.web_folder import write_web_folder
 
-        return write_web_folder(bundle / "web", artifact.name, self.web_backend)
+        return list(write_web_folder(bundle, (self.web_backend,), artifact.name))
 
 
 def web_backend_of(profile: Any) -> str:
