@@ -40,6 +40,13 @@ def save_baseline(canonical: CanonicalModel, path: Path) -> None:
         save_with_external_data(canonical.onnx_model, folder, path)
 
 
+def target_backend(profile: DeviceProfile, output_format: str) -> str | None:
+    """The target backend the profile's section for ``output_format`` names (``backend: web``:
+    core/registry.py ``TARGETS``), or None for the format's own."""
+    section = profile.formats.get(output_format)
+    return section.backend if section is not None and section.backend != "ort" else None
+
+
 @dataclass
 class Built:
     """The built artifact, the backend that built it and the plan it follows."""
@@ -98,7 +105,7 @@ def build_artifact(
     uniform ``scheme``, adding the decisions made, and save the plan followed into the bundle.
     Returns what was built."""
     model = pruning.canonical if pruning else canonical
-    backend_type = backend_class(recipe.output_format, profile.target_backend(recipe.output_format))
+    backend_type = backend_class(recipe.output_format, target_backend(profile, recipe.output_format))
     backend = backend_type(profile, recipe.format_options(), model, reference_feeds)
     baseline_path, artifact_path = writer.path(BASELINE_NAME), writer.path(backend.file_name)
     save_baseline(canonical, baseline_path)

@@ -72,4 +72,4 @@ def web_backend_of(profile: Any) -> str:
     """The onnxruntime-web backend ("wasm" or "webgpu") the profile names; wasm by default."""
     if profile is None:
         return "wasm"
-    return getattr(profile.onnxruntime, "web_backend", None) or "wasm"
+    return profile.onnxruntime.web_backend or "wasm"
