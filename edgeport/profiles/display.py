@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from rich.table import Table
 
+from edgeport.core.sizes import format_size
 from edgeport.profiles.schema import FORMATS, PRECISIONS, DeviceProfile, Int8Scheme
 
 
@@ -54,7 +55,8 @@ def profile_table(profile: DeviceProfile) -> Table:
     c = profile.constraints
     constraints = (
         f"static shapes only: {_yes_no(c.static_shapes_only)}; full integer only: {_yes_no(c.full_integer_only)}; "
-        f"memory budget: {f'{c.memory_budget_mb} MB' if c.memory_budget_mb else 'none'}"
+        f"memory budget: {f'{c.memory_budget_mb} MB' if c.memory_budget_mb else 'none'}; "
+        f"default size budget: {format_size(c.max_size_bytes) if c.max_size_bytes else 'none'}"
     )
     table.add_row("constraints", constraints)
     if c.fallback_ops:

@@ -21,6 +21,7 @@ import yaml
 
 from edgeport.core.errors import InputError, describe_exception
 from edgeport.core.registry import profile_sections
+from edgeport.core.sizes import parse_size
 from edgeport.core.vocabulary import PRECISIONS, SCHEMES  # noqa: F401  (re-exported: the profile's vocabulary)
 
 SCHEMA_VERSION = 2
@@ -74,7 +75,7 @@ TOP_LEVEL_FIELDS = (
     "notes",
 )
 FORMAT_FIELDS = {
-    "onnx": ("runtime", "schemes", "float_compute", "why_not", "execution_providers"),
+    "onnx": ("runtime", "schemes", "float_compute", "why_not", "execution_providers", "backend", "web_backend"),
     "tflite": ("runtime", "schemes", "float_compute", "why_not", "delegate"),
     "coreml": ("runtime", "schemes", "float_compute", "why_not", "compute_units", "minimum_deployment_target"),
 }
@@ -87,7 +88,11 @@ INT8_FIELDS = (
     "activation_symmetric",
 )
 INT4_FIELDS = ("block_size", "symmetric")
-CONSTRAINT_FIELDS = ("static_shapes_only", "full_integer_only", "memory_budget_mb", "fallback_ops")
+CONSTRAINT_FIELDS = ("static_shapes_only", "full_integer_only", "memory_budget_mb", "fallback_ops", "max_size")
+# Who runs a profile's ONNX artifacts: ONNX Runtime itself ("ort"), or onnxruntime-web in a
+# browser ("web", with ``web_backend`` naming its execution provider).
+ONNX_BACKENDS = ("ort", "web")
+WEB_BACKENDS = ("wasm", "webgpu")
 
 
 @dataclass(frozen=True)
@@ -121,6 +126,9 @@ class Constraints:
     memory_budget_mb: int | None = None
     # ONNX op types the runtime typically leaves on the CPU (examples, not an exhaustive list).
     fallback_ops: tuple[str, ...] = ()
+    # The default artifact size budget (bytes, external data included) when --max_size is not
+    # given: a browser page downloads the artifact, so its profiles set one. None: no budget.
+    max_size_bytes: int | None = None
 
 
 @dataclass(frozen=True)
@@ -128,6 +136,11 @@ class OnnxRuntimeTarget:
     """The ONNX Runtime side of a profile (derived from ``formats.onnx``; CPU when absent)."""
 
     execution_providers: tuple[str, ...] = ("CPUExecutionProvider",)
+    # "ort": ONNX Runtime runs the artifact; "web": onnxruntime-web in a browser, with
+    # ``web_backend`` its execution provider (wasm or webgpu). ``execution_providers`` then names
+    # what ONNX Runtime in Python emulates it with here.
+    backend: str = "ort"
+    web_backend: str | None = None
 
 
 @dataclass(frozen=True)
@@ -149,10 +162,14 @@ class FormatTarget:
     delegate: str | None = None
     compute_units: str | None = None
     minimum_deployment_target: str | None = None
+    backend: str = "ort"
+    web_backend: str | None = None
 
     def summary(self) -> str:
         """Return a one-line description: runtime plus the format-specific settings."""
         parts = [self.runtime]
+        if self.backend != "ort":
+            parts.append(f"backend {self.backend} ({self.web_backend})")
         if self.execution_providers:
             parts.append("providers " + ", ".join(self.execution_providers))
         if self.delegate:
@@ -298,7 +315,15 @@ def _constraints(path: Path | str, data: Any) -> Constraints:
     budget = data.get("memory_budget_mb")
     if budget is not None and (isinstance(budget, bool) or not isinstance(budget, int) or budget <= 0):
         raise _fail(path, "constraints.memory_budget_mb", f"{budget!r} must be a positive integer or null")
+    max_size = data.get("max_size")
+    if max_size is not None:
+        try:
+            max_size = parse_size(max_size, "size")
+        except InputError as exc:
+            message = f"{max_size!r} is not a size (e.g. 10MB, 500KB or bytes)"
+            raise _fail(path, "constraints.max_size", message) from exc
     return Constraints(
+        max_size_bytes=max_size,
         static_shapes_only=_bool(path, "constraints.static_shapes_only", data.get("static_shapes_only", False)),
         full_integer_only=_bool(path, "constraints.full_integer_only", data.get("full_integer_only", False)),
         memory_budget_mb=budget,
@@ -332,7 +357,10 @@ def _format(path: Path | str, name: str, data: Any) -> FormatTarget:
         providers = _strings(path, f"{where}.execution_providers", data.get("execution_providers"))
         if not providers:
             raise _fail(path, f"{where}.execution_providers", "must be a non-empty list of provider names")
-        return FormatTarget(**{**asdict(target), "execution_providers": providers})
+        backend, web_backend = _onnx_backend(path, where, data)
+        return FormatTarget(
+            **{**asdict(target), "execution_providers": providers, "backend": backend, "web_backend": web_backend}
+        )
     if name == "tflite":
         delegate = _choice(path, f"{where}.delegate", data.get("delegate"), TFLITE_DELEGATES)
         return FormatTarget(**{**asdict(target), "delegate": delegate})
@@ -350,6 +378,17 @@ def _format(path: Path | str, name: str, data: Any) -> FormatTarget:
                 f"Core ML runs {scheme} from {names} on; minimum_deployment_target is {target_name}",
             )
     return FormatTarget(**{**asdict(target), "compute_units": units, "minimum_deployment_target": target_name})
+
+
+def _onnx_backend(path: Path | str, where: str, data: dict) -> tuple[str, str | None]:
+    """Return ``formats.onnx``'s backend and web backend: ``web`` needs ``web_backend``, ``ort`` refuses it."""
+    backend = _choice(path, f"{where}.backend", data.get("backend", "ort"), ONNX_BACKENDS)
+    web_backend = data.get("web_backend")
+    if backend == "web":
+        return backend, _choice(path, f"{where}.web_backend", web_backend, WEB_BACKENDS)
+    if web_backend is not None:
+        raise _fail(path, f"{where}.web_backend", "applies only with backend: web")
+    return backend, None
 
 
 def _op_classes(path: Path | str, data: Any) -> dict[str, dict[str, float]]:
@@ -430,7 +469,9 @@ def parse_profile(data: Any, path: Path | str) -> DeviceProfile:
         schemes=schemes,
         int8=_int8_scheme(path, "int8", data.get("int8")),
         int8_dynamic=_int8_scheme(path, "int8_dynamic", data.get("int8_dynamic")),
-        onnxruntime=OnnxRuntimeTarget(onnx.execution_providers) if onnx else OnnxRuntimeTarget(),
+        onnxruntime=(
+            OnnxRuntimeTarget(onnx.execution_providers, onnx.backend, onnx.web_backend) if onnx else OnnxRuntimeTarget()
+        ),
         notes=notes,
         source=str(path),
         schema_version=SCHEMA_VERSION,

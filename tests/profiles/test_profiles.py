@@ -32,6 +32,8 @@ SHIPPED = (
     "npu-int8",
     "qualcomm-htp",
     "generic-cpu",
+    "browser-wasm",
+    "browser-webgpu",
 )
 
 
