@@ -511,7 +511,8 @@ def verify_bundle(
     ran = _run_bundle(bundle_dir, bundle, runner, threads, runs, warmup, ssh_options, timeout)
     now = datetime.now(UTC)
     section = _verification_section(bundle, ran, threads, runs, warmup, now)
-    where = (
-        "local-" + _label(platform.node()) if runner == "local" else _label(str(ran["device"].get("hostname") or ""))
-    )
+    if runner == "local" or runner in BROWSER_RUNNERS:
+        where = f"{'local' if runner == 'local' else 'browser'}-{_label(platform.node())}"
+    else:
+        where = _label(str(ran["device"].get("hostname") or ""))
     return _write_reports(bundle_dir, bundle.old_report, section, where, now)

@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from edgeport.core.errors import ConversionError, describe_exception
+from edgeport.core.errors import ConversionError, InputError, describe_exception
 from edgeport.core.progress import Progress
 from edgeport.core.runner_spec import RunnerSpec
 from edgeport.data.dataset import Dataset
@@ -133,6 +133,8 @@ def verify_artifact(
     with progress.step("load runtimes"):
         try:
             artifact_runner = artifact.open(threads)
+        except InputError:
+            raise  # something the user can fix (no browser installed): exit 2, as it is
         except Exception as exc:
             raise ConversionError(f"{artifact.kind} cannot load the artifact: {describe_exception(exc)}") from exc
         reference_runner, timing_reference = open_references(fidelity_reference, latency_reference, threads)

@@ -29,6 +29,10 @@ class WebBackend(OnnxBackend):
     ) -> None:
         super().__init__(profile, options, canonical, samples, providers=["CPUExecutionProvider"])
         self.web_backend = web_backend_of(profile)
+        if canonical is not None:  # a conversion: no browser is a one-line error before any work
+            from edgeport.formats.web.chromium import find_chromium
+
+            find_chromium()
 
     def runner(self, path: Path) -> RunnerSpec:
         """How to run an ONNX file in the browser with the profile's onnxruntime-web backend."""
