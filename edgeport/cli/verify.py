@@ -21,7 +21,8 @@ def _fmt(value: object) -> str:
     "--runner",
     default="local",
     show_default=True,
-    help="local, or ssh://user@host[:port][/path/to/python] (extra ssh options: EDGEPORT_SSH_OPTIONS).",
+    help="local; browser (headless Chromium with onnxruntime-web: browser-wasm or browser-webgpu); or "
+    "ssh://user@host[:port][/path/to/python] (extra ssh options: EDGEPORT_SSH_OPTIONS).",
 )
 @click.option("--threads", default=1, show_default=True, type=click.IntRange(min=1), help="Runtime threads.")
 @click.option("--runs", default=100, show_default=True, type=click.IntRange(min=1), help="Timed runs per model.")

@@ -40,6 +40,19 @@ class Runner(Protocol):
     def describe(self) -> dict[str, Any]: ...
 
 
+@runtime_checkable
+class TimedTogether(Protocol):
+    """A runner whose runtime times itself (the browser page times its sessions with
+    ``performance.now()``: a round trip from Python per run would time the channel, not the
+    model). ``time_together`` times ``runners`` (this one among them) side by side, interleaved
+    after a warm-up, the way ``runtime/timing.py`` does, and returns per name the run times in
+    ns; None when they cannot be timed together (they run in different places)."""
+
+    def time_together(
+        self, runners: dict[str, Any], feed_list: list[dict[str, np.ndarray]], runs: int, warmup: int
+    ) -> dict[str, list[int]] | None: ...
+
+
 @dataclass
 class Artifact:
     """A built artifact: its file, how to run it, notes, and format facts for the manifest."""
@@ -79,6 +92,9 @@ class FormatBackend(ABC):
     weight_rounding: bool = False
     # The runtime's kernel profiler that ``profile_kernels`` uses, for the progress line (None: none).
     kernel_profiler: str | None = None
+    # Per-layer sensitivity is measured on ONNX Runtime's CPU provider as a proxy (building and
+    # loading one artifact per layer in the target's own converter or runtime is too slow).
+    proxy_sensitivity: bool = True
 
     def __init__(self, profile: Any, options: Any = None, canonical: Any = None, samples: dict | None = None) -> None:
         self.profile = profile
@@ -121,6 +137,12 @@ class FormatBackend(ABC):
         search take them from the profile."""
         del real_calibration
         return None
+
+    def bundle_files(self, bundle: Path, artifact: Path) -> list[str]:
+        """Write the files this target adds to the bundle beside the artifact (the browser's
+        ``web/`` page) into the folder ``bundle``; return their paths relative to it."""
+        del bundle, artifact
+        return []
 
     def run_decisions(self) -> list[dict[str, str]]:
         """Choices any build in this run made that the report lists, the search's candidates

@@ -25,6 +25,9 @@ class RuntimeEntry:
     runner: str  # "module:Class"
     module: str
     package: str
+    # Its memory is this process's, measured in a child process; False for a runtime in another
+    # program (a browser page), whose runner reports its own figures.
+    process_memory: bool = True
 
 
 @dataclass(frozen=True)
@@ -55,10 +58,15 @@ RUNTIMES: dict[str, RuntimeEntry] = {
     "coreml-emulated": RuntimeEntry(
         "edgeport.formats.coreml.emulate:EmulatedCoreMLRunner", "onnxruntime", "coremltools"
     ),
+    # ONNX in a web page: onnxruntime-web in headless Chromium (formats/web/).
+    "browser-wasm": RuntimeEntry("edgeport.formats.web.runner:BrowserRunner", "onnxruntime", "onnxruntime", False),
+    "browser-webgpu": RuntimeEntry("edgeport.formats.web.runner:BrowserRunner", "onnxruntime", "onnxruntime", False),
 }
 
 FORMATS: dict[str, FormatEntry] = {
-    "onnx": FormatEntry("edgeport.formats.onnx.backend:OnnxBackend", ".onnx", ("onnxruntime",)),
+    "onnx": FormatEntry(
+        "edgeport.formats.onnx.backend:OnnxBackend", ".onnx", ("onnxruntime", "browser-wasm", "browser-webgpu")
+    ),
     "tflite": FormatEntry(
         "edgeport.formats.tflite.backend:TFLiteBackend", ".tflite", ("litert",), extra="tflite", static_shapes=True
     ),
@@ -70,6 +78,11 @@ FORMATS: dict[str, FormatEntry] = {
         static_shapes=True,
     ),
 }
+
+# Target backends a profile's format section may name (``backend: web``) to build and run that
+# format's artifacts for another runtime than the format's own: the browser runs ONNX models
+# through onnxruntime-web.
+TARGETS: dict[str, str] = {"web": "edgeport.formats.web.backend:WebBackend"}
 
 _loaded: dict[str, Any] = {}
 
@@ -103,9 +116,13 @@ def profile_sections() -> tuple[str, ...]:
     return tuple(dict.fromkeys(entry.section(name) for name, entry in FORMATS.items()))
 
 
-def backend_class(name: str) -> type:
-    """Return the FormatBackend subclass of output format ``name``, imported on demand."""
-    return load_object(format_entry(name).backend)
+def backend_class(name: str, target: str | None = None) -> type:
+    """Return the FormatBackend subclass of output format ``name``, imported on demand; with
+    ``target`` (a key of ``TARGETS``, from the profile) the target's backend for that format."""
+    entry = format_entry(name)
+    if target is not None and target in TARGETS:
+        return load_object(TARGETS[target])
+    return load_object(entry.backend)
 
 
 def runtime_entry(kind: str) -> RuntimeEntry:

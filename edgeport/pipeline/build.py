@@ -43,6 +43,13 @@ def save_baseline(canonical: CanonicalModel, path: Path) -> None:
         save_with_external_data(canonical.onnx_model, folder, path)
 
 
+def target_backend(profile: DeviceProfile, output_format: str) -> str | None:
+    """The target backend the profile's section for ``output_format`` names (``backend: web``:
+    core/registry.py ``TARGETS``), or None for the format's own."""
+    section = profile.formats.get(output_format)
+    return section.backend if section is not None and section.backend != "ort" else None
+
+
 @dataclass
 class Built:
     """The built artifact, the backend that built it and the plan it follows."""
@@ -114,18 +121,8 @@ def build_artifact(
     uniform ``scheme``, adding the decisions made, and save the plan followed into the bundle.
     The auto search also keeps to the ``size`` budget. Returns what was built."""
     model = pruning.canonical if pruning else canonical
-    if profile.onnxruntime.backend == "web" and recipe.output_format == "onnx":
-        # TODO(WebBackend, edgeport/formats/web/): run and time the artifact in Chromium with
-        # onnxruntime-web (issue 17, point 4). Until it lands, ONNX Runtime's CPU provider here runs it.
-        decisions.append(
-            {
-                "asked": f"profile {profile.name}: onnxruntime-web, {profile.onnxruntime.web_backend} backend",
-                "done": "verified with ONNX Runtime's CPU provider in Python",
-                "why": "the browser runtime (WebBackend) is not wired yet: fidelity is ORT CPU's, latency is not "
-                "the browser's",
-            }
-        )
-    backend = backend_class(recipe.output_format)(profile, recipe.format_options(), model, reference_feeds)
+    backend_type = backend_class(recipe.output_format, target_backend(profile, recipe.output_format))
+    backend = backend_type(profile, recipe.format_options(), model, reference_feeds)
     baseline_path, artifact_path = writer.path(BASELINE_NAME), writer.path(backend.file_name)
     save_baseline(canonical, baseline_path)
     model_path = pruning.path if pruning else baseline_path
@@ -180,6 +177,7 @@ def build_artifact(
     for decision in artifact.decisions + backend.run_decisions():
         if decision not in decisions:
             decisions.append(decision)
+    backend.bundle_files(writer.tmp, artifact_path)  # what the target ships beside the artifact
     # Saved as soon as it is applied: its appearance in the partial bundle marks "quantized,
     # verifying now" (tests/pipeline/test_interrupts.py waits for it).
     plan.save(writer.path("precision_plan.json"))

@@ -117,6 +117,28 @@ def _size_section(built: Built, measured: Measured, verdict: Verdict) -> dict[st
     return sizes
 
 
+def browser_section(verified: dict[str, Any]) -> dict[str, Any] | None:
+    """The report's "browser" section, for an artifact measured in a web page (None otherwise):
+    the browser and onnxruntime-web facts the page reported (user agent, backend, threads, SIMD,
+    adapter), p50/p90 latency, load and compile time of both models, and the page's memory."""
+    page = verified["runner"].get("browser")
+    if not page:
+        return None
+    latency = verified["latency"]
+    runners = {"reference": verified.get("reference_runner") or {}, "artifact": verified["runner"]}
+    timed = {
+        name: {k: latency[name][k] for k in ("p50_ms", "p90_ms")} for name in runners if latency.get(name)
+    }
+    return {
+        **page,
+        "latency_ms": timed,
+        "speedup": latency.get("speedup"),
+        "measured": latency.get("measured"),
+        "load": {name: runner.get("load") for name, runner in runners.items()},
+        "memory": verified["memory"],
+    }
+
+
 def build_report(
     recipe: Recipe,
     profile: DeviceProfile,
@@ -171,6 +193,7 @@ def build_report(
                 "size_passed": verdict.size.met if verdict.size else None,
             },
             "latency": verified["latency"],
+            "browser": browser_section(verified),
             "load_time_s": verified["load_time_s"],
             "memory": verified["memory"],
             "size": sizes,

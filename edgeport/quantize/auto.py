@@ -402,7 +402,7 @@ def _plan_sensitivity(
     if measure:
         # A TFLite build runs onnx2tf and the TF converter (seconds to a minute); one per
         # layer is too slow, so ONNX Runtime's int8 measures the layers as a proxy.
-        measuring = backend if backend.format == "onnx" else proxy_onnx_backend()
+        measuring = proxy_onnx_backend() if backend.proxy_sensitivity else backend
         where = "" if measuring is backend else ", on ONNX Runtime as a proxy"
         try:
             with progress.step(f"measured sensitivity ({len(plan.layers)} layers, one at a time{where})"):

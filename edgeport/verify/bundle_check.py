@@ -330,6 +330,22 @@ def _read_bundle(bundle_dir: Path) -> _CheckedBundle:
     )
 
 
+# ``--runner browser`` runs an ONNX bundle in headless Chromium with onnxruntime-web: the
+# backend the bundle was built for (browser-wasm, browser-webgpu), else wasm.
+BROWSER_RUNNERS = ("browser", "browser-wasm", "browser-webgpu")
+
+
+def in_browser(spec: dict[str, Any], runner: str) -> dict[str, Any]:
+    """The runner spec ``spec`` (kind, file, kwargs) moved into the browser ``runner`` asks for;
+    InputError for an artifact that is not ONNX."""
+    kind = spec["kind"]
+    if kind != "onnxruntime" and not kind.startswith("browser-"):
+        raise InputError(f"--runner {runner} runs ONNX models in a browser; {spec['file']} runs in {kind}")
+    if runner == "browser":
+        runner = kind if kind.startswith("browser-") else "browser-wasm"
+    return {**spec, "kind": runner, "kwargs": {"backend": runner.removeprefix("browser-")}}
+
+
 def _run_bundle(
     bundle_dir: Path,
     bundle: _CheckedBundle,
@@ -340,12 +356,17 @@ def _run_bundle(
     ssh_options: list[str] | None,
     timeout: float | None,
 ) -> dict[str, Any]:
-    """Run the artifact (and its fp32 reference) here or over SSH; return what ran and measured."""
-    if runner == "local":
+    """Run the artifact (and its fp32 reference) here, in a browser here, or over SSH; return
+    what ran and measured."""
+    if runner == "local" or runner in BROWSER_RUNNERS:
+        artifact, reference = bundle.artifact, bundle.reference
+        if runner != "local":
+            artifact = in_browser(artifact, runner)
+            reference = in_browser(reference, runner) if reference else None
         return _run_local(
             bundle_dir,
-            bundle.artifact,
-            bundle.reference,
+            artifact,
+            reference,
             bundle.feeds,
             threads,
             runs,
@@ -490,7 +511,8 @@ def verify_bundle(
     ran = _run_bundle(bundle_dir, bundle, runner, threads, runs, warmup, ssh_options, timeout)
     now = datetime.now(UTC)
     section = _verification_section(bundle, ran, threads, runs, warmup, now)
-    where = (
-        "local-" + _label(platform.node()) if runner == "local" else _label(str(ran["device"].get("hostname") or ""))
-    )
+    if runner == "local" or runner in BROWSER_RUNNERS:
+        where = f"{'local' if runner == 'local' else 'browser'}-{_label(platform.node())}"
+    else:
+        where = _label(str(ran["device"].get("hostname") or ""))
     return _write_reports(bundle_dir, bundle.old_report, section, where, now)

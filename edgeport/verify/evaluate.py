@@ -9,13 +9,13 @@ from typing import Any
 
 import numpy as np
 
-from edgeport.core.errors import ConversionError, describe_exception
+from edgeport.core.errors import ConversionError, InputError, describe_exception
 from edgeport.core.progress import Progress
 from edgeport.core.runner_spec import RunnerSpec
 from edgeport.data.dataset import Dataset
 from edgeport.runtime.ort import OrtRunner
 from edgeport.verify.latency import measure_over_samples
-from edgeport.verify.memory import measure_peak_memory
+from edgeport.verify.memory import runner_memory
 from edgeport.verify.metrics import compare
 
 # Ragged eval data: latency is measured on up to this many samples spread over the data.
@@ -133,6 +133,8 @@ def verify_artifact(
     with progress.step("load runtimes"):
         try:
             artifact_runner = artifact.open(threads)
+        except InputError:
+            raise  # something the user can fix (no browser installed): exit 2, as it is
         except Exception as exc:
             raise ConversionError(f"{artifact.kind} cannot load the artifact: {describe_exception(exc)}") from exc
         reference_runner, timing_reference = open_references(fidelity_reference, latency_reference, threads)
@@ -156,8 +158,11 @@ def verify_artifact(
     np.savez(feeds_path, **feed_list[0])
     with progress.step("measure memory"):
         memory = {
-            name: measure_peak_memory(spec, feeds_path, threads)
-            for name, spec in (("reference", latency_reference), ("artifact", artifact))
+            name: runner_memory(spec, runner, feeds_path, threads)
+            for name, spec, runner in (
+                ("reference", latency_reference, timing_reference),
+                ("artifact", artifact, artifact_runner),
+            )
         }
     runtime = artifact_runner.describe()
     return {
@@ -176,6 +181,7 @@ def verify_artifact(
         "load_time_s": {"reference": timing_reference.load_seconds, "artifact": artifact_runner.load_seconds},
         "memory": memory,
         "runner": runtime,
+        "reference_runner": timing_reference.describe(),
     }
 
 

@@ -11,12 +11,27 @@ from typing import Any
 
 import numpy as np
 
+from edgeport.core.contracts import TimedTogether
 from edgeport.runtime.timing import percentiles_ms, time_side_by_side
 
 
 def shape_label(feeds: dict[str, np.ndarray]) -> str:
     """Return a short label of the input shapes of ``feeds`` (e.g. ``input_ids 1x17``)."""
     return ", ".join(f"{name} {'x'.join(str(d) for d in array.shape) or 'scalar'}" for name, array in feeds.items())
+
+
+def timed_together(
+    runners: dict[str, Any], feed_list: list[dict[str, np.ndarray]], runs: int, warmup: int, progress=None
+) -> dict[str, list[int]] | None:
+    """Let runners whose runtime times itself (a browser page) time themselves side by side, in
+    one call; None when any of them cannot (then Python times them)."""
+    first = next(iter(runners.values()))
+    if not all(isinstance(runner, TimedTogether) for runner in runners.values()):
+        return None
+    samples = first.time_together(runners, feed_list, runs, warmup)
+    if samples is not None and progress:
+        progress(runs)
+    return samples
 
 
 def measure_over_samples(
@@ -30,7 +45,9 @@ def measure_over_samples(
     (a runtime plans memory per new shape). Returns per runner name the latency percentiles in
     ms, and per distinct input shape its runs and both p50s.
     """
-    samples = time_side_by_side(runners, feed_list, runs, warmup, progress)
+    samples = timed_together(runners, feed_list, runs, warmup, progress)
+    if samples is None:
+        samples = time_side_by_side(runners, feed_list, runs, warmup, progress)
     names = list(runners)
     count = max(1, len(feed_list))
     labels = [shape_label(feeds) for feeds in feed_list]

@@ -57,6 +57,16 @@ def measure_peak_memory(spec: RunnerSpec, feeds_path: Path, threads: int, timeou
     return json.loads(completed.stdout.strip().splitlines()[-1])
 
 
+def runner_memory(spec: RunnerSpec, runner: Any, feeds_path: Path, threads: int) -> dict[str, Any]:
+    """Memory figures of the model ``spec`` opens: a child process's (see
+    :func:`measure_peak_memory`) for a runtime inside this process; for one that runs in another
+    program (a browser page) the figures the open ``runner`` reports (``describe()["memory"]``,
+    e.g. the page's JS heap and WebAssembly memory), or "not run" with the reason."""
+    if runtime_entry(spec.kind).process_memory:
+        return measure_peak_memory(spec, feeds_path, threads)
+    return runner.describe().get("memory") or {"not_run": f"{spec.kind} runs in another program and reports none"}
+
+
 def _probe(spec_json: str, feeds_path: str, threads: int) -> None:
     import numpy as np
 

@@ -18,6 +18,7 @@ class OnnxBackend(FormatBackend):
     format = "onnx"
     file_name = "model.onnx"
     kernel_profiler = "ONNX Runtime profiler"
+    proxy_sensitivity = False  # its own builds are the ONNX Runtime ones
 
     def __init__(
         self,

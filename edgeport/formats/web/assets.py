@@ -205,3 +205,7 @@ def vendor_into(folder: Path, backends: tuple[str, ...] = tuple(BUILDS)) -> dict
         shutil.copyfile(source / name, target / name)
         sizes[name] = (target / name).stat().st_size
     return sizes
+
+
+if __name__ == "__main__":  # make's set-up: fetch once, so tests and conversions run offline
+    print(ensure_ort_web())

@@ -106,6 +106,10 @@ class _Handler(BaseHTTPRequestHandler):
             elif path.startswith("/_edgeport/blob/"):
                 blob = channel.blob(int(path.rsplit("/", 1)[1]))
                 self._send(HTTPStatus.OK, blob, "application/octet-stream") if blob is not None else self._file(None)
+            elif path.startswith("/_edgeport/files/"):
+                # a model registered by path (outside the root): /_edgeport/files/<n>/<file name>
+                token = path[len("/_edgeport/files/") :].split("/", 1)[0]
+                self._file(self.server.files.get(token))
             elif path.startswith("/_edgeport/web/ort/") and self.server.ort_dir is not None:
                 self._file(resolve_under(self.server.ort_dir, path[len("/_edgeport/web/ort/") :]))
             elif path.startswith("/_edgeport/web/"):
@@ -150,7 +154,16 @@ class EdgeportServer(ThreadingHTTPServer):
         self.root = Path(root).resolve()
         self.ort_dir = Path(ort_dir).resolve() if ort_dir else None
         self.channel = channel
+        # Files served by token only (models anywhere on disk, registered one by one): a shared
+        # session loads candidates from a scratch folder and the fp32 model from the bundle.
+        self.files: dict[str, Path] = {}
         self._thread: threading.Thread | None = None
+
+    def register(self, path: Path) -> str:
+        """Serve the file ``path`` (and nothing beside it); return its URL path."""
+        token = str(len(self.files) + 1)
+        self.files[token] = Path(path).resolve()
+        return f"/_edgeport/files/{token}/{Path(path).name}"
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         """Stay quiet: the browser drops its connections when it is killed, which is expected."""

@@ -71,6 +71,7 @@ class BrowserSession:
         self._channel = Channel()
         self._models: dict[str, dict[str, Any]] = {}
         self._info: dict[str, Any] = {}
+        self._failed = False
 
     # --- life cycle ---
     def __enter__(self) -> BrowserSession:
@@ -121,7 +122,11 @@ class BrowserSession:
         if self._server is None:
             raise ConversionError("the browser session is not open")
         command_id = self._channel.send(op, blob, **fields)
-        reply = self._channel.wait(command_id, self.timeout_s, step, self._browser_gone)
+        try:
+            reply = self._channel.wait(command_id, self.timeout_s, step, self._browser_gone)
+        except ConversionError:
+            self._failed = True  # a page error, a dead browser or a step still running: state unknown
+            raise
         assert isinstance(reply, Reply)
         if reply.content_type.startswith("application/octet-stream"):
             return reply
@@ -145,10 +150,35 @@ class BrowserSession:
         target = (self.root / model).resolve()
         if not target.is_relative_to(self.root) or not target.is_file():
             raise InputError(f"{model} is not a file under {self.root}")
-        url = "/" + target.relative_to(self.root).as_posix()
-        result = self._call("load", f"loading {model}", name=name, url=url, backend=self.backend, placements=placements)
+        return self._load(name, "/" + target.relative_to(self.root).as_posix(), model, placements)
+
+    def load_file(self, name: str, path: Path, placements: bool = False) -> dict[str, Any]:
+        """Like :meth:`load`, for a model file anywhere on disk: only that file is served."""
+        if self._server is None:
+            raise ConversionError("the browser session is not open")
+        if not Path(path).is_file():
+            raise InputError(f"{path} is not a file")
+        return self._load(name, self._server.register(Path(path)), Path(path).name, placements)
+
+    def _load(self, name: str, url: str, what: str, placements: bool) -> dict[str, Any]:
+        result = self._call("load", f"loading {what}", name=name, url=url, backend=self.backend, placements=placements)
         self._models[name] = result
         return dict(result)
+
+    def release(self, name: str) -> None:
+        """Release the model ``name`` in the page (its onnxruntime-web session and memory)."""
+        if self._models.pop(name, None) is not None and self.alive():
+            self._call("release", f"releasing {name}", name=name)
+
+    @property
+    def failed(self) -> bool:
+        """Whether a step failed in a way that leaves the page's state unknown (a page error, a
+        timeout, the browser gone): open a new session then."""
+        return self._failed
+
+    def alive(self) -> bool:
+        """Whether the session is open and its browser still runs."""
+        return self._server is not None and self._browser_gone() is None
 
     def _model(self, name: str) -> dict[str, Any]:
         if name not in self._models:

@@ -27,7 +27,9 @@ def test_webgpu_runs_on_the_software_adapter(gpu_page, web_models):
     assert adapter["architecture"] == "swiftshader" and adapter["is_fallback_adapter"] is True
     runner = BrowserRunner(str(web_models["fp32"]), backend="webgpu", session=gpu_page)
     described = runner.describe()
-    assert described["runtime"].endswith("(webgpu)") and described["adapter"] == "software adapter (google swiftshader)"
+    assert described["runtime"].endswith("(webgpu)")
+    assert described["browser"]["adapter"] == "software adapter (google swiftshader)"
+    assert described["browser"]["software_adapter"] is True
     loaded = gpu_page.load("fp32", "fp32.onnx", placements=True)
     # every node of the float model runs on the GPU (none falls back to the wasm CPU kernels)
     assert loaded["placements"] == {"WebGpuExecutionProvider": {"count": 9, "nodes": []}}

@@ -37,6 +37,7 @@ const COMMANDS = {
   async run(c) { return ew.packTensors(await ew.run(c.name, (await feedsFrom(c.feeds))[0])); },
   async benchmark(c) { return ew.benchmark(c.names, await feedsFrom(c.feeds), c.runs, c.warmup); },
   heap() { return ew.heap(); },
+  async release(c) { await ew.release(c.name); return { released: c.name }; },
   // a deliberate page error, for the driver's tests: thrown outside any command
   throw(c) { setTimeout(() => { throw new Error(c.message); }, 0); return { thrown: true }; },
 };

@@ -201,6 +201,13 @@ function sessionOf(name) {
   return session;
 }
 
+/** Release the session `name` (its memory in the page). */
+export async function release(name) {
+  const session = sessions.get(name);
+  sessions.delete(name);
+  if (session) await session.release();
+}
+
 /** Run the session `name` on {input: ort.Tensor}; returns its outputs in output order as ort.Tensors. */
 export async function run(name, feeds) {
   const session = sessionOf(name);

@@ -29,24 +29,37 @@ function percentile(values, q) {
 }
 
 async function main() {
-  const model = params.get('model') || '../model.onnx';
-  const data = params.get('data') || '../reference.npz';
-  const backend = params.get('backend') || 'wasm';
+  // the bundle's defaults (web/config.json), when the page is served from a bundle
+  const config = await fetch('./config.json').then((r) => (r.ok ? r.json() : {})).catch(() => ({}));
+  const model = params.get('model') || config.model || '../model.onnx';
+  const data = params.get('data') || config.data || '../reference.npz';
+  const backend = params.get('backend') || config.backend || 'wasm';
   const runs = Number(params.get('runs') || 20);
   status.textContent = `loading ${model}`;
   await ew.loadOrt(backend, Number(params.get('threads')) || null);
   const loaded = await ew.loadModel('model', model, backend);
   const arrays = await ew.parseNpz(await (await fetch(data)).arrayBuffer());
   const feeds = {};
+  // a bundle's reference.npz holds inputs/<name> and the source model's outputs/<name>
   for (const name of loaded.inputs) {
-    if (!arrays[name]) throw new Error(`${data} has no array named ${name} (it has ${Object.keys(arrays).join(', ')})`);
-    feeds[name] = ew.toTensor(arrays[name]);
+    const array = arrays[`inputs/${name}`] || arrays[name];
+    if (!array) throw new Error(`${data} has no array named ${name} (it has ${Object.keys(arrays).join(', ')})`);
+    feeds[name] = ew.toTensor(array);
   }
   const outputs = await ew.run('model', feeds);
+  const versus = {};
+  loaded.outputs.forEach((n, i) => {
+    const expected = arrays[`outputs/${n}`];
+    if (!expected) return;
+    const got = Array.from(outputs[i].data, Number);
+    const want = Array.from(ew.toTensor(expected).data, Number);
+    if (got.length !== want.length) return;
+    versus[n] = { max_abs_diff_vs_source: Math.max(...got.map((v, j) => Math.abs(v - want[j]))) };
+  });
   const times = (await ew.benchmark(['model'], [feeds], runs, 3)).model;
   show({
     model, backend, load_ms: loaded.load_ms, compile_ms: loaded.compile_ms,
-    outputs: Object.fromEntries(loaded.outputs.map((n, i) => [n, summary(outputs[i])])),
+    outputs: Object.fromEntries(loaded.outputs.map((n, i) => [n, { ...summary(outputs[i]), ...versus[n] }])),
     latency_ms: { p50: percentile(times, 0.5), p90: percentile(times, 0.9), runs: times.length },
     info: await ew.info(backend === 'webgpu'),
   });
