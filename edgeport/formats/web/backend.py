@@ -13,6 +13,7 @@ from typing import Any
 
 from edgeport.core.runner_spec import RunnerSpec
 from edgeport.formats.onnx.backend import OnnxBackend
+from edgeport.formats.web.assets import ORT_WEB_VERSION
 
 
 class WebBackend(OnnxBackend):
@@ -33,6 +34,30 @@ class WebBackend(OnnxBackend):
             from edgeport.formats.web.chromium import find_chromium
 
             find_chromium()
+
+    def build(
+        self,
+        baseline: Path,
+        plan: Any,
+        out: Path,
+        work: Path,
+        calibration: Any,
+        batch: int,
+        progress=None,
+    ) -> Any:
+        """The ONNX build (see OnnxBackend.build), saved with an IR version onnxruntime-web reads."""
+        artifact = super().build(baseline, plan, out, work, calibration, batch, progress)
+        if lower_ir_version(out, out):
+            artifact.notes.append(f"IR version {MAX_IR_VERSION}: the newest onnxruntime-web {ORT_WEB_VERSION} reads")
+        return artifact
+
+    def fp32_reference(self, baseline: Path, out_dir: Path, work: Path) -> tuple[RunnerSpec, Path | None]:
+        """The fp32 model timed beside the artifact in the page: the baseline itself, or a copy
+        of it with an IR version onnxruntime-web reads (written in ``out_dir``)."""
+        copy = out_dir / "baseline_fp32_web.onnx"
+        if lower_ir_version(baseline, copy):
+            return self.runner(copy), copy
+        return self.runner(baseline), None
 
     def runner(self, path: Path) -> RunnerSpec:
         """How to run an ONNX file in the browser with the profile's onnxruntime-web backend."""
@@ -77,3 +102,23 @@ def web_backend_of(profile: Any) -> str:
     if profile is None:
         return "wasm"
     return profile.onnxruntime.web_backend or "wasm"
+
+
+# onnxruntime-web 1.31.1 refuses newer models ("Unsupported model IR version: 14, max supported IR
+# version: 13") that onnx 1.19+ writes by default; the IR version only tags the file format.
+MAX_IR_VERSION = 13
+
+
+def lower_ir_version(source: Path, target: Path) -> bool:
+    """Save ``source`` to ``target`` with IR version ``MAX_IR_VERSION`` when it is newer (weights
+    in external data stay where they are: ``target`` sits in the same folder or is ``source``).
+    Returns whether a file was written."""
+    import onnx
+
+    model = onnx.load(str(source), load_external_data=False)
+    external = any(t.data_location == onnx.TensorProto.EXTERNAL for t in model.graph.initializer)
+    if model.ir_version <= MAX_IR_VERSION or (external and Path(source).parent != Path(target).parent):
+        return False  # external data is found relative to the model file: a copy elsewhere loses it
+    model.ir_version = MAX_IR_VERSION
+    onnx.save(model, str(target))
+    return True
