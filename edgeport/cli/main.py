@@ -289,6 +289,12 @@ def print_summary(result, console) -> None:
             console.print(f"[yellow]decision:[/] {decision['asked']} -> {decision['done']}: {decision['why']}")
     if r.get("pruning"):
         console.print(f"[yellow]pruning:[/] {r['pruning']['what_it_buys']}")
+    chosen = (r.get("tuning") or {}).get("chosen") or {}
+    if chosen.get("batch"):
+        console.print(
+            f"tuning: batch {chosen['batch']}, {chosen['threads']} thread(s): {chosen['throughput_per_s']:.0f} "
+            f"inferences/s, p99 {chosen['p99_ms']:.4g} ms per call ({chosen['why']})"
+        )
     for flag in (r.get("op_check") or {}).get("flagged", [])[:8]:
         console.print(f"[yellow]op check:[/] {flag['count']} x {flag['op']}: {flag['why']}")
     gate = r["gate"]

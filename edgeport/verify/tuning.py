@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from edgeport.core.errors import describe_exception
 from edgeport.core.runner_spec import RunnerSpec
 from edgeport.data.dataset import Dataset
 from edgeport.runtime.timing import percentiles_ms, time_side_by_side
@@ -72,7 +73,12 @@ def sweep_grid(
             if reason:
                 points.append({"batch": batch, "threads": count, "skipped": reason})
                 continue
-            samples = time_side_by_side(runners, latency_feeds(eval_data, batch), runs, warmup)
+            try:
+                samples = time_side_by_side(runners, latency_feeds(eval_data, batch), runs, warmup)
+            except Exception as exc:  # e.g. an artifact whose format fixed the batch the source left free
+                reason = f"the runtime refused batch {batch}: {describe_exception(exc)}"
+                points.append({"batch": batch, "threads": count, "skipped": reason})
+                continue
             art, ref = _figures(samples["artifact"], batch), _figures(samples["reference"], batch)
             points.append(
                 {
@@ -196,9 +202,12 @@ def tune(
     elif not dynamic or not eval_data.batchable:
         fidelity = {"skipped": f"the model runs only batch {static_batch}: the fidelity section is at that batch"}
     else:
-        fidelity = fidelity_at_batch(
-            fidelity_reference, artifact, eval_data, output_names, chosen["batch"], chosen["threads"], gate
-        )
+        try:
+            fidelity = fidelity_at_batch(
+                fidelity_reference, artifact, eval_data, output_names, chosen["batch"], chosen["threads"], gate
+            )
+        except Exception as exc:  # a runtime that refuses batch 1 or the chosen batch on some input
+            fidelity = {"skipped": f"could not run the eval data at batch {chosen['batch']}: {describe_exception(exc)}"}
     return {
         "objective": objective,
         "grid": {"batch_sizes": batches, "threads": threads},

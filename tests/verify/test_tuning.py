@@ -163,3 +163,20 @@ def test_dynamic_int8_outputs_depend_on_the_batch(mlp):
     assert single["sqnr_db"] != pytest.approx(batched["sqnr_db"], abs=1e-6)
     same = fidelity_at_batch(fp32, fp32, _dataset(mlp, "batch"), ["y"], 16, 1)  # fp32 vs itself
     assert same["batch_1"]["outputs"]["y"]["cosine_min"] == pytest.approx(1.0, abs=1e-6)
+
+
+def test_a_batch_the_runtime_refuses_is_skipped_with_its_message(mlp):
+    # The source said dynamic, but the artifact's format fixed the batch at 4 (as a TFLite export may).
+    points = sweep_grid(
+        RunnerSpec("onnxruntime", str(mlp["fixed"])),
+        RunnerSpec("onnxruntime", str(mlp["fp32"])),
+        _dataset(mlp, "batch"),
+        batches=[2, 4],
+        threads=[1],
+        dynamic=True,
+        static_batch=1,
+        runs=4,
+        warmup=1,
+    )
+    assert "the runtime refused batch 2" in points[0]["skipped"] and "\n" not in points[0]["skipped"]
+    assert points[1]["batch"] == 4 and points[1]["artifact"]["runs"] == 4
