@@ -152,7 +152,9 @@ def render_exposition(histograms: Iterable[LatencyHistogram], gauges: Iterable[G
         )
     lines: list[str] = []
     for name, (kind, text, samples) in families.items():
-        lines += [f"# HELP {name} {_escape(text)}", f"# TYPE {name} {kind}", *samples]
+        # HELP escapes only backslash and newline (the format's rule); label values also escape quotes.
+        help_text = text.replace("\\", "\\\\").replace("\n", "\\n")
+        lines += [f"# HELP {name} {help_text}", f"# TYPE {name} {kind}", *samples]
     return "\n".join(lines) + "\n"
 
 

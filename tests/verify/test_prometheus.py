@@ -92,3 +92,19 @@ def test_verify_metrics_out_matches_the_measured_runs(tiny_files, tmp_path):
         assert load == pytest.approx(loads[role])
     peak = families["edgeport_model_peak_memory_bytes"].samples[0]
     assert peak.labels["variant"] == report["target"]["scheme"] and 10e6 < peak.value < 4e9
+
+
+def test_text_needs_no_prometheus_client_and_the_export_names_the_extra(monkeypatch):
+    import sys
+
+    for name in ("prometheus_client", "prometheus_client.core", "prometheus_client.registry"):
+        monkeypatch.setitem(sys.modules, name, None)  # as if not installed
+    hist = LatencyHistogram(help='calls "quoted" \\ and\nmore', labels={"variant": "int8"})
+    hist.observe(0.001)
+    text = hist.render()
+    assert '# HELP edgeport_inference_latency_seconds calls "quoted" \\\\ and\\nmore' in text
+    assert 'edgeport_inference_latency_seconds_bucket{variant="int8",le="0.001"} 1' in text
+    with pytest.raises(ImportError, match=r"edgeport\[serve\]"):
+        prometheus_collector([hist])
+    monkeypatch.undo()
+    assert _families(text)["edgeport_inference_latency_seconds"].documentation == 'calls "quoted" \\ and\nmore'
