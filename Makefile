@@ -98,6 +98,7 @@ bench: $(BENCH_STAMP)
 	$(PY) bench/bench_coreml.py
 	$(PY) bench/bench_pruning.py
 	$(PY) bench/bench_wild.py
+	$(PY) bench/bench_throughput.py
 
 constraints: setup
 	$(PIP) freeze --exclude-editable | sed 's/^torch==\(.*\)+cpu/torch==\1/' \

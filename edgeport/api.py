@@ -26,9 +26,11 @@ def convert(
     folder or a ``module:factory`` reference. Keyword options are the CLI flags (snake_case):
     calibration_data, eval_data, output_dir, dynamic_batch, model_class, allow_pickle,
     max_accuracy_drop, preprocess, threads, task and sequence_length (Hugging Face),
-    prune and finetune_steps (pruning), max_memory (``"4GB"``: refuse a model or input that
-    would need more, before loading it), max_size (``"10MB"``: the artifact's size budget; the
-    auto search keeps only plans that fit), ...
+    prune and finetune_steps (pruning), objective (``"throughput"``), batch_sizes (``"1,2,4"``
+    or a list) and max_latency_ms (batch and thread tuning; threads may be a list too),
+    max_memory (``"4GB"``: refuse a model or input that would need more, before loading it),
+    max_size (``"10MB"``: the artifact's size budget; the auto search keeps only plans that
+    fit), ...
     Returns ``edgeport.pipeline.run.Result`` (``bundle_dir``, ``report``, ``passed``).
     Raises InputError (bad input), ConversionError (conversion failed) or GateFailed (the
     accuracy gate failed; the bundle is still written and marked failed).

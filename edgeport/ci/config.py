@@ -195,6 +195,11 @@ def _check_option(doc: _Doc, where: tuple, key: str, value: Any) -> Any:
         if isinstance(value, str) or (isinstance(value, list) and all(isinstance(v, str) for v in value)):
             return value
         raise doc.error(where, f"{key} must be a string or a list of strings, got {_type_name(value)}")
+    if key in ("threads", "batch_sizes", "thread_sweep"):  # one count, "1,2" or [1, 2] (Recipe parses it)
+        ok = isinstance(value, str) or (isinstance(value, int) and not isinstance(value, bool))
+        if ok or (isinstance(value, list) and all(isinstance(v, int) and not isinstance(v, bool) for v in value)):
+            return value
+        raise doc.error(where, f"{key} must be an integer, a comma list or a list of integers, got {value!r}")
     hint = _HINTS[key]
     args = typing.get_args(hint) or (hint,)
     if value is None:
@@ -428,7 +433,7 @@ def load_config(path: Path | str) -> BuildConfig:
                 from edgeport.options.recipe import parse_input_dtypes, parse_input_shapes
 
                 options = {k: v for k, v in kwargs.items() if k not in ("input_shape", "input_dtype")}
-                Recipe(
+                recipe = Recipe(
                     **options,
                     input_shape=parse_input_shapes(kwargs.get("input_shape")),
                     input_dtype=parse_input_dtypes(kwargs.get("input_dtype")),
@@ -444,5 +449,10 @@ def load_config(path: Path | str) -> BuildConfig:
                             where = candidate
                             break
                 raise doc.error(where, f"{model.name} x {target.name}: {exc.message}", hint=exc.hint) from exc
+            # One spelling per grid ("1,2", [1, 2]) so the cache key of a variant does not depend on it.
+            if "threads" in kwargs:
+                kwargs["threads"] = recipe.thread_sweep or recipe.threads
+            if kwargs.get("batch_sizes") is not None:
+                kwargs["batch_sizes"] = recipe.batch_sizes
             config.jobs.append(Job(model, target, kwargs))
     return config

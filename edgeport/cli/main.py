@@ -34,7 +34,28 @@ API_ONLY_OPTIONS = {
     "opset": "the ONNX opset edgeport exports at; a fixed choice, changed only by code that knows why",
     "seed": "sampling seed of calibration/eval subsets and made-up inputs; fixed so runs repeat",
     "io_dtype": "TFLite input/output dtype: set per target in edgeport.yaml or from the API",
+    "thread_sweep": "the thread counts swept: filled from a comma list in --threads (--threads 1,2)",
 }
+
+
+class IntListType(click.ParamType):
+    """A positive integer or a comma list of them (``2`` -> 2, ``1,2`` -> [1, 2]); a Recipe
+    default (an int or None) passes through unchanged, so the default stays Recipe's."""
+
+    name = "N[,N...]"
+
+    def convert(self, value: Any, param: Any, ctx: Any) -> Any:
+        """Return an int for one value, a list of ints for several; fail with click's message."""
+        if value is None or isinstance(value, int | list):
+            return value
+        from edgeport.core.errors import InputError
+        from edgeport.options.recipe import parse_int_list
+
+        try:
+            numbers = parse_int_list(str(value), param.name if param else "value")
+        except InputError as exc:
+            self.fail(str(exc), param, ctx)
+        return numbers[0] if len(numbers) == 1 and "," not in str(value) else numbers
 
 
 def _flag(name: str, *decls: str, **kwargs: Any) -> Callable:
@@ -149,8 +170,32 @@ _VERIFY_FLAGS = [
         "token_top1, binary, exact, none; output=measure items; or your evaluator as module:function "
         "/ file.py:function.",
     ),
-    _flag("threads", type=int, show_default=True, help="Runtime threads for evaluation and latency."),
+    _flag(
+        "threads",
+        type=IntListType(),
+        show_default=True,
+        help="Runtime threads for evaluation and latency; a comma list (1,2) is swept with the batch sizes.",
+    ),
     _flag("latency_runs", type=int, show_default=True),
+]
+_TUNE_FLAGS = [
+    _flag(
+        "objective",
+        show_default=True,
+        type=click.Choice(["latency", "throughput"]),
+        help="latency: batch 1 as measured today; throughput: sweep --batch_sizes x --threads side by side "
+        "and recommend the point with the most inferences/s within --max_latency_ms.",
+    ),
+    _flag(
+        "batch_sizes",
+        type=IntListType(),
+        help="Batch sizes to sweep, e.g. 1,2,4,8,16,32 [default with --objective throughput: 1,2,4,8,16,32].",
+    ),
+    _flag(
+        "max_latency_ms",
+        type=float,
+        help="Latency target per call (the artifact's p99) for the recommended batch and threads.",
+    ),
 ]
 _FORMAT_FLAGS = [
     _flag(
@@ -176,6 +221,7 @@ CONVERT_FLAGS = [
     *_QUANTIZE_FLAGS,
     *_PRUNE_FLAGS,
     *_VERIFY_FLAGS,
+    *_TUNE_FLAGS,
     *_FORMAT_FLAGS,
     *_DISPLAY_FLAGS,
 ]
@@ -249,6 +295,12 @@ def print_summary(result, console) -> None:
             console.print(f"[yellow]decision:[/] {decision['asked']} -> {decision['done']}: {decision['why']}")
     if r.get("pruning"):
         console.print(f"[yellow]pruning:[/] {r['pruning']['what_it_buys']}")
+    chosen = (r.get("tuning") or {}).get("chosen") or {}
+    if chosen.get("batch"):
+        console.print(
+            f"tuning: batch {chosen['batch']}, {chosen['threads']} thread(s): {chosen['throughput_per_s']:.0f} "
+            f"inferences/s, p99 {chosen['p99_ms']:.4g} ms per call ({chosen['why']})"
+        )
     for flag in (r.get("op_check") or {}).get("flagged", [])[:8]:
         console.print(f"[yellow]op check:[/] {flag['count']} x {flag['op']}: {flag['why']}")
     gate = r["gate"]

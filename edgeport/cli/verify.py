@@ -26,9 +26,17 @@ def _fmt(value: object) -> str:
 )
 @click.option("--threads", default=1, show_default=True, type=click.IntRange(min=1), help="Runtime threads.")
 @click.option("--runs", default=100, show_default=True, type=click.IntRange(min=1), help="Timed runs per model.")
+@click.option(
+    "--metrics-out",
+    "metrics_out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Also write the latency histograms, load times and peak memory in the Prometheus text format "
+    "(FILE.prom; labels model, target, variant).",
+)
 @click.option("--debug", is_flag=True, help="Tracebacks on errors, and the runtimes' own messages on the terminal.")
 @handle_errors(capture=True)
-def verify_command(bundle: Path, runner: str, threads: int, runs: int, debug: bool) -> None:
+def verify_command(bundle: Path, runner: str, threads: int, runs: int, metrics_out: Path | None, debug: bool) -> None:
     """Check a bundle's files against its manifest, run it (here or on a device), and write a new
     report.verify-<where>-<time>.json/.html beside the original report."""
     from edgeport.verify.bundle_check import verify_bundle
@@ -47,3 +55,8 @@ def verify_command(bundle: Path, runner: str, threads: int, runs: int, debug: bo
     for row in rows:
         click.echo("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip())
     click.echo(f"report: {section['report_json']} and {section['report_html']}")
+    if metrics_out is not None:
+        from edgeport.verify.prometheus import export_verification_metrics
+
+        export_verification_metrics(bundle, section, runner, threads, metrics_out)
+        click.echo(f"metrics: {metrics_out}")

@@ -98,6 +98,43 @@ class VerifyOptions:
 
 
 @dataclass(frozen=True)
+class TuneOptions:
+    """Batch and thread tuning: the objective, the grid swept, the latency target, the timing runs.
+
+    ``threads`` is the one count evaluation uses; ``thread_sweep`` the counts swept (empty: just
+    ``threads``). ``batch_sizes`` is None for the latency objective without a list (batch 1 only).
+    """
+
+    objective: str
+    batch_sizes: list[int] | None
+    threads: int
+    thread_sweep: list[int]
+    max_latency_ms: float | None
+    latency_runs: int
+    warmup_runs: int
+
+    @property
+    def active(self) -> bool:
+        """Whether verification sweeps a grid (throughput, lists given, or a latency target)."""
+        return (
+            self.objective == "throughput"
+            or self.batch_sizes is not None
+            or bool(self.thread_sweep)
+            or self.max_latency_ms is not None
+        )
+
+    @property
+    def grid_batches(self) -> list[int]:
+        """The batch sizes swept."""
+        return list(self.batch_sizes or [1])
+
+    @property
+    def grid_threads(self) -> list[int]:
+        """The thread counts swept."""
+        return list(self.thread_sweep or [self.threads])
+
+
+@dataclass(frozen=True)
 class RunOptions:
     """What the pipeline itself decides with: the target, where the bundle goes, the memory budget."""
 
@@ -133,6 +170,7 @@ GROUPS: dict[str, type] = {
     "prune": PruneOptions,
     "verify": VerifyOptions,
     "run": RunOptions,
+    "tune": TuneOptions,
     "tflite": TFLiteOptions,
     "coreml": CoreMLOptions,
 }

@@ -18,6 +18,7 @@ from edgeport.options.groups import (
     RunOptions,
     SourceOptions,
     TFLiteOptions,
+    TuneOptions,
     VerifyOptions,
     make_group,
 )
@@ -26,6 +27,9 @@ from edgeport.profiles.schema import SCHEMES
 # Formats whose backend exists today; the others are planned and refused with a clear message.
 QUANTIZATIONS = ("none", "fp32", *SCHEMES[1:], "auto")  # "fp32" is an alias of "none"
 DTYPES = ("float32", "float16", "int64", "int32", "uint8", "int8", "bool")
+OBJECTIVES = ("latency", "throughput")
+# The batch sizes swept with --objective throughput when --batch_sizes is not given.
+DEFAULT_TUNE_BATCHES = (1, 2, 4, 8, 16, 32)
 
 
 @dataclass
@@ -56,7 +60,9 @@ class Recipe:
     preprocess: str | None = None
     calibration_samples: int = 256
     eval_samples: int | None = None
-    threads: int = 1
+    # One count (evaluation and latency), or a comma list / list: the thread counts swept (issue 18);
+    # __post_init__ keeps the first as ``threads`` and the whole list in ``thread_sweep``.
+    threads: int | str | list[int] = 1
     latency_runs: int = 200
     warmup_runs: int = 20
     parity_rtol: float = 1e-3
@@ -86,6 +92,13 @@ class Recipe:
     # search keeps only plans that fit, a uniform scheme over it fails the gate. None: the
     # profile's default budget (constraints.max_size; browser profiles set one), else none.
     max_size: str | None = None
+    # Batch and thread tuning (edgeport/verify/tuning.py): "latency" measures batch 1 as always;
+    # "throughput" sweeps batch_sizes x threads and recommends the point with the most
+    # inferences/s whose artifact p99 per call meets max_latency_ms.
+    objective: str = "latency"
+    batch_sizes: str | list[int] | None = None
+    max_latency_ms: float | None = None
+    thread_sweep: list[int] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.output_format = self.output_format.lower()
@@ -107,6 +120,7 @@ class Recipe:
         validate_metric(self.metric)  # fail fast (exit 2); an evaluator is imported when the run starts
         if self.max_accuracy_drop is not None and self.max_accuracy_drop < 0:
             raise InputError("--max_accuracy_drop must be >= 0 (percentage points)")
+        self._resolve_tuning()
         for name in ("calibration_samples", "latency_runs", "threads"):
             if getattr(self, name) < 1:
                 raise InputError(f"--{name} must be >= 1")
@@ -134,6 +148,22 @@ class Recipe:
             raise InputError(
                 "--finetune_steps recovers a pruned model: it needs --prune", hint="e.g. --prune channels:0.3"
             )
+
+    def _resolve_tuning(self) -> None:
+        """Parse --threads/--batch_sizes lists and fill the throughput grid's default (in place)."""
+        if self.objective not in OBJECTIVES:
+            raise InputError(f"unknown --objective {self.objective!r}", hint="choose latency or throughput")
+        counts = parse_int_list(self.threads, "threads")
+        self.threads = counts[0]
+        if len(counts) > 1:
+            self.thread_sweep = counts
+        self.thread_sweep = parse_int_list(self.thread_sweep, "threads") if self.thread_sweep else []
+        if self.batch_sizes is not None:
+            self.batch_sizes = parse_int_list(self.batch_sizes, "batch_sizes")
+        elif self.objective == "throughput":
+            self.batch_sizes = list(DEFAULT_TUNE_BATCHES)
+        if self.max_latency_ms is not None and self.max_latency_ms <= 0:
+            raise InputError("--max_latency_ms must be > 0")
 
     def options_for(self, stage: str) -> Any:
         """Return the frozen option group of ``stage`` (a key of ``edgeport.options.groups.GROUPS``)."""
@@ -170,6 +200,11 @@ class Recipe:
     def verify(self) -> VerifyOptions:
         """The verification options (latency runs, parity tolerances, the gate)."""
         return make_group(VerifyOptions, self)
+
+    @property
+    def tuning(self) -> TuneOptions:
+        """The batch and thread tuning options (objective, grid, latency target)."""
+        return make_group(TuneOptions, self)
 
     @property
     def run(self) -> RunOptions:
@@ -209,6 +244,21 @@ def default_of(name: str) -> Any:
                 return item.default_factory()
             raise KeyError(f"option {name!r} has no default")
     raise KeyError(f"no option {name!r}")
+
+
+def parse_int_list(value: int | str | list[int] | tuple[int, ...], flag: str) -> list[int]:
+    """Parse ``4``, ``"1,2,4"`` or ``[1, 2, 4]`` into a list of distinct positive integers, in the
+    order given; raise InputError naming ``--flag`` otherwise."""
+    if isinstance(value, bool):
+        raise InputError(f"bad --{flag} {value!r}", hint="give a positive integer or a comma list such as 1,2")
+    items = [value] if isinstance(value, int) else value.split(",") if isinstance(value, str) else list(value)
+    try:
+        numbers = [int(str(item).strip()) for item in items if str(item).strip()]
+    except ValueError:
+        numbers = []
+    if not numbers or any(n < 1 for n in numbers):
+        raise InputError(f"bad --{flag} {value!r}", hint="give a positive integer or a comma list such as 1,2")
+    return list(dict.fromkeys(numbers))
 
 
 _SHAPE_RE = re.compile(r"^(?:(?P<name>[^:\s]+):)?(?P<dims>\d+(?:[,x]\d+)*)$")

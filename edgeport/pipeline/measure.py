@@ -15,6 +15,7 @@ from edgeport.pipeline.data import DataPlan
 from edgeport.prune.stage import PruneResult
 from edgeport.verify.evaluate import verify_artifact
 from edgeport.verify.gate import Gate
+from edgeport.verify.tuning import tune
 
 
 @dataclass
@@ -26,6 +27,7 @@ class Measured:
     op_check: dict[str, Any]
     profile_data: dict[str, Any] | None  # per-kernel timings (None without a kernel profiler)
     pruning_section: dict[str, Any] | None  # the report's finished "pruning" section (None without --prune)
+    tuning: dict[str, Any] | None = None  # batch and thread tuning (None unless asked for; issue 18)
 
 
 def measure_artifact(
@@ -79,4 +81,43 @@ def measure_artifact(
         if pruning
         else None
     )
-    return Measured(verified, latency_reference, op_check, profile_data, pruning_section)
+    tuning = tune_artifact(recipe, built, data, output_names, gate, latency_reference, progress)
+    return Measured(verified, latency_reference, op_check, profile_data, pruning_section, tuning)
+
+
+def tune_artifact(
+    recipe: Recipe,
+    built: Built,
+    data: DataPlan,
+    output_names: list[str],
+    gate: Gate,
+    latency_reference: RunnerSpec,
+    progress: Progress,
+) -> dict[str, Any] | None:
+    """Sweep batch sizes x threads when the recipe asks for it (edgeport/verify/tuning.py);
+    return the report's ``tuning`` section, None when not asked, or a ``not_run`` reason when the
+    artifact's runtime is only emulated here."""
+    options = recipe.tuning
+    if not options.active:
+        return None
+    if built.artifact.emulation is not None:
+        return {"not_run": "the artifact's runtime is not available on this host: nothing was timed"}
+    grid = len(options.grid_batches) * len(options.grid_threads)
+    with progress.step(f"tune batch x threads ({grid} points)", total=grid) as advance:
+        return tune(
+            built.artifact.runner,
+            latency_reference,
+            RunnerSpec("onnxruntime", str(built.baseline_path)),
+            data.eval_data,
+            output_names,
+            objective=options.objective,
+            batches=options.grid_batches,
+            threads=options.grid_threads,
+            max_latency_ms=options.max_latency_ms,
+            dynamic=data.dynamic,
+            static_batch=data.static_batch,
+            runs=options.latency_runs,
+            warmup=options.warmup_runs,
+            gate=gate,
+            progress=advance,
+        )

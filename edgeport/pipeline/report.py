@@ -183,6 +183,7 @@ def build_report(
             # What the artifact file really holds, read back from it (Core ML: ops, weight storage).
             "artifact_structure": artifact.facts.get("structure"),
             "pruning": measured.pruning_section,
+            "tuning": measured.tuning,
             "profile": measured.profile_data,
             "gate": {
                 "max_accuracy_drop": verdict.budget,
@@ -235,6 +236,8 @@ def build_manifest(
         "baseline": BASELINE_NAME,
         "inputs": report["model"]["inputs"],
         "outputs": report["model"]["outputs"],
+        # Batch and thread tuning's choice (None when not asked for), for the serving session to apply.
+        "recommended_session_options": (measured.tuning or {}).get("recommended_session_options"),
         "metrics": {
             "fidelity": verified["fidelity"],
             "gate": report["gate"],

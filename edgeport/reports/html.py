@@ -133,6 +133,59 @@ def histogram_svg(series: dict[str, list[float]], width: int = 520, height: int 
     return "".join(parts)
 
 
+def throughput_svg(
+    points: list[dict[str, Any]], chosen: dict[str, Any] | None = None, width: int = 520, height: int = 260
+) -> str:
+    """Return an inline SVG of batch tuning's points: x = the artifact's p50 latency per call (ms),
+    y = throughput (inferences/s), one line per thread count through its batches in order, each
+    point labelled with its batch; the chosen point is drawn larger. Skipped points are not drawn."""
+    usable = [p for p in points if isinstance((p.get("artifact") or {}).get("throughput_per_s"), (int, float))]
+    if not usable:
+        return ""
+    pad, colors = 44, ("#4078c0", "#1a7f37", "#cf222e", "#8250df", "#bf8700")
+    xs = [p["artifact"]["p50_ms"] for p in usable]
+    ys = [p["artifact"]["throughput_per_s"] for p in usable]
+    x_hi, y_hi = max(xs) * 1.05, max(ys) * 1.1
+
+    def sx(v: float) -> float:
+        return pad + v / x_hi * (width - 2 * pad)
+
+    def sy(v: float) -> float:
+        return height - pad - v / y_hi * (height - 2 * pad)
+
+    parts = [
+        f'<svg width="{width}" height="{height}" role="img">',
+        f'<line x1="{pad}" y1="{height - pad}" x2="{width - pad}" y2="{height - pad}" stroke="#888"/>',
+        f'<line x1="{pad}" y1="{pad}" x2="{pad}" y2="{height - pad}" stroke="#888"/>',
+        f'<text x="{width / 2}" y="{height - 8}" text-anchor="middle" font-size="12">p50 latency per call (ms)</text>',
+        f'<text x="12" y="{height / 2}" font-size="12" transform="rotate(-90 12,{height / 2})" '
+        'text-anchor="middle">throughput (inferences/s)</text>',
+        f'<text x="{pad}" y="{height - pad + 14}" font-size="10">0</text>',
+        f'<text x="{width - pad}" y="{height - pad + 14}" font-size="10" text-anchor="end">{x_hi:.3g}</text>',
+        f'<text x="{pad - 4}" y="{pad + 4}" font-size="10" text-anchor="end">{y_hi:.3g}</text>',
+    ]
+    for index, threads in enumerate(sorted({p["threads"] for p in usable})):
+        color = colors[index % len(colors)]
+        line = sorted((p for p in usable if p["threads"] == threads), key=lambda p: p["batch"])
+        path = " ".join(f"{sx(p['artifact']['p50_ms']):.1f},{sy(p['artifact']['throughput_per_s']):.1f}" for p in line)
+        parts.append(f'<polyline points="{path}" fill="none" stroke="{color}"/>')
+        parts.append(
+            f'<text x="{width - pad}" y="{14 + 14 * index}" font-size="11" text-anchor="end" fill="{color}">'
+            f"{threads} thread(s)</text>"
+        )
+        for p in line:
+            x, y = sx(p["artifact"]["p50_ms"]), sy(p["artifact"]["throughput_per_s"])
+            big = bool(chosen) and (p["batch"], p["threads"]) == (chosen.get("batch"), chosen.get("threads"))
+            parts.append(
+                f'<circle cx="{x:.1f}" cy="{y:.1f}" r="{7 if big else 3.5}" fill="{color}"><title>batch '
+                f"{p['batch']}, {threads} thread(s): {p['artifact']['throughput_per_s']:.0f}/s, p50 "
+                f"{p['artifact']['p50_ms']:.4g} ms, p99 {p['artifact']['p99_ms']:.4g} ms</title></circle>"
+                f'<text x="{x + 5:.1f}" y="{y - 5:.1f}" font-size="9">{p["batch"]}</text>'
+            )
+    parts.append("</svg>")
+    return "".join(parts)
+
+
 def pareto_front(points: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """The points no other point beats on both speedup (higher) and drop (lower)."""
     usable = [p for p in points if isinstance(p.get("speedup"), (int, float))]
@@ -158,6 +211,7 @@ def render_html(report: dict[str, Any]) -> str:
     env.globals["pareto_svg"] = pareto_svg
     env.globals["bars_svg"] = bars_svg
     env.globals["histogram_svg"] = histogram_svg
+    env.globals["throughput_svg"] = throughput_svg
     return env.get_template("report.html.j2").render(r=report)
 
 

@@ -14,10 +14,14 @@ from typing import Any
 
 import numpy as np
 
+from edgeport.runtime.metrics import LATENCY_BUCKETS_S, cumulative_counts
+
 
 def percentiles_ms(samples_ns: list[int]) -> dict[str, Any]:
     """Return p50/p90/p99/mean/min in milliseconds of timings given in nanoseconds, the run
-    count, and the runs themselves (thinned beyond 400) for the report's distribution chart."""
+    count, their sum, the runs themselves (thinned beyond 400) for the report's distribution
+    chart, and every run counted into the serving histogram's buckets (``histogram_s``: the
+    bounds in seconds and the cumulative counts, +Inf last; ``runtime/metrics.py``)."""
     values = np.asarray(samples_ns, dtype=np.float64) / 1e6
     return {
         "p50_ms": float(np.percentile(values, 50)),
@@ -26,6 +30,8 @@ def percentiles_ms(samples_ns: list[int]) -> dict[str, Any]:
         "mean_ms": float(values.mean()),
         "min_ms": float(values.min()),
         "runs": int(values.size),
+        "sum_ms": float(values.sum()),
+        "histogram_s": {"le": list(LATENCY_BUCKETS_S), "cumulative": cumulative_counts(values / 1e3)},
         # For the report's distribution chart: every run up to 400, evenly thinned beyond.
         "samples_ms": [round(float(v), 5) for v in values[:: max(1, values.size // 400)]],
     }
