@@ -315,10 +315,10 @@ def _search_starts(
     best_rank: tuple = ()
     real_calibration = calibration is not None and not calibration.synthetic
     with progress.step("quantize every layer (search start)"):
+        bind = sized.binding_budget(evaluate.baseline, max_size)  # weight-only starts only where it binds
         schemes = (
             # The backend may order its own (Core ML: weight compressions).
-            backend.auto_schemes(real_calibration)
-            or auto_candidates(profile, backend.format, real_calibration, max_size)
+            backend.auto_schemes(real_calibration) or auto_candidates(profile, backend.format, real_calibration, bind)
         )
         for order, scheme in enumerate(schemes):
             variants = (

@@ -17,7 +17,7 @@ from typing import Any
 
 import onnx
 
-from edgeport.core.sizes import format_size, over_budget
+from edgeport.core.sizes import artifact_bytes, format_size, over_budget
 
 # Weight-only schemes, least compressed first: they quarter (int8) or eighth (int4) the bytes of
 # the MatMul weights that dominate large models, where static int8 also stores Q/DQ parameters.
@@ -113,6 +113,12 @@ def size_cost_function(model: onnx.ModelProto, plan: Any, sensitivity: dict[str,
         return weights.get(layer, 0) * STORED_BITS.get(precision, 32.0) / 8 / max(macs.get(layer, 1), 1)
 
     return cost
+
+
+def binding_budget(fp32_model: Any, max_size: int | None) -> int | None:
+    """``max_size`` when it constrains the search of the fp32 model file ``fp32_model``, else None
+    (a model already within it needs no weight-only starts: they are slower and buy no fit)."""
+    return max_size if size_binds(artifact_bytes(fp32_model), max_size) else None
 
 
 def size_binds(fp32_bytes: int, max_size: int | None) -> bool:
