@@ -196,6 +196,12 @@ _TUNE_FLAGS = [
         type=float,
         help="Latency target per call (the artifact's p99) for the recommended batch and threads.",
     ),
+    _flag(
+        "buckets",
+        help="Shape buckets: axis=sizes, e.g. seq=16,32,64,128 (the axis is a dynamic dim name of the inputs, or "
+        "its prefix): one static artifact per size from one precision plan; edgeport.runtime routes each input "
+        "to the smallest that fits (ONNX only for now).",
+    ),
 ]
 _FORMAT_FLAGS = [
     _flag(
