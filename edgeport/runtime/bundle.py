@@ -100,6 +100,11 @@ class DeployedModel:
     buckets: Buckets | None = None
     _runners: dict[str, Any] = field(default_factory=dict)
 
+    @property
+    def opened(self) -> list[str]:
+        """The bundle files opened so far (with buckets: the buckets used), in order of first use."""
+        return list(self._runners)
+
     def runner(self, file: str) -> Any:
         """The runner of the bundle's ``file`` (opened once, on first use)."""
         if file not in self._runners:

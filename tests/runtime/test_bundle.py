@@ -20,10 +20,8 @@ import pytest
 import edgeport
 from edgeport.core.errors import InputError
 from edgeport.runtime.bundle import load_bundle
+from tests.runtime.runtime_only import runtime_only_python
 from tests.runtime.text_model import text_data, text_model
-
-RUNTIME = Path(edgeport.__file__).parent / "runtime"
-ERRORS = Path(edgeport.__file__).parent / "core" / "errors.py"
 
 
 @pytest.fixture(scope="module")
@@ -77,24 +75,6 @@ def test_applies_recommended_threads_unless_told(bundle, tmp_path):
 def test_a_folder_without_manifest_is_a_one_line_input_error(tmp_path):
     with pytest.raises(InputError, match="not an edgeport bundle"):
         load_bundle(tmp_path)
-
-
-def runtime_only_python(root: Path) -> tuple[str, Path]:
-    """A python with only numpy and onnxruntime importable (``-S``), and a folder holding
-    edgeport/runtime/ and edgeport/core/errors.py under empty package files."""
-    site = root / "site"
-    site.mkdir()
-    for module in (np, onnxruntime):
-        folder = Path(module.__file__).parent
-        for entry in folder.parent.glob(f"{folder.name}*"):  # numpy, numpy.libs, ...dist-info
-            (site / entry.name).symlink_to(entry)
-    code = root / "code"
-    shutil.copytree(RUNTIME, code / "edgeport" / "runtime", ignore=shutil.ignore_patterns("__pycache__"))
-    (code / "edgeport" / "core").mkdir()
-    shutil.copyfile(ERRORS, code / "edgeport" / "core" / "errors.py")
-    (code / "edgeport" / "core" / "__init__.py").write_text("")
-    (code / "edgeport" / "__init__.py").write_text("")
-    return f"{site}:{code}", code
 
 
 SERVE = """
