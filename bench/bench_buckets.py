@@ -103,6 +103,9 @@ def summarize(rows: list[dict], sizes: list[int]) -> dict:
             "buckets_mean": round(float(np.mean([r["buckets_cosine"] for r in rows])), 6),
             "padded_min": round(min(r["padded_cosine"] for r in rows), 6),
         },
+        # The gate's cosine measure (100 x (1 - mean cosine)) against its default budget of 1 point.
+        "drop_points_vs_fp32_natural": round(100 * (1 - float(np.mean([r["buckets_cosine"] for r in rows]))), 3),
+        "within_default_budget": bool(100 * (1 - float(np.mean([r["buckets_cosine"] for r in rows]))) <= 1.0),
         "rows": rows,
     }
 
