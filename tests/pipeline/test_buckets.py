@@ -89,6 +89,8 @@ def test_every_eval_sample_is_verified_in_its_bucket(bucketed):
     )
     for bucket in checks["buckets"]:
         assert bucket["cosine_min"] > 0.999, bucket  # int8 vs fp32 at the natural length
+    html = (result.bundle_dir / "report.html").read_text()
+    assert "Shape buckets" in html and "model_seq16.onnx" in html
 
 
 def test_runtime_routes_pads_and_unpads(bucketed):
