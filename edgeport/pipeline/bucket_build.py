@@ -5,6 +5,7 @@ the eval samples that fall in it, through ``edgeport.runtime.bundle`` (the servi
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,7 @@ from edgeport.pipeline.build import Built
 from edgeport.pipeline.data import DataPlan
 from edgeport.runtime.bundle import Buckets, DeployedModel
 from edgeport.runtime.ort import OrtRunner
+from edgeport.verify.gate import Gate
 
 EVAL_BATCH = 32
 
@@ -35,6 +37,7 @@ def build_buckets(
     work: Path,
     threads: int,
     progress: Progress,
+    gate: Gate | None = None,
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """Build one static artifact per bucket from ``built.plan`` (the ONNX file ``model_path``,
     the one the plan was made for, with the axis fixed) into ``writer`` and verify each on its
@@ -54,7 +57,7 @@ def build_buckets(
     deployed = DeployedModel(writer.tmp, {"runner": spec_runner}, threads, rule)
     reference = OrtRunner(built.baseline_path, threads=threads)
     with progress.step("verify buckets"):
-        checks = verify_buckets(deployed, reference, data.eval_data, rule)
+        checks = verify_buckets(deployed, reference, data.eval_data, rule, gate)
     report = {"axis": spec.axis, "dim": layout.dim, "rule": layout.manifest()["rule"], **checks}
     return layout.manifest(), report
 
@@ -82,15 +85,66 @@ def _cosine(a: np.ndarray, b: np.ndarray) -> float:
     return 1.0 if norms == 0 else float(np.dot(x, y) / norms)
 
 
-def verify_buckets(deployed: DeployedModel, reference: OrtRunner, eval_data: Dataset, rule: Buckets) -> dict[str, Any]:
+def _join(parts: list[np.ndarray], axis: int | None) -> np.ndarray:
+    """Join one output of many single-sample runs sample-first; an output that carries the
+    bucketed axis (token states of varying length) is joined token by token."""
+    if axis is None:
+        return np.concatenate(parts, axis=0)
+    # [1, L, ...] (batch first, the axis at ``axis``) -> [L, ...]: one row per real token.
+    return np.concatenate([np.moveaxis(p, axis, 1).reshape(-1, *np.moveaxis(p, axis, 1).shape[2:]) for p in parts])
+
+
+@dataclass
+class _Found:
+    """What one bucket saw: per sample (min cosine, max |diff|), the outputs and label indices."""
+
+    pairs: list[tuple[float, float]] = field(default_factory=list)
+    reference: dict[str, list[np.ndarray]] = field(default_factory=dict)
+    candidate: dict[str, list[np.ndarray]] = field(default_factory=dict)
+    indices: list[int] = field(default_factory=list)
+
+
+def _entry(size: int, file: str, found: _Found, rule: Buckets, gate: Gate | None, labels: np.ndarray | None) -> dict:
+    """One bucket's line of the report: counts, cosines, largest difference and the gate's verdict."""
+    cosines = [c for c, _ in found.pairs]
+    entry: dict[str, Any] = {
+        "size": size,
+        "file": file,
+        "samples": len(found.pairs),
+        "cosine_min": round(min(cosines), 6) if cosines else None,
+        "cosine_mean": round(float(np.mean(cosines)), 6) if cosines else None,
+        "max_abs_diff": round(max(d for _, d in found.pairs), 6) if cosines else None,
+    }
+    if gate is not None and cosines:
+        names = list(found.reference)
+        reference = [_join(found.reference[n], rule.outputs.get(n)) for n in names]
+        candidate = [_join(found.candidate[n], rule.outputs.get(n)) for n in names]
+        chosen = labels[found.indices] if labels is not None else None
+        assessed = gate.assess(reference, candidate, names, chosen)
+        entry.update(
+            {
+                "drop": round(float(assessed["drop"]), 4),
+                "budget_use": round(float(assessed["budget_use"]), 4),
+                "within_budget": bool(assessed["budget_use"] <= 1.0),
+                "metric": assessed["metric"],
+            }
+        )
+    return entry
+
+
+def verify_buckets(
+    deployed: DeployedModel, reference: OrtRunner, eval_data: Dataset, rule: Buckets, gate: Gate | None = None
+) -> dict[str, Any]:
     """Run every eval sample at its natural length through the bucket rule (``deployed``) and
     through the fp32 ``reference``; return per bucket the sample count, the cosine similarity
-    (min, mean) and the largest absolute difference over all outputs, plus the count of samples
-    longer than the largest bucket (not run: cutting them would change their outputs)."""
-    stats: dict[int, list[tuple[float, float]]] = {size: [] for size in rule.sizes}
-    too_long = 0
+    (min, mean), the largest absolute difference over all outputs and, with ``gate``, the run's
+    gate measure on the bucket's samples (drop, budget use, within budget); plus the count of
+    samples longer than the largest bucket (not run: cutting them would change their outputs)."""
+    found = {size: _Found() for size in rule.sizes}
+    too_long, index = 0, -1
     for batch in eval_data.batches(EVAL_BATCH):
         for row in _rows(batch, eval_data.axes):
+            index += 1
             length = natural_length(row, rule)
             if length > rule.sizes[-1]:
                 too_long += 1
@@ -98,20 +152,15 @@ def verify_buckets(deployed: DeployedModel, reference: OrtRunner, eval_data: Dat
             natural = {n: fit_rows(a, rule.inputs[n], length, 0) if n in rule.inputs else a for n, a in row.items()}
             expected = dict(zip(reference.output_names, reference.run(natural), strict=True))
             got = deployed.run(natural)
+            bucket = found[rule.sizes[rule.choose(length)]]
             pairs = [(_cosine(got[n], e), float(np.max(np.abs(got[n] - e), initial=0.0))) for n, e in expected.items()]
-            stats[rule.sizes[rule.choose(length)]].append((min(c for c, _ in pairs), max(d for _, d in pairs)))
-    buckets = []
-    for size, file in zip(rule.sizes, rule.files, strict=True):
-        found = stats[size]
-        cosines = [c for c, _ in found]
-        buckets.append(
-            {
-                "size": size,
-                "file": file,
-                "samples": len(found),
-                "cosine_min": round(min(cosines), 6) if found else None,
-                "cosine_mean": round(float(np.mean(cosines)), 6) if found else None,
-                "max_abs_diff": round(max(d for _, d in found), 6) if found else None,
-            }
-        )
+            bucket.pairs.append((min(c for c, _ in pairs), max(d for _, d in pairs)))
+            bucket.indices.append(index)
+            for name, value in expected.items():
+                bucket.reference.setdefault(name, []).append(value)
+                bucket.candidate.setdefault(name, []).append(got[name])
+    labels = eval_data.labels
+    buckets = [
+        _entry(size, file, found[size], rule, gate, labels) for size, file in zip(rule.sizes, rule.files, strict=True)
+    ]
     return {"buckets": buckets, "longer_than_largest": too_long}

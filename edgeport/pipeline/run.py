@@ -136,7 +136,7 @@ def _run(recipe: Recipe, progress: Progress | None = None) -> Result:
             model_path = pruning.path if pruning else built.baseline_path
             model = pruning.canonical if pruning else normalized.canonical
             manifest["buckets"], report["buckets"] = build_buckets(
-                spec, model, model_path, built, data, writer, work, recipe.threads, progress
+                spec, model, model_path, built, data, writer, work, recipe.threads, progress, normalized.gate
             )
         bundle_dir = write_bundle(writer, feeds, normalized, data.eval_data.labels, report, manifest)
     raise_if_failed(verdict, built.search_section, bundle_dir)

@@ -38,6 +38,7 @@ def bucketed(tmp_path_factory):
         latency_runs=10,
         warmup_runs=2,
         buckets="seq=32,8,16",
+        metric="cosine",  # embeddings and token states: the gate compares them by cosine
     )
     return result, model
 
@@ -89,6 +90,8 @@ def test_every_eval_sample_is_verified_in_its_bucket(bucketed):
     )
     for bucket in checks["buckets"]:
         assert bucket["cosine_min"] > 0.999, bucket  # int8 vs fp32 at the natural length
+        # The run's gate measure on the bucket's samples, within the default budget.
+        assert bucket["within_budget"] and 0 <= bucket["budget_use"] <= 1 and bucket["metric"], bucket
     html = (result.bundle_dir / "report.html").read_text()
     assert "Shape buckets" in html and "model_seq16.onnx" in html
 
