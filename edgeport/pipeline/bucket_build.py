@@ -53,7 +53,9 @@ def build_buckets(
         calibration = bucket_dataset(data.calibration, layout, size) if data.calibration is not None else None
         with progress.step(f"bucket {layout.dim}={size}"):
             built.backend.build(fixed_path, built.plan, writer.path(file), folder, calibration, data.batch)
-    spec_runner = {"kind": built.artifact.runner.kind, "file": built.artifact_path.name, "kwargs": {}}
+    # The manifest's runner spec, so the check opens the buckets as a server would.
+    runner = built.artifact.runner
+    spec_runner = {"kind": runner.kind, "file": built.artifact_path.name, "kwargs": dict(runner.kwargs)}
     deployed = DeployedModel(writer.tmp, {"runner": spec_runner}, threads, rule)
     reference = OrtRunner(built.baseline_path, threads=threads)
     with progress.step("verify buckets"):
