@@ -162,3 +162,12 @@ def test_bucketed_bundle_serves_with_numpy_and_onnxruntime_only(bucketed, tmp_pa
     assert served["opened"] == ["model_seq16.onnx"] and served["tokens"] == [1, 11, 8] and not served["torch"]
     here = load_bundle(bucketed[0].bundle_dir).run({"input_ids": np.arange(1, 12, dtype=np.int64)[None]})
     np.testing.assert_allclose(np.array(served["pooled"]), here["pooled"], rtol=1e-6, atol=1e-7)
+
+
+def test_cli_summary_names_each_bucket(bucketed):
+    from edgeport.cli.main import bucket_line
+
+    line = bucket_line(bucketed[0].report["buckets"])
+    counts = [b["samples"] for b in bucketed[0].report["buckets"]["buckets"]]
+    assert line.startswith("buckets (seq, smallest bucket that fits): 8 (")
+    assert f"32 ({counts[2]} samples, " in line and "longer than the largest, not run" in line
