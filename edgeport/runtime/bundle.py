@@ -6,9 +6,10 @@ applies the recommended session options (threads) that batch and thread tuning c
 
 With shape buckets (``manifest["buckets"]``, issue 18) the bundle holds one static-shape
 artifact per size of one axis (``model_sequence16.onnx``, ...). ``DeployedModel.run`` then
-routes the input to the smallest bucket that fits, pads the bucketed inputs (the manifest's
-padding value; 0 for the mask, which it builds when the caller gives none), runs, and cuts
-the outputs that carry the axis back to the natural length.
+routes the input to the smallest bucket that holds its real length (what the mask marks, so
+a tokenizer's padding to a fixed length does not count), pads the bucketed inputs (the
+manifest's padding value; 0 for the mask, which it builds when the caller gives none), runs,
+and cuts the outputs that carry the axis back to the length given.
 
 Like every module here it imports only numpy, its runtime and ``edgeport.core.errors``, so a
 device or a server with only numpy and onnxruntime (or LiteRT) installed can run it.
@@ -124,30 +125,41 @@ class DeployedModel:
         return self._run_bucketed(feeds, self.buckets)
 
     def _run_bucketed(self, feeds: dict[str, np.ndarray], buckets: Buckets) -> dict[str, np.ndarray]:
-        """Pad the bucketed inputs to the chosen bucket (building the mask if absent), run, unpad."""
+        """Route by the real length (trailing positions the mask marks as padding do not count),
+        pad the bucketed inputs to the chosen bucket (building the mask if absent), run, and
+        return the outputs that carry the axis at the length given (positions past the real
+        length are 0: a tokenizer's padding to a fixed length keeps its shapes)."""
         given = {name: np.asarray(feeds[name]) for name in buckets.inputs if name in feeds}
         lengths = {array.shape[buckets.inputs[name]] for name, array in given.items()}
         if len(lengths) != 1:
             raise InputError(f"inputs {', '.join(buckets.inputs)} must share one {buckets.axis} length (got {lengths})")
         length = lengths.pop()
-        index = buckets.choose(length)
-        size = buckets.sizes[index]
-        padded = dict(feeds)
         mask = buckets.mask
+        real = _real_length(given[mask], buckets.inputs[mask]) if mask in given else length
+        index = buckets.choose(real)
+        size = buckets.sizes[index]
         if mask is not None and mask not in given:
             # No mask given: every position of the natural input is real.
             like = next(iter(given.values()))
-            shape = list(like.shape[: buckets.inputs[mask] + 1])
-            given[mask] = np.ones(shape, dtype=np.int64)
+            given[mask] = np.ones(like.shape[: buckets.inputs[mask] + 1], dtype=np.int64)
+        padded = dict(feeds)
         for name, array in given.items():
             value = 0.0 if name == mask else buckets.pads.get(name, 0.0)
-            padded[name] = _pad(array, buckets.inputs[name], size, value)
+            cut = np.take(array, np.arange(real), axis=buckets.inputs[name])
+            padded[name] = _pad(cut, buckets.inputs[name], size, value)
         runner = self.runner(buckets.files[index])
         outputs = dict(zip(runner.output_names, runner.run(padded), strict=True))
         for name, axis in buckets.outputs.items():
             if name in outputs:
-                outputs[name] = np.take(outputs[name], np.arange(length), axis=axis)
+                kept = np.take(outputs[name], np.arange(real), axis=axis)
+                outputs[name] = _pad(kept, axis, length, 0.0)
         return outputs
+
+
+def _real_length(mask: np.ndarray, axis: int) -> int:
+    """The length up to the last position any row of ``mask`` marks as real (at least 1)."""
+    real = np.nonzero(np.any(np.moveaxis(mask, axis, -1).reshape(-1, mask.shape[axis]) != 0, axis=0))[0]
+    return int(real[-1]) + 1 if real.size else 1
 
 
 def load_bundle(path: str | Path, threads: int | None = None) -> DeployedModel:

@@ -118,6 +118,20 @@ def test_runtime_routes_pads_and_unpads(bucketed):
     assert deployed.opened == ["model_seq8.onnx", "model_seq32.onnx"]
 
 
+def test_padding_to_a_fixed_length_routes_by_the_real_length(bucketed):
+    result, _ = bucketed
+    deployed = load_bundle(result.bundle_dir)
+    natural = deployed.run(_sentence(5))
+    # As a tokenizer padding to max_length=40 gives it: ids padded with 0, mask 0 past 5 tokens.
+    padded = {name: np.pad(array, ((0, 0), (0, 35))) for name, array in _sentence(5).items()}
+    outputs = deployed.run(padded)
+    assert deployed.opened == ["model_seq8.onnx"]  # 40 given, 5 real: bucket 8, not "too long"
+    np.testing.assert_array_equal(outputs["pooled"], natural["pooled"])
+    assert outputs["tokens"].shape == (1, 40, 8)
+    np.testing.assert_array_equal(outputs["tokens"][:, :5], natural["tokens"])
+    assert not outputs["tokens"][:, 5:].any()
+
+
 def test_too_long_or_mismatched_inputs_are_input_errors(bucketed):
     deployed = load_bundle(bucketed[0].bundle_dir)
     with pytest.raises(InputError, match="longer than the largest bucket"):
