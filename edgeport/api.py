@@ -30,7 +30,8 @@ def convert(
     or a list) and max_latency_ms (batch and thread tuning; threads may be a list too),
     max_memory (``"4GB"``: refuse a model or input that would need more, before loading it),
     max_size (``"10MB"``: the artifact's size budget; the auto search keeps only plans that
-    fit), ...
+    fit), buckets (``"seq=16,32,64,128"``: one static artifact per size of that dynamic axis,
+    ONNX only), ...
     Returns ``edgeport.pipeline.run.Result`` (``bundle_dir``, ``report``, ``passed``).
     Raises InputError (bad input), ConversionError (conversion failed) or GateFailed (the
     accuracy gate failed; the bundle is still written and marked failed).

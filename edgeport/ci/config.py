@@ -454,5 +454,7 @@ def load_config(path: Path | str) -> BuildConfig:
                 kwargs["threads"] = recipe.thread_sweep or recipe.threads
             if kwargs.get("batch_sizes") is not None:
                 kwargs["batch_sizes"] = recipe.batch_sizes
+            if kwargs.get("buckets") is not None:
+                kwargs["buckets"] = recipe.buckets  # "seq=32,16" and "seq=16,32" are one variant
             config.jobs.append(Job(model, target, kwargs))
     return config

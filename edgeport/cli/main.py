@@ -196,6 +196,12 @@ _TUNE_FLAGS = [
         type=float,
         help="Latency target per call (the artifact's p99) for the recommended batch and threads.",
     ),
+    _flag(
+        "buckets",
+        help="Shape buckets: axis=sizes, e.g. seq=16,32,64,128 (the axis is a dynamic dim name of the inputs, or "
+        "its prefix): one static artifact per size from one precision plan; edgeport.runtime routes each input "
+        "to the smallest that fits (ONNX only for now).",
+    ),
 ]
 _FORMAT_FLAGS = [
     _flag(
@@ -301,6 +307,8 @@ def print_summary(result, console) -> None:
             f"tuning: batch {chosen['batch']}, {chosen['threads']} thread(s): {chosen['throughput_per_s']:.0f} "
             f"inferences/s, p99 {chosen['p99_ms']:.4g} ms per call ({chosen['why']})"
         )
+    if r.get("buckets"):
+        console.print(bucket_line(r["buckets"]))
     for flag in (r.get("op_check") or {}).get("flagged", [])[:8]:
         console.print(f"[yellow]op check:[/] {flag['count']} x {flag['op']}: {flag['why']}")
     gate = r["gate"]
@@ -308,6 +316,18 @@ def print_summary(result, console) -> None:
     limit = f" (limit {gate['max_accuracy_drop']})" if gate["max_accuracy_drop"] is not None else " (no gate set)"
     console.print(f"accuracy: {gate['metric']} = {gate['drop']:.3f} pts{limit} {verdict}")
     console.print(f"bundle: {result.bundle_dir}")
+
+
+def bucket_line(buckets: dict[str, Any]) -> str:
+    """Return the summary's line on the shape buckets: per size its eval samples and gate drop."""
+    parts = []
+    for b in buckets["buckets"]:
+        verdict = "" if "drop" not in b else f", {b['drop']:.3f} pts" + ("" if b["within_budget"] else " [red]over[/]")
+        parts.append(f"{b['size']} ({b['samples']} samples{verdict})")
+    too_long = (
+        f"; {buckets['longer_than_largest']} longer than the largest, not run" if buckets["longer_than_largest"] else ""
+    )
+    return f"buckets ({buckets['axis']}, {buckets['rule']}): " + ", ".join(parts) + too_long
 
 
 def run_convert(

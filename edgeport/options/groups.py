@@ -98,6 +98,20 @@ class VerifyOptions:
 
 
 @dataclass(frozen=True)
+class BucketOptions:
+    """Shape buckets (issue 18): ``buckets`` in its canonical spelling (``seq=16,32``) or None."""
+
+    buckets: str | None
+
+    @property
+    def spec(self) -> Any:
+        """The parsed BucketSpec (``axis``, ``sizes``), or None without buckets."""
+        from edgeport.options.buckets import parse_buckets
+
+        return parse_buckets(self.buckets)
+
+
+@dataclass(frozen=True)
 class TuneOptions:
     """Batch and thread tuning: the objective, the grid swept, the latency target, the timing runs.
 
@@ -171,6 +185,7 @@ GROUPS: dict[str, type] = {
     "verify": VerifyOptions,
     "run": RunOptions,
     "tune": TuneOptions,
+    "buckets": BucketOptions,
     "tflite": TFLiteOptions,
     "coreml": CoreMLOptions,
 }

@@ -11,6 +11,7 @@ from edgeport.core.errors import InputError
 from edgeport.core.registry import format_names
 from edgeport.options.groups import (
     GROUPS,
+    BucketOptions,
     CoreMLOptions,
     DataOptions,
     PruneOptions,
@@ -99,6 +100,9 @@ class Recipe:
     batch_sizes: str | list[int] | None = None
     max_latency_ms: float | None = None
     thread_sweep: list[int] = field(default_factory=list)
+    # Shape buckets (issue 18): "seq=16,32,64,128" builds one static artifact per size of that
+    # dynamic axis from the run's one precision plan; edgeport.runtime routes inputs to them.
+    buckets: str | None = None
 
     def __post_init__(self) -> None:
         self.output_format = self.output_format.lower()
@@ -140,6 +144,7 @@ class Recipe:
             from edgeport.core.sizes import parse_size
 
             parse_size(self.max_size)  # fail fast (exit 2) on a malformed --max_size
+        self._resolve_buckets()
         if self.coreml_image_input and self.output_format != "coreml":
             raise InputError("--coreml_image_input applies to --output_format coreml only")
         if self.finetune_steps < 0:
@@ -164,6 +169,18 @@ class Recipe:
             self.batch_sizes = list(DEFAULT_TUNE_BATCHES)
         if self.max_latency_ms is not None and self.max_latency_ms <= 0:
             raise InputError("--max_latency_ms must be > 0")
+
+    def _resolve_buckets(self) -> None:
+        """Check --buckets and keep its canonical spelling (in place); ONNX only for now."""
+        from edgeport.options.buckets import parse_buckets
+
+        spec = parse_buckets(self.buckets)
+        self.buckets = spec.text() if spec else None
+        if spec and self.output_format != "onnx":
+            raise InputError(
+                f"buckets: onnx only for now (got --output_format {self.output_format})",
+                hint="drop --buckets, or use --output_format onnx",
+            )
 
     def options_for(self, stage: str) -> Any:
         """Return the frozen option group of ``stage`` (a key of ``edgeport.options.groups.GROUPS``)."""
@@ -205,6 +222,11 @@ class Recipe:
     def tuning(self) -> TuneOptions:
         """The batch and thread tuning options (objective, grid, latency target)."""
         return make_group(TuneOptions, self)
+
+    @property
+    def bucketing(self) -> BucketOptions:
+        """The shape-bucket options (the axis and its sizes)."""
+        return make_group(BucketOptions, self)
 
     @property
     def run(self) -> RunOptions:

@@ -21,6 +21,8 @@ from edgeport.core.errors import ConversionError, InputError
 from edgeport.core.progress import Progress
 from edgeport.core.sizes import artifact_bytes
 from edgeport.options.recipe import Recipe
+from edgeport.pipeline.bucket_build import build_buckets
+from edgeport.pipeline.buckets import match_dim
 from edgeport.pipeline.build import build_artifact
 from edgeport.pipeline.data import open_data, reference_feeds
 from edgeport.pipeline.gate import SizeVerdict, gate_budget, judge, raise_if_failed, size_budget, size_note
@@ -91,6 +93,8 @@ def _run(recipe: Recipe, progress: Progress | None = None) -> Result:
         data = open_data(recipe, scheme, source, decisions)
         feeds = reference_feeds(data)
         normalized = normalize_model(recipe, source, onnx_source, data, feeds, progress, decisions)
+        if recipe.bucketing.spec is not None:  # a bad --buckets axis fails before any build
+            match_dim(recipe.bucketing.spec.axis, normalized.canonical.inputs)
         # Quantization and export start from the pruned model; the fp32 reference for fidelity,
         # latency and parity stays the original one.
         pruning = prune_model(recipe, normalized, feeds, data, profile, scheme, decisions, writer.tmp, progress)
@@ -126,6 +130,14 @@ def _run(recipe: Recipe, progress: Progress | None = None) -> Result:
             recipe, profile, source, normalized.canonical, data, built, measured, verdict, decisions, notes, timings
         )
         manifest = build_manifest(report, recipe, profile, built, measured)
+        spec = recipe.bucketing.spec
+        if spec is not None:
+            # After the main artifact is measured: every bucket reuses its plan, so the search ran once.
+            model_path = pruning.path if pruning else built.baseline_path
+            model = pruning.canonical if pruning else normalized.canonical
+            manifest["buckets"], report["buckets"] = build_buckets(
+                spec, model, model_path, built, data, writer, work, recipe.threads, progress, normalized.gate
+            )
         bundle_dir = write_bundle(writer, feeds, normalized, data.eval_data.labels, report, manifest)
     raise_if_failed(verdict, built.search_section, bundle_dir)
     return Result(bundle_dir, report, verdict.passed)

@@ -1,0 +1,186 @@
+"""Serve a bundle with the runtime only: ``load_bundle(folder) -> DeployedModel``.
+
+It reads the bundle's ``manifest.json`` (written by ``edgeport/pipeline/report.py``), opens the
+artifact with the runner the manifest names (ONNX Runtime or LiteRT, from this folder) and
+applies the recommended session options (threads) that batch and thread tuning chose.
+
+With shape buckets (``manifest["buckets"]``, issue 18) the bundle holds one static-shape
+artifact per size of one axis (``model_sequence16.onnx``, ...). ``DeployedModel.run`` then
+routes the input to the smallest bucket that holds its real length (what the mask marks, so
+a tokenizer's padding to a fixed length does not count), pads the bucketed inputs (the
+manifest's padding value; 0 for the mask, which it builds when the caller gives none), runs,
+and cuts the outputs that carry the axis back to the length given.
+
+Like every module here it imports only numpy, its runtime and ``edgeport.core.errors``, so a
+device or a server with only numpy and onnxruntime (or LiteRT) installed can run it.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgeport.core.errors import InputError
+
+MANIFEST = "manifest.json"
+# Runner kinds this helper opens (core/registry.py names them; the browser and Core ML need more).
+_RUNNER_KINDS = ("onnxruntime", "litert")
+
+
+def open_runner(kind: str, path: Path, threads: int, kwargs: dict[str, Any]) -> Any:
+    """Open the runner ``kind`` on the file ``path`` with ``threads`` and the manifest's kwargs;
+    return it (an OrtRunner or a LiteRTRunner). Raises InputError for another kind."""
+    if kind == "onnxruntime":
+        from edgeport.runtime.ort import OrtRunner
+
+        return OrtRunner(path, threads=threads, **kwargs)
+    if kind == "litert":
+        from edgeport.runtime.litert import LiteRTRunner
+
+        return LiteRTRunner(path, threads=threads, **kwargs)
+    raise InputError(f"runner {kind!r} cannot be served by edgeport.runtime (it serves {', '.join(_RUNNER_KINDS)})")
+
+
+@dataclass(frozen=True)
+class Buckets:
+    """The manifest's bucket rule: one static artifact per size of ``axis``; ``inputs`` and
+    ``outputs`` map each tensor that carries the axis to its position; ``pads`` the value each
+    bucketed input is padded with; ``mask`` the attention-mask input (padded with 0), if any."""
+
+    axis: str
+    sizes: list[int]
+    files: list[str]
+    inputs: dict[str, int]
+    outputs: dict[str, int]
+    pads: dict[str, float]
+    mask: str | None
+
+    @classmethod
+    def from_manifest(cls, section: dict[str, Any]) -> Buckets:
+        """Read the manifest's ``buckets`` section; raise InputError when it is malformed."""
+        try:
+            sizes = [int(s) for s in section["sizes"]]
+            files = [str(f) for f in section["files"]]
+            inputs = {str(k): int(v) for k, v in section["inputs"].items()}
+            outputs = {str(k): int(v) for k, v in section.get("outputs", {}).items()}
+            pads = {str(k): float(v) for k, v in section.get("pads", {}).items()}
+            axis, mask = str(section["axis"]), section.get("mask_input")
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise InputError(f"manifest.json: malformed buckets section ({exc})") from exc
+        if len(sizes) != len(files) or not sizes or sorted(sizes) != sizes or not inputs:
+            raise InputError("manifest.json: buckets need ascending sizes, one file each, and the inputs they cut")
+        return cls(axis, sizes, files, inputs, outputs, pads, mask)
+
+    def choose(self, length: int) -> int:
+        """Return the index of the smallest bucket that holds ``length`` (the selection rule);
+        raise InputError when the input is longer than the largest one."""
+        for index, size in enumerate(self.sizes):
+            if length <= size:
+                return index
+        raise InputError(f"input {self.axis} {length} is longer than the largest bucket ({self.sizes[-1]})")
+
+
+def _pad(array: np.ndarray, axis: int, size: int, value: float) -> np.ndarray:
+    """Pad ``array`` along ``axis`` up to ``size`` with ``value`` (at the end)."""
+    widths = [(0, 0)] * array.ndim
+    widths[axis] = (0, size - array.shape[axis])
+    return np.pad(array, widths, constant_values=np.asarray(value).astype(array.dtype))
+
+
+@dataclass
+class DeployedModel:
+    """A bundle opened for serving: ``run(feeds) -> {output name: array}``."""
+
+    folder: Path
+    manifest: dict[str, Any]
+    threads: int
+    buckets: Buckets | None = None
+    _runners: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def opened(self) -> list[str]:
+        """The bundle files opened so far (with buckets: the buckets used), in order of first use."""
+        return list(self._runners)
+
+    def runner(self, file: str) -> Any:
+        """The runner of the bundle's ``file`` (opened once, on first use)."""
+        if file not in self._runners:
+            spec = self.manifest["runner"]
+            path = self.folder / file
+            if not path.is_file():
+                raise InputError(f"bundle {self.folder}: {file} is missing")
+            self._runners[file] = open_runner(spec["kind"], path, self.threads, dict(spec.get("kwargs") or {}))
+        return self._runners[file]
+
+    def run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Run the model on ``feeds`` (by input name); return the outputs by name. With buckets,
+        route to the smallest bucket that fits, pad, run and cut the outputs back."""
+        if self.buckets is None:
+            runner = self.runner(self.manifest["runner"]["file"])
+            return dict(zip(runner.output_names, runner.run(feeds), strict=True))
+        return self._run_bucketed(feeds, self.buckets)
+
+    def _run_bucketed(self, feeds: dict[str, np.ndarray], buckets: Buckets) -> dict[str, np.ndarray]:
+        """Route by the real length (trailing positions the mask marks as padding do not count),
+        pad the bucketed inputs to the chosen bucket (building the mask if absent), run, and
+        return the outputs that carry the axis at the length given (positions past the real
+        length are 0: a tokenizer's padding to a fixed length keeps its shapes)."""
+        given = {name: np.asarray(feeds[name]) for name in buckets.inputs if name in feeds}
+        lengths = {array.shape[buckets.inputs[name]] for name, array in given.items()}
+        if len(lengths) != 1:
+            raise InputError(f"inputs {', '.join(buckets.inputs)} must share one {buckets.axis} length (got {lengths})")
+        length = lengths.pop()
+        mask = buckets.mask
+        real = _real_length(given[mask], buckets.inputs[mask]) if mask in given else length
+        index = buckets.choose(real)
+        size = buckets.sizes[index]
+        if mask is not None and mask not in given:
+            # No mask given: every position of the natural input is real.
+            like = next(iter(given.values()))
+            given[mask] = np.ones(like.shape[: buckets.inputs[mask] + 1], dtype=np.int64)
+        padded = dict(feeds)
+        for name, array in given.items():
+            value = 0.0 if name == mask else buckets.pads.get(name, 0.0)
+            cut = np.take(array, np.arange(real), axis=buckets.inputs[name])
+            padded[name] = _pad(cut, buckets.inputs[name], size, value)
+        runner = self.runner(buckets.files[index])
+        outputs = dict(zip(runner.output_names, runner.run(padded), strict=True))
+        for name, axis in buckets.outputs.items():
+            if name in outputs:
+                kept = np.take(outputs[name], np.arange(real), axis=axis)
+                outputs[name] = _pad(kept, axis, length, 0.0)
+        return outputs
+
+
+def _real_length(mask: np.ndarray, axis: int) -> int:
+    """The length up to the last position any row of ``mask`` marks as real (at least 1)."""
+    real = np.nonzero(np.any(np.moveaxis(mask, axis, -1).reshape(-1, mask.shape[axis]) != 0, axis=0))[0]
+    return int(real[-1]) + 1 if real.size else 1
+
+
+def load_bundle(path: str | Path, threads: int | None = None) -> DeployedModel:
+    """Open the bundle folder ``path`` for serving and return its DeployedModel.
+
+    ``threads``: the intra-op thread count; None takes the manifest's recommended session
+    options (batch and thread tuning), else 1. Raises InputError for a folder without a
+    readable manifest or a runner this helper cannot open."""
+    folder = Path(path)
+    try:
+        manifest = json.loads((folder / MANIFEST).read_text())
+    except (OSError, ValueError) as exc:
+        raise InputError(f"{folder} is not an edgeport bundle: cannot read {MANIFEST} ({exc})") from exc
+    if not isinstance(manifest, dict) or "runner" not in manifest:
+        raise InputError(f"{folder / MANIFEST} names no runner")
+    if manifest["runner"].get("kind") not in _RUNNER_KINDS:
+        raise InputError(f"runner {manifest['runner'].get('kind')!r} cannot be served by edgeport.runtime")
+    recommended = manifest.get("recommended_session_options") or {}
+    chosen = threads if threads is not None else int(recommended.get("intra_op_num_threads") or 1)
+    if chosen < 1:
+        raise InputError("threads must be >= 1")
+    section = manifest.get("buckets")
+    buckets = Buckets.from_manifest(section) if section else None
+    return DeployedModel(folder, manifest, chosen, buckets)
