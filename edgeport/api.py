@@ -31,7 +31,9 @@ def convert(
     max_memory (``"4GB"``: refuse a model or input that would need more, before loading it),
     max_size (``"10MB"``: the artifact's size budget; the auto search keeps only plans that
     fit), buckets (``"seq=16,32,64,128"``: one static artifact per size of that dynamic axis,
-    ONNX only), ...
+    ONNX only), cascade (``"fp32"``: the artifact answers when its max softmax probability
+    reaches a threshold picked on the calibration data, the fp32 baseline the rest; optional
+    cascade_threshold), ...
     Returns ``edgeport.pipeline.run.Result`` (``bundle_dir``, ``report``, ``passed``).
     Raises InputError (bad input), ConversionError (conversion failed) or GateFailed (the
     accuracy gate failed; the bundle is still written and marked failed).

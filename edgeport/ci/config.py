@@ -456,5 +456,7 @@ def load_config(path: Path | str) -> BuildConfig:
                 kwargs["batch_sizes"] = recipe.batch_sizes
             if kwargs.get("buckets") is not None:
                 kwargs["buckets"] = recipe.buckets  # "seq=32,16" and "seq=16,32" are one variant
+            if kwargs.get("cascade") is not None:
+                kwargs["cascade"] = recipe.cascade  # "FP32" and "fp32" are one variant
             config.jobs.append(Job(model, target, kwargs))
     return config

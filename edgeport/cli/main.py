@@ -202,6 +202,13 @@ _TUNE_FLAGS = [
         "its prefix): one static artifact per size from one precision plan; edgeport.runtime routes each input "
         "to the smallest that fits (ONNX only for now).",
     ),
+    _flag(
+        "cascade",
+        help="Cascade routing: fp32 = the artifact is the small model and the run's fp32 baseline the large one; "
+        "the small one answers when its max softmax probability reaches a threshold picked on the calibration "
+        "data (lowest mean latency within the accuracy budget), the large one the rest (ONNX only for now).",
+    ),
+    _flag("cascade_threshold", type=float, help="Force the cascade's confidence threshold (0-1)."),
 ]
 _FORMAT_FLAGS = [
     _flag(

@@ -112,6 +112,15 @@ class BucketOptions:
 
 
 @dataclass(frozen=True)
+class CascadeOptions:
+    """Cascade routing (issue 18): the large model (``"fp32"``: the run's fp32 baseline) or None,
+    and a forced confidence threshold (None: picked on the calibration data)."""
+
+    cascade: str | None
+    cascade_threshold: float | None
+
+
+@dataclass(frozen=True)
 class TuneOptions:
     """Batch and thread tuning: the objective, the grid swept, the latency target, the timing runs.
 
@@ -186,6 +195,7 @@ GROUPS: dict[str, type] = {
     "run": RunOptions,
     "tune": TuneOptions,
     "buckets": BucketOptions,
+    "cascade": CascadeOptions,
     "tflite": TFLiteOptions,
     "coreml": CoreMLOptions,
 }

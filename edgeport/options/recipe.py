@@ -12,6 +12,7 @@ from edgeport.core.registry import format_names
 from edgeport.options.groups import (
     GROUPS,
     BucketOptions,
+    CascadeOptions,
     CoreMLOptions,
     DataOptions,
     PruneOptions,
@@ -103,6 +104,11 @@ class Recipe:
     # Shape buckets (issue 18): "seq=16,32,64,128" builds one static artifact per size of that
     # dynamic axis from the run's one precision plan; edgeport.runtime routes inputs to them.
     buckets: str | None = None
+    # Cascade (issue 18, model routing): "fp32" makes the artifact the small model and the run's
+    # fp32 baseline the large one; the small one answers when its max softmax probability is at
+    # least cascade_threshold (None: picked on the calibration data under the accuracy budget).
+    cascade: str | None = None
+    cascade_threshold: float | None = None
 
     def __post_init__(self) -> None:
         self.output_format = self.output_format.lower()
@@ -145,6 +151,7 @@ class Recipe:
 
             parse_size(self.max_size)  # fail fast (exit 2) on a malformed --max_size
         self._resolve_buckets()
+        self._resolve_cascade()
         if self.coreml_image_input and self.output_format != "coreml":
             raise InputError("--coreml_image_input applies to --output_format coreml only")
         if self.finetune_steps < 0:
@@ -180,6 +187,18 @@ class Recipe:
             raise InputError(
                 f"buckets: onnx only for now (got --output_format {self.output_format})",
                 hint="drop --buckets, or use --output_format onnx",
+            )
+
+    def _resolve_cascade(self) -> None:
+        """Check --cascade and --cascade_threshold (in place, canonical spelling); ONNX only for now."""
+        from edgeport.options.cascade import check_threshold, parse_cascade
+
+        self.cascade = parse_cascade(self.cascade)
+        self.cascade_threshold = check_threshold(self.cascade_threshold, self.cascade)
+        if self.cascade and self.output_format != "onnx":
+            raise InputError(
+                f"cascade: onnx only for now (got --output_format {self.output_format})",
+                hint="drop --cascade, or use --output_format onnx",
             )
 
     def options_for(self, stage: str) -> Any:
@@ -227,6 +246,11 @@ class Recipe:
     def bucketing(self) -> BucketOptions:
         """The shape-bucket options (the axis and its sizes)."""
         return make_group(BucketOptions, self)
+
+    @property
+    def cascading(self) -> CascadeOptions:
+        """The cascade options (the large model, a forced threshold)."""
+        return make_group(CascadeOptions, self)
 
     @property
     def run(self) -> RunOptions:
