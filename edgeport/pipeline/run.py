@@ -24,6 +24,7 @@ from edgeport.options.recipe import Recipe
 from edgeport.pipeline.bucket_build import build_buckets
 from edgeport.pipeline.buckets import match_dim
 from edgeport.pipeline.build import build_artifact
+from edgeport.pipeline.cascade_build import build_cascade, check_classifier
 from edgeport.pipeline.data import open_data, reference_feeds
 from edgeport.pipeline.gate import SizeVerdict, gate_budget, judge, raise_if_failed, size_budget, size_note
 from edgeport.pipeline.measure import measure_artifact
@@ -95,6 +96,8 @@ def _run(recipe: Recipe, progress: Progress | None = None) -> Result:
         normalized = normalize_model(recipe, source, onnx_source, data, feeds, progress, decisions)
         if recipe.bucketing.spec is not None:  # a bad --buckets axis fails before any build
             match_dim(recipe.bucketing.spec.axis, normalized.canonical.inputs)
+        # A cascade reads a classifier's scores: refuse any other model before the build.
+        cascade_output = check_classifier(normalized.canonical.outputs) if recipe.cascade else None
         # Quantization and export start from the pruned model; the fp32 reference for fidelity,
         # latency and parity stays the original one.
         pruning = prune_model(recipe, normalized, feeds, data, profile, scheme, decisions, writer.tmp, progress)
@@ -137,6 +140,17 @@ def _run(recipe: Recipe, progress: Progress | None = None) -> Result:
             model = pruning.canonical if pruning else normalized.canonical
             manifest["buckets"], report["buckets"] = build_buckets(
                 spec, model, model_path, built, data, writer, work, recipe.threads, progress, normalized.gate
+            )
+        if cascade_output is not None:
+            manifest["cascade"], report["cascade"] = build_cascade(
+                built,
+                data,
+                cascade_output,
+                measured.verified["latency"],
+                recipe.max_accuracy_drop,
+                recipe.cascade_threshold,
+                recipe.threads,
+                progress,
             )
         bundle_dir = write_bundle(writer, feeds, normalized, data.eval_data.labels, report, manifest)
     raise_if_failed(verdict, built.search_section, bundle_dir)

@@ -11,6 +11,11 @@ a tokenizer's padding to a fixed length does not count), pads the bucketed input
 manifest's padding value; 0 for the mask, which it builds when the caller gives none), runs,
 and cuts the outputs that carry the axis back to the length given.
 
+With a cascade (``manifest["cascade"]``) the bundle holds a small and a large model:
+``DeployedModel.run_routed`` runs the small one on the batch, runs the large one on the samples
+whose confidence is below the threshold only, and returns the outputs with which model answered
+each sample (``run`` returns the outputs alone).
+
 Like every module here it imports only numpy, its runtime and ``edgeport.core.errors``, so a
 device or a server with only numpy and onnxruntime (or LiteRT) installed can run it.
 """
@@ -25,6 +30,7 @@ from typing import Any
 import numpy as np
 
 from edgeport.core.errors import InputError
+from edgeport.runtime.cascade import Cascade, take_rows
 
 MANIFEST = "manifest.json"
 # Runner kinds this helper opens (core/registry.py names them; the browser and Core ML need more).
@@ -99,6 +105,7 @@ class DeployedModel:
     manifest: dict[str, Any]
     threads: int
     buckets: Buckets | None = None
+    cascade: Cascade | None = None
     _runners: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -119,10 +126,35 @@ class DeployedModel:
     def run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Run the model on ``feeds`` (by input name); return the outputs by name. With buckets,
         route to the smallest bucket that fits, pad, run and cut the outputs back."""
+        if self.cascade is not None:
+            return self.run_routed(feeds)[0]
         if self.buckets is None:
             runner = self.runner(self.manifest["runner"]["file"])
             return dict(zip(runner.output_names, runner.run(feeds), strict=True))
         return self._run_bucketed(feeds, self.buckets)
+
+    def run_routed(self, feeds: dict[str, np.ndarray]) -> tuple[dict[str, np.ndarray], np.ndarray]:
+        """Apply the cascade rule to a batch (inputs batch-first): run the small model, then the
+        large one on the samples below the threshold. Return (the outputs by name, a bool per
+        sample that is True where the large model answered). Without a cascade every sample is
+        the one model's."""
+        small = self.runner(self.cascade.small if self.cascade else self.manifest["runner"]["file"])
+        outputs = dict(zip(small.output_names, small.run(feeds), strict=True))
+        if self.cascade is None:
+            return outputs, np.zeros(len(next(iter(outputs.values()))), dtype=bool)
+        if self.cascade.output not in outputs:
+            raise InputError(f"cascade output {self.cascade.output!r} is not an output of {self.cascade.small}")
+        escalated = self.cascade.escalate(outputs[self.cascade.output])
+        if escalated.any():
+            rows = np.nonzero(escalated)[0]
+            large = self.runner(self.cascade.large)
+            answers = dict(zip(large.output_names, large.run(take_rows(feeds, rows)), strict=True))
+            for name, array in answers.items():
+                if name in outputs:
+                    merged = np.array(outputs[name], copy=True)
+                    merged[rows] = array
+                    outputs[name] = merged
+        return outputs, escalated
 
     def _run_bucketed(self, feeds: dict[str, np.ndarray], buckets: Buckets) -> dict[str, np.ndarray]:
         """Route by the real length (trailing positions the mask marks as padding do not count),
@@ -183,4 +215,5 @@ def load_bundle(path: str | Path, threads: int | None = None) -> DeployedModel:
         raise InputError("threads must be >= 1")
     section = manifest.get("buckets")
     buckets = Buckets.from_manifest(section) if section else None
-    return DeployedModel(folder, manifest, chosen, buckets)
+    rule = Cascade.from_manifest(manifest["cascade"]) if manifest.get("cascade") else None
+    return DeployedModel(folder, manifest, chosen, buckets, rule)
