@@ -316,6 +316,8 @@ def print_summary(result, console) -> None:
         )
     if r.get("buckets"):
         console.print(bucket_line(r["buckets"]))
+    if r.get("cascade"):
+        console.print(cascade_line(r["cascade"]))
     for flag in (r.get("op_check") or {}).get("flagged", [])[:8]:
         console.print(f"[yellow]op check:[/] {flag['count']} x {flag['op']}: {flag['why']}")
     gate = r["gate"]
@@ -335,6 +337,20 @@ def bucket_line(buckets: dict[str, Any]) -> str:
         f"; {buckets['longer_than_largest']} longer than the largest, not run" if buckets["longer_than_largest"] else ""
     )
     return f"buckets ({buckets['axis']}, {buckets['rule']}): " + ", ".join(parts) + too_long
+
+
+def cascade_line(cascade: dict[str, Any]) -> str:
+    """Return the summary's line on the cascade: threshold, share the small model answers, mean
+    latency against the large model alone and the accuracy drop, on the eval data."""
+    e = cascade["eval"]
+    ms = e["mean_latency_ms"]
+    over = "" if e["within_budget"] else " [red]over[/]"
+    return (
+        f"cascade ({cascade['small']} -> {cascade['large']}, max softmax >= {cascade['threshold']:.4g}): "
+        f"small answers {100 * e['small_answers']:.1f}%, mean {ms['cascade']:.4g} ms vs {ms['large']:.4g} ms "
+        f"large alone ({ms['large'] / ms['cascade']:.2f}x), drop {e['drop_vs_large']:.2f} pts "
+        f"(budget {cascade['budget']:g}){over}"
+    )
 
 
 def run_convert(

@@ -121,3 +121,14 @@ def test_a_model_without_class_scores_is_refused(tmp_path):
     model, data = text_model(tmp_path / "text.onnx"), text_data(tmp_path / "data.npz")
     with pytest.raises(InputError, match="cascade needs a classifier's scores"):
         edgeport.convert(str(model), quantization="int8", eval_data=str(data), cascade="fp32")
+
+
+def test_report_html_and_summary_line_show_the_cascade(cascaded):
+    from edgeport.cli.main import cascade_line
+
+    html = (cascaded.bundle_dir / "report.html").read_text()
+    assert "<h2>Cascade</h2>" in html and "calibration (threshold picked)" in html
+    section = cascaded.report["cascade"]
+    line = cascade_line(section)
+    assert f"{100 * section['eval']['small_answers']:.1f}%" in line
+    assert f"{section['eval']['mean_latency_ms']['cascade']:.4g} ms vs" in line
