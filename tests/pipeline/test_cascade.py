@@ -132,3 +132,35 @@ def test_report_html_and_summary_line_show_the_cascade(cascaded):
     line = cascade_line(section)
     assert f"{100 * section['eval']['small_answers']:.1f}%" in line
     assert f"{section['eval']['mean_latency_ms']['cascade']:.4g} ms vs" in line
+
+
+ROUTE = """
+import json, sys
+import numpy as np
+from edgeport.runtime.bundle import load_bundle
+model = load_bundle(sys.argv[1])
+outputs, escalated = model.run_routed({sys.argv[3]: np.load(sys.argv[2])})
+heavy = [m for m in ("torch", "onnx", "tensorflow", "edgeport.pipeline") if m in sys.modules]
+print(json.dumps({"escalated": escalated.tolist(), "linear": outputs["linear"].tolist(), "heavy": heavy}))
+"""
+
+
+def test_routes_with_numpy_and_onnxruntime_only(cascaded, tmp_path):
+    import json
+    import subprocess
+    import sys
+
+    from tests.runtime.runtime_only import runtime_only_python
+
+    path, _ = runtime_only_python(tmp_path)
+    batch = _images("fashion_mnist_test_1k.npz")[0][:64]
+    np.save(tmp_path / "x.npy", batch)
+    (tmp_path / "route.py").write_text(ROUTE)
+    name = _names(cascaded.bundle_dir)[0]
+    args = [sys.executable, "-S", str(tmp_path / "route.py"), str(cascaded.bundle_dir), str(tmp_path / "x.npy"), name]
+    done = subprocess.run(args, env={"PYTHONPATH": path}, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout)
+    outputs, escalated = load_bundle(cascaded.bundle_dir).run_routed({name: batch})
+    assert result["heavy"] == [] and result["escalated"] == escalated.tolist()
+    np.testing.assert_allclose(np.array(result["linear"]), outputs["linear"], rtol=1e-6, atol=1e-6)
