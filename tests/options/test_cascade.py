@@ -30,6 +30,8 @@ def test_recipe_group_and_threshold_checks():
         Recipe("m.onnx", cascade="fp32", cascade_threshold=1.5)
     with pytest.raises(InputError, match="cascade: onnx only for now"):
         Recipe("m.onnx", output_format="tflite", cascade="fp32")
+    with pytest.raises(InputError, match="--cascade and --buckets"):
+        Recipe("m.onnx", cascade="fp32", buckets="seq=16,32")
 
 
 def test_edgeport_yaml_takes_cascade_per_target_in_its_cache_key(tmp_path):
