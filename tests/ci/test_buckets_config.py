@@ -3,14 +3,12 @@ bucketed non-ONNX target is refused at its line."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
-import numpy as np
 import pytest
 
 from edgeport.ci.cache import cache_key, key_inputs
 from edgeport.ci.config import load_config
 from edgeport.core.errors import InputError
+from tests.ci.project import write_project
 
 CONFIG = """
 version: 1
@@ -35,16 +33,8 @@ targets:
 """
 
 
-def _project(tmp_path: Path, text: str) -> Path:
-    (tmp_path / "model.onnx").write_bytes(b"not read by load_config")
-    np.savez(tmp_path / "unused.npz", x=np.zeros(1))
-    config = tmp_path / "edgeport.yaml"
-    config.write_text(text)
-    return config
-
-
 def test_buckets_reach_the_job_and_its_cache_key(tmp_path):
-    jobs = {job.target.name: job for job in load_config(_project(tmp_path, CONFIG)).jobs}
+    jobs = {job.target.name: job for job in load_config(write_project(tmp_path, CONFIG)).jobs}
     assert jobs["bucketed"].kwargs["buckets"] == "seq=16,32,64,128"
     keys = {name: cache_key(key_inputs(job)) for name, job in jobs.items()}
     assert keys["bucketed"] != keys["dynamic"]
@@ -58,5 +48,5 @@ def test_bucketed_tflite_target_is_refused_at_its_line(tmp_path):
         1,
     )
     with pytest.raises(InputError) as caught:
-        load_config(_project(tmp_path, text))
+        load_config(write_project(tmp_path, text))
     assert "edgeport.yaml:" in str(caught.value) and "buckets: onnx only for now" in str(caught.value)

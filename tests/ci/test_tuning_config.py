@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
-import numpy as np
 import pytest
 
 from edgeport.ci.cache import cache_key, key_inputs
 from edgeport.ci.config import load_config
 from edgeport.core.errors import InputError
+from tests.ci.project import write_project
 
 CONFIG = """
 version: 1
@@ -40,16 +38,8 @@ targets:
 """
 
 
-def _project(tmp_path: Path, text: str) -> Path:
-    (tmp_path / "model.onnx").write_bytes(b"not read by load_config")
-    np.savez(tmp_path / "unused.npz", x=np.zeros(1))
-    config = tmp_path / "edgeport.yaml"
-    config.write_text(text)
-    return config
-
-
 def test_tuning_options_reach_the_job_and_its_cache_key(tmp_path):
-    jobs = {job.target.name: job for job in load_config(_project(tmp_path, CONFIG)).jobs}
+    jobs = {job.target.name: job for job in load_config(write_project(tmp_path, CONFIG)).jobs}
     tuned = jobs["throughput"].kwargs
     assert (tuned["objective"], tuned["batch_sizes"], tuned["threads"], tuned["max_latency_ms"]) == (
         "throughput", [1, 8, 32], [1, 2], 4.0,
@@ -64,5 +54,5 @@ def test_tuning_options_reach_the_job_and_its_cache_key(tmp_path):
 
 def test_a_bad_grid_names_its_line(tmp_path):
     with pytest.raises(InputError) as caught:
-        load_config(_project(tmp_path, CONFIG.replace('threads: "1,2"', "threads: [1, two]")))
+        load_config(write_project(tmp_path, CONFIG.replace('threads: "1,2"', "threads: [1, two]")))
     assert "edgeport.yaml:" in str(caught.value) and "threads" in str(caught.value)
