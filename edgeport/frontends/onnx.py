@@ -71,6 +71,17 @@ def opset_of(model: onnx.ModelProto) -> int:
 PER_CHANNEL_QDQ_OPSET = 13
 
 
+def _free_minus_one_dims(value: onnx.ValueInfoProto) -> bool:
+    """Give each dimension declared as -1 a name instead (the batch for the first); return
+    whether any was. dim_value and dim_param are one field: naming it clears the -1."""
+    changed = False
+    for i, dim in enumerate(value.type.tensor_type.shape.dim):
+        if dim.HasField("dim_value") and dim.dim_value == -1:
+            dim.dim_param = "batch" if i == 0 else f"{value.name}_dim{i}"
+            changed = True
+    return changed
+
+
 def repair_foreign_quirks(model: onnx.ModelProto) -> list[str]:
     """Fix, in place, what older and non-torch exporters (tf2onnx, paddle2onnx, IR < 4 tools)
     leave that ONNX Runtime runs but onnx.checker or the quantizers refuse; return notes.
@@ -82,8 +93,13 @@ def repair_foreign_quirks(model: onnx.ModelProto) -> list[str]:
     - An IR version below what the model's opsets need: raised to that minimum.
     - Graph inputs/outputs without a shape (the checker requires the field): shapes from ONNX
       shape inference.
+    - A dimension declared as -1 (paddle2onnx's "any size"; ONNX Runtime reads it as free): a
+      named free dimension.
     """
     notes = []
+    freed = [v.name for v in list(model.graph.input) + list(model.graph.output) if _free_minus_one_dims(v)]
+    if freed:
+        notes.append(f"dimension -1 (any size, paddle2onnx style) read as a free dimension: {', '.join(freed[:6])}")
     initializers = {init.name for init in model.graph.initializer}
     listed = [v for v in model.graph.input if v.name in initializers]
     if listed:
@@ -202,8 +218,9 @@ def check_declared_sizes(model: onnx.ModelProto, path: Path, limit: int) -> None
     for value in list(model.graph.input) + list(model.graph.output):
         tensor_type = value.type.tensor_type
         dims = [d.dim_value for d in tensor_type.shape.dim if d.HasField("dim_value")]
-        if any(d < 0 for d in dims):
+        if any(d < -1 for d in dims):  # -1 is "any size" (paddle2onnx): repaired to a free dim
             raise InputError(f"{path}: {value.name!r} declares a negative dimension {dims}")
+        dims = [d for d in dims if d >= 0]
         needed = limits.tensor_bytes(dims, tensor_itemsize(tensor_type.elem_type))
         limits.refuse_over_budget(f"{path}: tensor {value.name!r} of declared shape {dims}", needed, limit)
 

@@ -413,3 +413,29 @@ def test_upgrade_only_for_quantized_onnx_artifacts(wild_onnx):
         result, decisions = upgrade_opset(model, feeds, reference, recipe.source)
         assert opset_of(result) == upgraded
         assert len(decisions) == (upgraded == 18)
+
+
+def test_minus_one_dimension_is_a_free_dimension(tmp_path):
+    """paddle2onnx writes "any size" as dim_value -1 (PaddleOCR's classifier: x [-1, 3, ?, ?]);
+    ONNX Runtime runs it, so edgeport converts it: the -1 becomes a named free dim, int8 runs
+    and agrees with ONNX Runtime's own fp32 run at another batch size."""
+    rng = np.random.default_rng(0)
+    weight = numpy_helper.from_array(rng.standard_normal((8, 4)).astype(np.float32), "w")
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [-1, 8])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [-1, 4])
+    graph = helper.make_graph([helper.make_node("MatMul", ["x", "w"], ["y"])], "paddle_like", [x], [y], [weight])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    model.ir_version = 8
+    path = tmp_path / "paddle_like.onnx"
+    onnx.save(model, str(path))
+    result = convert(str(path), quantization="int8", output_dir=str(tmp_path / "b"), latency_runs=5)
+    assert any("dimension -1" in note for note in result.report["notes"]), result.report["notes"]
+    batch = rng.standard_normal((3, 8)).astype(np.float32)
+    artifact = OrtRunner(result.artifact).run({"x": batch})[0]
+    expected = batch @ onnx.numpy_helper.to_array(weight)
+    assert artifact.shape == (3, 4) and np.abs(artifact - expected).max() < 0.05 * np.abs(expected).max()
+    # other negative sizes stay refused
+    model.graph.input[0].type.tensor_type.shape.dim[0].dim_value = -2
+    onnx.save(model, str(path))
+    with pytest.raises(Exception, match="negative dimension"):
+        convert(str(path), quantization="none", output_dir=str(tmp_path / "c"))
