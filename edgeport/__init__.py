@@ -27,8 +27,23 @@ from edgeport.core.quiet import apply_env  # noqa: E402
 
 apply_env()
 
-from edgeport.api import convert  # noqa: E402
+from typing import TYPE_CHECKING, Any  # noqa: E402
+
 from edgeport.core.errors import ConversionError, EdgeportError, GateFailed, InputError  # noqa: E402
 from edgeport.core.version import __version__  # noqa: E402
 
+if TYPE_CHECKING:
+    from edgeport.api import convert
+
 __all__ = ["convert", "EdgeportError", "InputError", "ConversionError", "GateFailed", "__version__"]
+
+
+def __getattr__(name: str) -> Any:
+    """Import ``edgeport.convert`` on first use: the API pulls in onnx and the pipeline, and a
+    server that has installed edgeport with only numpy and onnxruntime imports ``edgeport.runtime``,
+    which runs this package file first."""
+    if name == "convert":
+        from edgeport.api import convert
+
+        return convert
+    raise AttributeError(f"module 'edgeport' has no attribute {name!r}")

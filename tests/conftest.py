@@ -61,6 +61,15 @@ def tiny_files(tmp_path_factory) -> dict[str, Path]:
 
 
 @pytest.fixture(scope="session")
+def runtime_venv(tmp_path_factory) -> Path:
+    """A fresh venv with only numpy, onnxruntime and edgeport (wheel, --no-deps): where bundles are
+    served through edgeport.runtime (tests/packaging/fresh.py)."""
+    from tests.packaging.fresh import runtime_only_venv
+
+    return runtime_only_venv(tmp_path_factory.mktemp("runtime-venv"))
+
+
+@pytest.fixture(scope="session")
 def example_int8(tmp_path_factory):
     """The bundled Fashion-MNIST model converted to int8 ONNX once, with the real test subset."""
     out = tmp_path_factory.mktemp("example") / "bundle"

@@ -11,9 +11,6 @@ from __future__ import annotations
 import contextlib
 import io
 import json
-import os
-import shutil
-import subprocess
 import sys
 from pathlib import Path
 
@@ -21,29 +18,11 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 
-REPO = Path(__file__).resolve().parents[2]
+from tests.packaging.fresh import REPO, build_wheel, fresh_env, make_venv, run
+
 EXAMPLES = REPO / "examples"
 # What the extras install: none of it may be present, or imported, in an ONNX-only conversion.
 HEAVY = ("torch", "tensorflow", "keras", "transformers", "optimum", "coremltools", "onnx2tf", "ai_edge_litert")
-NETWORK_ERRORS = (
-    "NewConnectionError",
-    "Temporary failure in name resolution",
-    "Network is unreachable",
-    "ConnectTimeoutError",
-    "ReadTimeoutError",
-)
-
-
-def _fresh_env() -> dict[str, str]:
-    """This environment without what would put this checkout's edgeport before the installed one."""
-    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV")}
-    env["PIP_DISABLE_PIP_VERSION_CHECK"] = "1"
-    return env
-
-
-def _run(args: list, cwd: Path, env: dict[str, str] | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
-    """Run ``args`` and return the finished process (text output captured)."""
-    return subprocess.run([str(a) for a in args], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
 
 
 @pytest.fixture(scope="module")
@@ -63,33 +42,7 @@ def fp32_onnx(tmp_path_factory) -> Path:
 def base_venv(tmp_path_factory) -> Path:
     """A fresh venv holding the wheel built from this checkout, installed with no extra."""
     root = tmp_path_factory.mktemp("wheel")
-    source = root / "source"  # a copy: building writes build/ and *.egg-info next to pyproject.toml
-    source.mkdir()
-    for name in ("pyproject.toml", "README.md"):
-        shutil.copy2(REPO / name, source / name)
-    shutil.copytree(REPO / "edgeport", source / "edgeport", ignore=shutil.ignore_patterns("__pycache__"))
-    built = _run(
-        [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation", "-w", root / "dist", source],
-        root,
-        _fresh_env(),
-    )
-    assert built.returncode == 0, built.stderr
-    (wheel,) = (root / "dist").glob("edgeport-*.whl")
-    venv = root / "venv"
-    # No pip inside (this venv's pip installs into it) and no .pyc compiling: 5-10x faster.
-    made = _run([sys.executable, "-m", "venv", "--without-pip", venv], root, _fresh_env())
-    assert made.returncode == 0, made.stderr
-    install = ["install", "-q", "--no-compile", "-c", REPO / "constraints.txt", wheel]
-    installed = _run(
-        [sys.executable, "-m", "pip", "--python", venv / "bin" / "python", *install],
-        root,
-        _fresh_env(),
-        timeout=600,
-    )
-    if installed.returncode != 0 and any(error in installed.stderr for error in NETWORK_ERRORS):
-        pytest.skip(f"PyPI is not reachable: {installed.stderr.strip().splitlines()[-1]}")
-    assert installed.returncode == 0, installed.stderr
-    return venv
+    return make_venv(root, [build_wheel(root)])
 
 
 def test_base_install_has_no_extra(base_venv: Path, tmp_path: Path) -> None:
@@ -98,12 +51,12 @@ def test_base_install_has_no_extra(base_venv: Path, tmp_path: Path) -> None:
         "import importlib.util, json, edgeport; "
         f"print(json.dumps([edgeport.__file__, [m for m in {HEAVY!r} if importlib.util.find_spec(m)]]))"
     )
-    found = _run([base_venv / "bin" / "python", "-c", probe], tmp_path, _fresh_env())
+    found = run([base_venv / "bin" / "python", "-c", probe], tmp_path, fresh_env())
     assert found.returncode == 0, found.stderr
     location, heavy = json.loads(found.stdout)
     assert Path(location).is_relative_to(base_venv), location
     assert heavy == []
-    torch = _run([base_venv / "bin" / "python", "-c", "import torch"], tmp_path, _fresh_env())
+    torch = run([base_venv / "bin" / "python", "-c", "import torch"], tmp_path, fresh_env())
     assert torch.returncode != 0 and "No module named 'torch'" in torch.stderr
 
 
@@ -111,7 +64,7 @@ def test_base_install_converts_onnx_for_onnxruntime(base_venv: Path, fp32_onnx: 
     """int8 for ONNX Runtime from an fp32 ONNX file, calibrated and evaluated on real data: the
     artifact runs in onnxruntime and the report gives the accuracy, latency and size it measured."""
     bundle = tmp_path / "bundle"
-    done = _run(
+    done = run(
         [
             base_venv / "bin" / "edgeport",
             "convert",
@@ -129,7 +82,7 @@ def test_base_install_converts_onnx_for_onnxruntime(base_venv: Path, fp32_onnx: 
             bundle,
         ],
         tmp_path,
-        _fresh_env(),
+        fresh_env(),
     )
     assert done.returncode == 0, done.stdout + done.stderr
 
@@ -150,10 +103,10 @@ def test_base_install_converts_onnx_for_onnxruntime(base_venv: Path, fp32_onnx: 
 
 def test_torch_input_without_the_extra_names_the_pip_install(base_venv: Path, tmp_path: Path) -> None:
     """A .pt2 input in the base install: exit 2 and one error line with the pip install that fixes it."""
-    done = _run(
+    done = run(
         [base_venv / "bin" / "edgeport", "convert", "--input_model", EXAMPLES / "fashion_cnn.pt2"],
         tmp_path,
-        _fresh_env(),
+        fresh_env(),
     )
     assert done.returncode == 2, done.stdout + done.stderr
     errors = [line for line in (done.stdout + done.stderr).splitlines() if "error" in line.lower()]
@@ -174,6 +127,6 @@ def test_onnx_conversion_imports_no_torch_or_tensorflow(fp32_onnx: Path, tmp_pat
         f"calibration_data={str(EXAMPLES / 'fashion_mnist_calib.npz')!r}, output_dir={str(tmp_path / 'bundle')!r})\n"
         f"print(json.dumps(sorted({{m.split('.')[0] for m in sys.modules}} & set({HEAVY!r}))))\n"
     )
-    done = _run([sys.executable, "-c", script], tmp_path)
+    done = run([sys.executable, "-c", script], tmp_path)
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout.strip().splitlines()[-1]) == []

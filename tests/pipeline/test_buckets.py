@@ -5,8 +5,6 @@ plan, each verified on its eval samples, and the manifest's rule served by edgep
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 
 import numpy as np
 import onnx
@@ -16,7 +14,7 @@ import pytest
 import edgeport
 from edgeport.core.errors import InputError
 from edgeport.runtime.bundle import load_bundle
-from tests.runtime.runtime_only import runtime_only_python
+from tests.runtime.runtime_only import run_in_runtime_venv
 from tests.runtime.text_model import text_data, text_model
 
 SIZES = (8, 16, 32)
@@ -161,18 +159,8 @@ print(json.dumps({"pooled": out["pooled"].tolist(), "tokens": list(out["tokens"]
 """
 
 
-def test_bucketed_bundle_serves_with_numpy_and_onnxruntime_only(bucketed, tmp_path):
-    path, _ = runtime_only_python(tmp_path)
-    (tmp_path / "serve.py").write_text(SERVE)
-    done = subprocess.run(
-        [sys.executable, "-S", str(tmp_path / "serve.py"), str(bucketed[0].bundle_dir)],
-        env={"PYTHONPATH": path},
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert done.returncode == 0, done.stderr
-    served = json.loads(done.stdout)
+def test_bucketed_bundle_serves_with_numpy_and_onnxruntime_only(bucketed, runtime_venv, tmp_path):
+    served = run_in_runtime_venv(runtime_venv, SERVE, [bucketed[0].bundle_dir], tmp_path)
     assert served["opened"] == ["model_seq16.onnx"] and served["tokens"] == [1, 11, 8] and not served["torch"]
     here = load_bundle(bucketed[0].bundle_dir).run({"input_ids": np.arange(1, 12, dtype=np.int64)[None]})
     np.testing.assert_allclose(np.array(served["pooled"]), here["pooled"], rtol=1e-6, atol=1e-7)

@@ -145,22 +145,13 @@ print(json.dumps({"escalated": escalated.tolist(), "linear": outputs["linear"].t
 """
 
 
-def test_routes_with_numpy_and_onnxruntime_only(cascaded, tmp_path):
-    import json
-    import subprocess
-    import sys
+def test_routes_with_numpy_and_onnxruntime_only(cascaded, runtime_venv, tmp_path):
+    from tests.runtime.runtime_only import run_in_runtime_venv
 
-    from tests.runtime.runtime_only import runtime_only_python
-
-    path, _ = runtime_only_python(tmp_path)
     batch = _images("fashion_mnist_test_1k.npz")[0][:64]
     np.save(tmp_path / "x.npy", batch)
-    (tmp_path / "route.py").write_text(ROUTE)
     name = _names(cascaded.bundle_dir)[0]
-    args = [sys.executable, "-S", str(tmp_path / "route.py"), str(cascaded.bundle_dir), str(tmp_path / "x.npy"), name]
-    done = subprocess.run(args, env={"PYTHONPATH": path}, capture_output=True, text=True, timeout=120)
-    assert done.returncode == 0, done.stderr
-    result = json.loads(done.stdout)
+    result = run_in_runtime_venv(runtime_venv, ROUTE, [cascaded.bundle_dir, tmp_path / "x.npy", name], tmp_path)
     outputs, escalated = load_bundle(cascaded.bundle_dir).run_routed({name: batch})
     assert result["heavy"] == [] and result["escalated"] == escalated.tolist()
     np.testing.assert_allclose(np.array(result["linear"]), outputs["linear"], rtol=1e-6, atol=1e-6)

@@ -1,33 +1,33 @@
-"""A python that can import only numpy, onnxruntime and edgeport's runtime package (as a server
-or device with just the runtime installed): ``python -S`` with a path of symlinks."""
+"""Run a script in a fresh venv that holds only numpy, onnxruntime and edgeport's wheel installed
+with ``--no-deps`` (tests/packaging/fresh.py), as a server or a device with just the runtime."""
 
 from __future__ import annotations
 
-import shutil
+import json
+import subprocess
 from pathlib import Path
+from typing import Any
 
-import numpy as np
-import onnxruntime
+from tests.packaging.fresh import fresh_env, run
 
-import edgeport
+# What the conversion stack would bring: the venv must not even have it to import.
+ABSENT = ("torch", "onnx", "tensorflow", "onnxscript", "coremltools", "ai_edge_litert", "yaml", "click", "rich")
+PROBE = """
+import importlib.util, json, sys
+print(json.dumps({"present": [m for m in sys.argv[1:] if importlib.util.find_spec(m)], "prefix": sys.prefix}))
+"""
 
-RUNTIME = Path(edgeport.__file__).parent / "runtime"
-ERRORS = Path(edgeport.__file__).parent / "core" / "errors.py"
 
-
-def runtime_only_python(root: Path) -> tuple[str, Path]:
-    """A python with only numpy and onnxruntime importable (``-S``), and a folder holding
-    edgeport/runtime/ and edgeport/core/errors.py under empty package files."""
-    site = root / "site"
-    site.mkdir()
-    for module in (np, onnxruntime):
-        folder = Path(module.__file__).parent
-        for entry in folder.parent.glob(f"{folder.name}*"):  # numpy, numpy.libs, ...dist-info
-            (site / entry.name).symlink_to(entry)
-    code = root / "code"
-    shutil.copytree(RUNTIME, code / "edgeport" / "runtime", ignore=shutil.ignore_patterns("__pycache__"))
-    (code / "edgeport" / "core").mkdir()
-    shutil.copyfile(ERRORS, code / "edgeport" / "core" / "errors.py")
-    (code / "edgeport" / "core" / "__init__.py").write_text("")
-    (code / "edgeport" / "__init__.py").write_text("")
-    return f"{site}:{code}", code
+def run_in_runtime_venv(venv: Path, script: str, args: list, folder: Path) -> dict[str, Any]:
+    """Check that ``venv`` has none of ABSENT, then run ``script`` (written to ``folder``) there
+    with ``args``, from ``folder`` so this checkout is not on the path; return its stdout as JSON
+    (the script prints one JSON object)."""
+    python = venv / "bin" / "python"
+    probe = run([python, "-c", PROBE, *ABSENT], folder, fresh_env())
+    assert probe.returncode == 0, probe.stderr
+    found = json.loads(probe.stdout)
+    assert found["present"] == [] and Path(found["prefix"]) == venv, found
+    (folder / "serve.py").write_text(script)
+    done: subprocess.CompletedProcess = run([python, folder / "serve.py", *args], folder, fresh_env(), timeout=120)
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout)

@@ -1,16 +1,13 @@
 """edgeport.runtime.bundle serves a real bundle made by edgeport.convert, with the runtime only.
 
-The stripped-python test copies edgeport/runtime/ and core/errors.py (nothing else of
-edgeport) next to a python whose path holds only numpy and onnxruntime (``-S``: no
-site-packages), loads the bundle there and gets the outputs the full install gets.
+The runtime-only test serves the bundle in a fresh venv holding only numpy, onnxruntime and
+edgeport's wheel installed with --no-deps, and gets the outputs the full install gets.
 """
 
 from __future__ import annotations
 
 import json
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -20,7 +17,7 @@ import pytest
 import edgeport
 from edgeport.core.errors import InputError
 from edgeport.runtime.bundle import load_bundle
-from tests.runtime.runtime_only import runtime_only_python
+from tests.runtime.runtime_only import run_in_runtime_venv
 from tests.runtime.text_model import text_data, text_model
 
 
@@ -84,33 +81,13 @@ from edgeport.runtime.bundle import load_bundle
 feeds = dict(np.load(sys.argv[2]))
 outputs = load_bundle(sys.argv[1]).run(feeds)
 heavy = sorted(m for m in ("torch", "onnx", "tensorflow", "edgeport.pipeline") if m in sys.modules)
-print(json.dumps({"pooled": outputs["pooled"].tolist(), "heavy": heavy, "path": sys.path}))
+print(json.dumps({"pooled": outputs["pooled"].tolist(), "heavy": heavy}))
 """
 
 
-def test_serves_with_numpy_and_onnxruntime_only(bundle, tmp_path):
-    path, code = runtime_only_python(tmp_path)
+def test_serves_with_numpy_and_onnxruntime_only(bundle, runtime_venv, tmp_path):
     np.savez(tmp_path / "feeds.npz", **_feeds())
-    (tmp_path / "serve.py").write_text(SERVE)
-    done = subprocess.run(
-        [sys.executable, "-S", str(tmp_path / "serve.py"), str(bundle), str(tmp_path / "feeds.npz")],
-        env={"PYTHONPATH": path},
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert done.returncode == 0, done.stderr
-    result = json.loads(done.stdout)
+    result = run_in_runtime_venv(runtime_venv, SERVE, [bundle, tmp_path / "feeds.npz"], tmp_path)
     assert result["heavy"] == []
-    assert not any("site-packages" in entry for entry in result["path"])
     expected = load_bundle(bundle).run(_feeds())["pooled"]
     np.testing.assert_allclose(np.array(result["pooled"]), expected, rtol=1e-6, atol=1e-7)
-    # The same script fails without the runtime on the path: the check is not vacuous.
-    bare = subprocess.run(
-        [sys.executable, "-S", str(tmp_path / "serve.py"), str(bundle), str(tmp_path / "feeds.npz")],
-        env={"PYTHONPATH": str(code)},
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert bare.returncode != 0 and "numpy" in bare.stderr
