@@ -17,11 +17,12 @@ from edgeport.core.model import CanonicalModel
 from edgeport.core.progress import Progress
 from edgeport.data.dataset import Dataset
 from edgeport.options.buckets import BucketSpec
-from edgeport.pipeline.buckets import bucket_dataset, fit_rows, fix_dim, resolve_layout
+from edgeport.pipeline.buckets import bucket_dataset, fix_dim, resolve_layout
 from edgeport.pipeline.build import Built
 from edgeport.pipeline.data import DataPlan
 from edgeport.runtime.bundle import Buckets, DeployedModel
 from edgeport.runtime.ort import OrtRunner
+from edgeport.verify.buckets_check import bucket_line, compare_sample, natural_inputs
 from edgeport.verify.gate import Gate
 
 EVAL_BATCH = 32
@@ -64,14 +65,6 @@ def build_buckets(
     return layout.manifest(), report
 
 
-def natural_length(feeds: dict[str, np.ndarray], rule: Buckets) -> int:
-    """The natural length of one sample: the mask's count of real positions, else the axis size."""
-    if rule.mask is not None and rule.mask in feeds:
-        return int(np.count_nonzero(feeds[rule.mask]))
-    name = next(n for n in rule.inputs if n in feeds)
-    return int(feeds[name].shape[rule.inputs[name]])
-
-
 def _rows(batch: dict[str, np.ndarray], axes: dict[str, int | None]) -> list[dict[str, np.ndarray]]:
     """Split a batch of feeds into one-sample feeds (inputs without a batch axis are shared)."""
     name = next(n for n in batch if axes.get(n) is not None)
@@ -79,12 +72,6 @@ def _rows(batch: dict[str, np.ndarray], axes: dict[str, int | None]) -> list[dic
     return [
         {n: a if axes.get(n) is None else np.take(a, [i], axis=axes[n]) for n, a in batch.items()} for i in range(count)
     ]
-
-
-def _cosine(a: np.ndarray, b: np.ndarray) -> float:
-    x, y = a.astype(np.float64).ravel(), b.astype(np.float64).ravel()
-    norms = np.linalg.norm(x) * np.linalg.norm(y)
-    return 1.0 if norms == 0 else float(np.dot(x, y) / norms)
 
 
 def _join(parts: list[np.ndarray], axis: int | None) -> np.ndarray:
@@ -108,16 +95,8 @@ class _Found:
 
 def _entry(size: int, file: str, found: _Found, rule: Buckets, gate: Gate | None, labels: np.ndarray | None) -> dict:
     """One bucket's line of the report: counts, cosines, largest difference and the gate's verdict."""
-    cosines = [c for c, _ in found.pairs]
-    entry: dict[str, Any] = {
-        "size": size,
-        "file": file,
-        "samples": len(found.pairs),
-        "cosine_min": round(min(cosines), 6) if cosines else None,
-        "cosine_mean": round(float(np.mean(cosines)), 6) if cosines else None,
-        "max_abs_diff": round(max(d for _, d in found.pairs), 6) if cosines else None,
-    }
-    if gate is not None and cosines:
+    entry = bucket_line(size, file, found.pairs)
+    if gate is not None and found.pairs:
         names = list(found.reference)
         reference = [_join(found.reference[n], rule.outputs.get(n)) for n in names]
         candidate = [_join(found.candidate[n], rule.outputs.get(n)) for n in names]
@@ -147,16 +126,15 @@ def verify_buckets(
     for batch in eval_data.batches(EVAL_BATCH):
         for row in _rows(batch, eval_data.axes):
             index += 1
-            length = natural_length(row, rule)
+            length = rule.natural_length(row)
             if length > rule.sizes[-1]:
                 too_long += 1
                 continue
-            natural = {n: fit_rows(a, rule.inputs[n], length, 0) if n in rule.inputs else a for n, a in row.items()}
+            natural = natural_inputs(row, rule, length)
             expected = dict(zip(reference.output_names, reference.run(natural), strict=True))
             got = deployed.run(natural)
             bucket = found[rule.sizes[rule.choose(length)]]
-            pairs = [(_cosine(got[n], e), float(np.max(np.abs(got[n] - e), initial=0.0))) for n, e in expected.items()]
-            bucket.pairs.append((min(c for c, _ in pairs), max(d for _, d in pairs)))
+            bucket.pairs.append(compare_sample(got, expected, rule, length))
             bucket.indices.append(index)
             for name, value in expected.items():
                 bucket.reference.setdefault(name, []).append(value)

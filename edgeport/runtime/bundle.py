@@ -81,6 +81,13 @@ class Buckets:
             raise InputError("manifest.json: buckets need ascending sizes, one file each, and the inputs they cut")
         return cls(axis, sizes, files, inputs, outputs, pads, mask)
 
+    def natural_length(self, feeds: dict[str, np.ndarray]) -> int:
+        """The natural length of one sample: the mask's count of real positions, else the axis size."""
+        if self.mask is not None and self.mask in feeds:
+            return int(np.count_nonzero(feeds[self.mask]))
+        name = next(n for n in self.inputs if n in feeds)
+        return int(np.asarray(feeds[name]).shape[self.inputs[name]])
+
     def choose(self, length: int) -> int:
         """Return the index of the smallest bucket that holds ``length`` (the selection rule);
         raise InputError when the input is longer than the largest one."""

@@ -285,6 +285,24 @@ def comparison_table(section: dict[str, Any]) -> list[dict[str, Any]]:
             "after": (new_lat.get("reference") or {}).get("p50_ms"),
         },
         {"figure": "speedup x", "before": old_lat.get("speedup"), "after": new_lat.get("speedup")},
+        *_bucket_rows(before.get("buckets"), after.get("buckets")),
+    ]
+
+
+def _bucket_rows(before: dict[str, Any] | None, after: dict[str, Any] | None) -> list[dict[str, Any]]:
+    """One row per bucket re-run: its lowest cosine in the original report (eval data) and now
+    (the reference samples); none when the bucket files were not re-run."""
+    if not after or not after.get("buckets"):
+        return []
+    old = {b["size"]: b for b in (before or {}).get("buckets") or []}
+    return [
+        {
+            "figure": f"bucket {after['axis']}={b['size']} min cosine (samples: "
+            f"{old.get(b['size'], {}).get('samples')} -> {b['samples']})",
+            "before": old.get(b["size"], {}).get("cosine_min"),
+            "after": b["cosine_min"],
+        }
+        for b in after["buckets"]
     ]
 
 
@@ -302,6 +320,7 @@ class _CheckedBundle:
     old_report: dict[str, Any]
     latency_batch: int
     axes: dict[str, int | None]
+    has_buckets: bool
 
 
 def _read_bundle(bundle_dir: Path) -> _CheckedBundle:
@@ -326,7 +345,17 @@ def _read_bundle(bundle_dir: Path) -> _CheckedBundle:
     # The batch may sit at any axis (a state [2, batch, 128]) or nowhere (a rank-0 sample rate).
     axes = batch_axes([TensorSpec(i["name"], list(i["shape"]), i["dtype"]) for i in manifest.get("inputs") or []])
     return _CheckedBundle(
-        files_checked, artifact, reference, feeds, output_names, stored_outputs, labels, old_report, latency_batch, axes
+        files_checked,
+        artifact,
+        reference,
+        feeds,
+        output_names,
+        stored_outputs,
+        labels,
+        old_report,
+        latency_batch,
+        axes,
+        bool(manifest.get("buckets")),
     )
 
 
@@ -397,10 +426,17 @@ def _run_bundle(
 
 
 def _verification_section(
-    bundle: _CheckedBundle, ran: dict[str, Any], threads: int, runs: int, warmup: int, now: datetime
+    bundle: _CheckedBundle,
+    ran: dict[str, Any],
+    threads: int,
+    runs: int,
+    warmup: int,
+    now: datetime,
+    buckets: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The report's ``verification`` section: fidelity against the stored fp32 outputs (with
-    the conversion's gate measures), latency side by side, and the original report's figures."""
+    the conversion's gate measures), latency side by side, the bucket files re-run (``buckets``)
+    and the original report's figures."""
     old_report, reference = bundle.old_report, bundle.reference
     stored, names, labels = bundle.stored_outputs, bundle.output_names, bundle.labels
     gate = gate_from_report(old_report)  # the same per-output measures as the conversion's report
@@ -444,7 +480,9 @@ def _verification_section(
             "runtime": ((old_report.get("environment") or {}).get("runner") or {}).get("runtime"),
             "fidelity": old_report.get("fidelity"),
             "latency": old_report.get("latency") or {},
+            "buckets": old_report.get("buckets"),
         },
+        "buckets": buckets,
         "note": f"fidelity here is on the bundle's {fidelity['samples']} reference samples against the stored "
         "source-framework fp32 outputs; the original report's is on the whole eval set against fp32 ONNX",
     }
@@ -509,8 +547,20 @@ def verify_bundle(
             hint="make the folder writable, or verify a copy of the bundle",
         )
     ran = _run_bundle(bundle_dir, bundle, runner, threads, runs, warmup, ssh_options, timeout)
+    buckets = None
+    if bundle.has_buckets:
+        if runner == "local":
+            from edgeport.verify.buckets_check import rerun_buckets
+
+            buckets = rerun_buckets(
+                bundle_dir, bundle.feeds, bundle.stored_outputs, bundle.output_names, bundle.axes, threads
+            )
+        else:  # the remote harness and the page run one artifact: say so rather than imply more
+            buckets = {
+                "not_run": f"the bucket files are re-run by --runner local only; {runner} ran {bundle.artifact['file']}"
+            }
     now = datetime.now(UTC)
-    section = _verification_section(bundle, ran, threads, runs, warmup, now)
+    section = _verification_section(bundle, ran, threads, runs, warmup, now, buckets)
     if runner == "local" or runner in BROWSER_RUNNERS:
         where = f"{'local' if runner == 'local' else 'browser'}-{_label(platform.node())}"
     else:

@@ -5,6 +5,8 @@ plan, each verified on its eval samples, and the manifest's rule served by edgep
 from __future__ import annotations
 
 import json
+import shutil
+from pathlib import Path
 
 import numpy as np
 import onnx
@@ -173,3 +175,23 @@ def test_cli_summary_names_each_bucket(bucketed):
     counts = [b["samples"] for b in bucketed[0].report["buckets"]["buckets"]]
     assert line.startswith("buckets (seq, smallest bucket that fits): 8 (")
     assert f"32 ({counts[2]} samples, " in line and "longer than the largest, not run" in line
+
+
+def test_verify_reruns_every_bucket_file(bucketed, tmp_path):
+    from edgeport.verify.bundle_check import verify_bundle
+
+    copy = tmp_path / "bundle"
+    shutil.copytree(bucketed[0].bundle_dir, copy)
+    section = verify_bundle(copy, runs=3, warmup=1)
+    rerun = section["buckets"]
+    reference = np.load(copy / "reference.npz")
+    samples = len(reference["outputs/pooled"])
+    assert sum(b["samples"] for b in rerun["buckets"]) + rerun["longer_than_largest"] == samples
+    assert [b["file"] for b in rerun["buckets"]] == [f"model_seq{s}.onnx" for s in SIZES]
+    for bucket in rerun["buckets"]:
+        if bucket["samples"]:
+            assert bucket["cosine_min"] > 0.99 and bucket["max_abs_diff"] < 0.5
+    rows = [row["figure"] for row in section["table"] if row["figure"].startswith("bucket seq=")]
+    assert len(rows) == len(SIZES)
+    saved = json.loads(Path(section["report_json"]).read_text())
+    assert saved["verification"]["buckets"] == rerun
