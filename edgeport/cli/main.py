@@ -208,7 +208,19 @@ _TUNE_FLAGS = [
         "the small one answers when its max softmax probability reaches a threshold picked on the calibration "
         "data (lowest mean latency within the accuracy budget), the large one the rest (ONNX only for now).",
     ),
-    _flag("cascade_threshold", type=float, help="Force the cascade's confidence threshold (0-1)."),
+    _flag(
+        "cascade_threshold",
+        type=float,
+        help="Force the routing threshold: a confidence (0-1), or with --route size an input size (longer inputs go "
+        "to the small model).",
+    ),
+    _flag(
+        "route",
+        type=click.Choice(["confidence", "size"], case_sensitive=False),
+        help="The routing rule of --cascade: confidence (the small model answers when confident enough) or size "
+        "(inputs above the threshold, the mask's sum for text or the elements per sample, go to the small model, "
+        "the rest to the large one).",
+    ),
 ]
 _FORMAT_FLAGS = [
     _flag(
