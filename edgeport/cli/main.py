@@ -352,13 +352,19 @@ def bucket_line(buckets: dict[str, Any]) -> str:
 
 
 def cascade_line(cascade: dict[str, Any]) -> str:
-    """Return the summary's line on the cascade: threshold, share the small model answers, mean
-    latency against the large model alone and the accuracy drop, on the eval data."""
+    """Return the summary's line on the routed pair (either rule): the rule and threshold, the
+    share the small model answers, mean latency against the large model alone and the accuracy
+    drop, on the eval data."""
     e = cascade["eval"]
     ms = e["mean_latency_ms"]
     over = "" if e["within_budget"] else " [red]over[/]"
+    if cascade.get("rule") == "size":
+        size = f"{cascade['input']} {cascade['measure']} > {cascade['threshold']:.6g}"
+        rule = f"route by size: {size} -> {cascade['small']}"
+    else:
+        rule = f"cascade ({cascade['small']} -> {cascade['large']}, max softmax >= {cascade['threshold']:.4g})"
     return (
-        f"cascade ({cascade['small']} -> {cascade['large']}, max softmax >= {cascade['threshold']:.4g}): "
+        f"{rule}: "
         f"small answers {100 * e['small_answers']:.1f}%, mean {ms['cascade']:.4g} ms vs {ms['large']:.4g} ms "
         f"large alone ({ms['large'] / ms['cascade']:.2f}x), drop {e['drop_vs_large']:.2f} pts "
         f"(budget {cascade['budget']:g}){over}"

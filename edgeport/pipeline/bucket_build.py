@@ -21,6 +21,7 @@ from edgeport.pipeline.buckets import bucket_dataset, fit_rows, fix_dim, resolve
 from edgeport.pipeline.build import Built
 from edgeport.pipeline.data import DataPlan
 from edgeport.runtime.bundle import Buckets, DeployedModel
+from edgeport.runtime.cascade import MASK_SUM, sample_sizes
 from edgeport.runtime.ort import OrtRunner
 from edgeport.verify.gate import Gate
 
@@ -65,14 +66,15 @@ def build_buckets(
 
 
 def natural_length(feeds: dict[str, np.ndarray], rule: Buckets) -> int:
-    """The natural length of one sample: the mask's count of real positions, else the axis size."""
+    """The natural length of one sample: the mask's count of real positions (the size routing
+    rule's measure, one definition), else the axis size."""
     if rule.mask is not None and rule.mask in feeds:
-        return int(np.count_nonzero(feeds[rule.mask]))
+        return int(sample_sizes(feeds, rule.mask, MASK_SUM)[0])
     name = next(n for n in rule.inputs if n in feeds)
     return int(feeds[name].shape[rule.inputs[name]])
 
 
-def _rows(batch: dict[str, np.ndarray], axes: dict[str, int | None]) -> list[dict[str, np.ndarray]]:
+def split_rows(batch: dict[str, np.ndarray], axes: dict[str, int | None]) -> list[dict[str, np.ndarray]]:
     """Split a batch of feeds into one-sample feeds (inputs without a batch axis are shared)."""
     name = next(n for n in batch if axes.get(n) is not None)
     count = batch[name].shape[axes[name]]
@@ -87,7 +89,7 @@ def _cosine(a: np.ndarray, b: np.ndarray) -> float:
     return 1.0 if norms == 0 else float(np.dot(x, y) / norms)
 
 
-def _join(parts: list[np.ndarray], axis: int | None) -> np.ndarray:
+def join_samples(parts: list[np.ndarray], axis: int | None) -> np.ndarray:
     """Join one output of many single-sample runs sample-first; an output that carries the
     bucketed axis (token states of varying length) is joined token by token."""
     if axis is None:
@@ -119,8 +121,8 @@ def _entry(size: int, file: str, found: _Found, rule: Buckets, gate: Gate | None
     }
     if gate is not None and cosines:
         names = list(found.reference)
-        reference = [_join(found.reference[n], rule.outputs.get(n)) for n in names]
-        candidate = [_join(found.candidate[n], rule.outputs.get(n)) for n in names]
+        reference = [join_samples(found.reference[n], rule.outputs.get(n)) for n in names]
+        candidate = [join_samples(found.candidate[n], rule.outputs.get(n)) for n in names]
         chosen = labels[found.indices] if labels is not None else None
         assessed = gate.assess(reference, candidate, names, chosen)
         entry.update(
@@ -145,7 +147,7 @@ def verify_buckets(
     found = {size: _Found() for size in rule.sizes}
     too_long, index = 0, -1
     for batch in eval_data.batches(EVAL_BATCH):
-        for row in _rows(batch, eval_data.axes):
+        for row in split_rows(batch, eval_data.axes):
             index += 1
             length = natural_length(row, rule)
             if length > rule.sizes[-1]:
