@@ -53,8 +53,12 @@ def open_pair(built: Built, threads: int) -> tuple[Any, OrtRunner]:
 
 
 def calibration_set(data: DataPlan) -> Dataset:
-    """The data a routing threshold is picked on: the calibration data, else the eval data."""
-    return data.calibration if data.calibration is not None else data.eval_data
+    """The data a routing threshold is picked on: the calibration data (opened for routing
+    alone when the scheme calibrates nothing), else the eval data."""
+    for dataset in (data.calibration, data.routing):
+        if dataset is not None:
+            return dataset
+    return data.eval_data
 
 
 def budget_points(budget: float | None) -> float:

@@ -85,9 +85,9 @@ def _convert(folder: Path, name: str, **extra) -> Routed:
     BUDGET (the gate judges the artifact alone: exit 3, the bundle kept and marked failed);
     routing is what brings it within."""
     try:
+        options = {"quantization": "int8", **extra}
         result = edgeport.convert(
             str(folder / "text.onnx"),
-            quantization="int8",
             calibration_data=str(folder / "calib.npz"),
             eval_data=str(folder / "eval.npz"),
             output_dir=str(folder / name),
@@ -97,7 +97,7 @@ def _convert(folder: Path, name: str, **extra) -> Routed:
             cascade="fp32",
             route="size",
             max_accuracy_drop=BUDGET,
-            **extra,
+            **options,
         )
         bundle_dir = result.bundle_dir
     except GateFailed as exc:
@@ -312,3 +312,13 @@ def test_report_html_and_summary_line_show_the_size_rule(forced):
     line = cascade_line(section)
     assert line.startswith(f"route by size: attention_mask mask sum > {FORCED:.6g} -> model.onnx")
     assert f"small answers {100 * section['eval']['small_answers']:.1f}%" in line
+
+
+def test_a_scheme_without_calibration_still_picks_on_the_calibration_data(folder):
+    """Dynamic int8 calibrates nothing; the threshold is still picked on --calibration_data
+    (20 sentences), not on the eval data (cut to 12 here)."""
+    routed = _convert(folder, "dynamic", quantization="int8-dynamic", eval_samples=12)
+    section = routed.report["cascade"]
+    assert section["calibration"]["samples"] == len(CALIBRATION) and section["eval"]["samples"] == 12
+    sizes = np.array([len(_tokens(s)) for s in CALIBRATION])
+    assert section["calibration"]["small_answers"] == pytest.approx(np.mean(sizes > section["threshold"]), abs=1e-4)
