@@ -322,3 +322,25 @@ def test_a_scheme_without_calibration_still_picks_on_the_calibration_data(folder
     assert section["calibration"]["samples"] == len(CALIBRATION) and section["eval"]["samples"] == 12
     sizes = np.array([len(_tokens(s)) for s in CALIBRATION])
     assert section["calibration"]["small_answers"] == pytest.approx(np.mean(sizes > section["threshold"]), abs=1e-4)
+
+
+def test_the_size_layout_reads_the_mask_else_the_first_inputs_elements():
+    from edgeport.core.model import TensorSpec
+    from edgeport.pipeline.size_route import resolve_size_layout
+
+    text = [
+        TensorSpec("input_ids", ["batch", "sequence"], "int64"),
+        TensorSpec("attention_mask", ["batch", "sequence"], "int64"),
+    ]
+    outputs = [TensorSpec("tokens", ["batch", "sequence", 8]), TensorSpec("pooled", ["batch", 8])]
+    layout = resolve_size_layout(text, outputs)
+    assert (layout.input, layout.axis, layout.measure) == ("attention_mask", 1, "mask sum")
+    assert layout.inputs == {"input_ids": 1, "attention_mask": 1} and layout.outputs == {"tokens": 1}
+    image = resolve_size_layout(
+        [TensorSpec("pixels", ["batch", 3, "height", "width"])], [TensorSpec("y", ["batch", 10])]
+    )
+    assert (image.input, image.axis, image.measure) == ("pixels", 2, "elements")
+    with pytest.raises(
+        InputError, match=r"--route size needs an input with a variable axis \(first input: x \['batch', 4\]\)"
+    ):
+        resolve_size_layout([TensorSpec("x", ["batch", 4])], [TensorSpec("y", ["batch", 3])])
