@@ -33,7 +33,8 @@ def convert(
     fit), buckets (``"seq=16,32,64,128"``: one static artifact per size of that dynamic axis,
     ONNX only), cascade (``"fp32"``: the artifact answers when its max softmax probability
     reaches a threshold picked on the calibration data, the fp32 baseline the rest; optional
-    cascade_threshold), ...
+    cascade_threshold), route (``"size"`` with cascade: inputs whose size is above the
+    threshold go to the small model, the rest to the fp32 baseline), ...
     Returns ``edgeport.pipeline.run.Result`` (``bundle_dir``, ``report``, ``passed``).
     Raises InputError (bad input), ConversionError (conversion failed) or GateFailed (the
     accuracy gate failed; the bundle is still written and marked failed).

@@ -458,5 +458,7 @@ def load_config(path: Path | str) -> BuildConfig:
                 kwargs["buckets"] = recipe.buckets  # "seq=32,16" and "seq=16,32" are one variant
             if kwargs.get("cascade") is not None:
                 kwargs["cascade"] = recipe.cascade  # "FP32" and "fp32" are one variant
+            if kwargs.get("route") is not None:
+                kwargs["route"] = recipe.route  # "Size" and "size" are one variant
             config.jobs.append(Job(model, target, kwargs))
     return config

@@ -208,7 +208,19 @@ _TUNE_FLAGS = [
         "the small one answers when its max softmax probability reaches a threshold picked on the calibration "
         "data (lowest mean latency within the accuracy budget), the large one the rest (ONNX only for now).",
     ),
-    _flag("cascade_threshold", type=float, help="Force the cascade's confidence threshold (0-1)."),
+    _flag(
+        "cascade_threshold",
+        type=float,
+        help="Force the routing threshold: a confidence (0-1), or with --route size an input size (longer inputs go "
+        "to the small model).",
+    ),
+    _flag(
+        "route",
+        type=click.Choice(["confidence", "size"], case_sensitive=False),
+        help="The routing rule of --cascade: confidence (the small model answers when confident enough) or size "
+        "(inputs above the threshold, the mask's sum for text or the elements per sample, go to the small model, "
+        "the rest to the large one).",
+    ),
 ]
 _FORMAT_FLAGS = [
     _flag(
@@ -344,13 +356,19 @@ def bucket_line(buckets: dict[str, Any]) -> str:
 
 
 def cascade_line(cascade: dict[str, Any]) -> str:
-    """Return the summary's line on the cascade: threshold, share the small model answers, mean
-    latency against the large model alone and the accuracy drop, on the eval data."""
+    """Return the summary's line on the routed pair (either rule): the rule and threshold, the
+    share the small model answers, mean latency against the large model alone and the accuracy
+    drop, on the eval data."""
     e = cascade["eval"]
     ms = e["mean_latency_ms"]
     over = "" if e["within_budget"] else " [red]over[/]"
+    if cascade.get("rule") == "size":
+        size = f"{cascade['input']} {cascade['measure']} > {cascade['threshold']:.6g}"
+        rule = f"route by size: {size} -> {cascade['small']}"
+    else:
+        rule = f"cascade ({cascade['small']} -> {cascade['large']}, max softmax >= {cascade['threshold']:.4g})"
     return (
-        f"cascade ({cascade['small']} -> {cascade['large']}, max softmax >= {cascade['threshold']:.4g}): "
+        f"{rule}: "
         f"small answers {100 * e['small_answers']:.1f}%, mean {ms['cascade']:.4g} ms vs {ms['large']:.4g} ms "
         f"large alone ({ms['large'] / ms['cascade']:.2f}x), drop {e['drop_vs_large']:.2f} pts "
         f"(budget {cascade['budget']:g}){over}"

@@ -113,11 +113,13 @@ class BucketOptions:
 
 @dataclass(frozen=True)
 class CascadeOptions:
-    """Cascade routing (issue 18): the large model (``"fp32"``: the run's fp32 baseline) or None,
-    and a forced confidence threshold (None: picked on the calibration data)."""
+    """Model routing (issue 18): the large model (``"fp32"``: the run's fp32 baseline) or None,
+    a forced threshold (None: picked on the calibration data) and the rule (``"confidence"``:
+    the cascade; ``"size"``: by input size)."""
 
     cascade: str | None
     cascade_threshold: float | None
+    route: str
 
 
 @dataclass(frozen=True)

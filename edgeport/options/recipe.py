@@ -109,6 +109,9 @@ class Recipe:
     # least cascade_threshold (None: picked on the calibration data under the accuracy budget).
     cascade: str | None = None
     cascade_threshold: float | None = None
+    # The routing rule of the pair: "confidence" (the cascade above) or "size" (inputs longer than
+    # cascade_threshold go to the small model, the rest to the large one).
+    route: str = "confidence"
 
     def __post_init__(self) -> None:
         self.output_format = self.output_format.lower()
@@ -191,10 +194,11 @@ class Recipe:
 
     def _resolve_cascade(self) -> None:
         """Check --cascade and --cascade_threshold (in place, canonical spelling); ONNX only for now."""
-        from edgeport.options.cascade import check_threshold, parse_cascade
+        from edgeport.options.cascade import check_threshold, parse_cascade, parse_route
 
         self.cascade = parse_cascade(self.cascade)
-        self.cascade_threshold = check_threshold(self.cascade_threshold, self.cascade)
+        self.route = parse_route(self.route, self.cascade)
+        self.cascade_threshold = check_threshold(self.cascade_threshold, self.cascade, self.route)
         if self.cascade and self.output_format != "onnx":
             raise InputError(
                 f"cascade: onnx only for now (got --output_format {self.output_format})",
@@ -202,7 +206,8 @@ class Recipe:
             )
         if self.cascade and self.buckets:
             # The runtime would have to route twice (size, then confidence): not built yet.
-            raise InputError("--cascade and --buckets together are not supported yet", hint="use one of them")
+            flag = "--route size" if self.route == "size" else "--cascade"
+            raise InputError(f"{flag} and --buckets together are not supported yet", hint="use one of them")
 
     def options_for(self, stage: str) -> Any:
         """Return the frozen option group of ``stage`` (a key of ``edgeport.options.groups.GROUPS``)."""

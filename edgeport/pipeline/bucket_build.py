@@ -65,7 +65,7 @@ def build_buckets(
     return layout.manifest(), report
 
 
-def _rows(batch: dict[str, np.ndarray], axes: dict[str, int | None]) -> list[dict[str, np.ndarray]]:
+def split_rows(batch: dict[str, np.ndarray], axes: dict[str, int | None]) -> list[dict[str, np.ndarray]]:
     """Split a batch of feeds into one-sample feeds (inputs without a batch axis are shared)."""
     name = next(n for n in batch if axes.get(n) is not None)
     count = batch[name].shape[axes[name]]
@@ -74,7 +74,7 @@ def _rows(batch: dict[str, np.ndarray], axes: dict[str, int | None]) -> list[dic
     ]
 
 
-def _join(parts: list[np.ndarray], axis: int | None) -> np.ndarray:
+def join_samples(parts: list[np.ndarray], axis: int | None) -> np.ndarray:
     """Join one output of many single-sample runs sample-first; an output that carries the
     bucketed axis (token states of varying length) is joined token by token."""
     if axis is None:
@@ -98,8 +98,8 @@ def _entry(size: int, file: str, found: _Found, rule: Buckets, gate: Gate | None
     entry = bucket_line(size, file, found.pairs)
     if gate is not None and found.pairs:
         names = list(found.reference)
-        reference = [_join(found.reference[n], rule.outputs.get(n)) for n in names]
-        candidate = [_join(found.candidate[n], rule.outputs.get(n)) for n in names]
+        reference = [join_samples(found.reference[n], rule.outputs.get(n)) for n in names]
+        candidate = [join_samples(found.candidate[n], rule.outputs.get(n)) for n in names]
         chosen = labels[found.indices] if labels is not None else None
         assessed = gate.assess(reference, candidate, names, chosen)
         entry.update(
@@ -124,7 +124,7 @@ def verify_buckets(
     found = {size: _Found() for size in rule.sizes}
     too_long, index = 0, -1
     for batch in eval_data.batches(EVAL_BATCH):
-        for row in _rows(batch, eval_data.axes):
+        for row in split_rows(batch, eval_data.axes):
             index += 1
             length = rule.natural_length(row)
             if length > rule.sizes[-1]:

@@ -27,6 +27,9 @@ class DataPlan:
     calibration: Dataset | None
     dynamic: bool  # every input has a symbolic batch dimension (at any axis)
     static_batch: int  # the batch the model declares (1 when dynamic or when an input has no batch axis)
+    # --calibration_data opened for a routing threshold (--cascade) when the scheme itself
+    # calibrates nothing (dynamic int8, fp16): the threshold is picked on it, not on the eval data.
+    routing: Dataset | None = None
 
     @property
     def batch(self) -> int:
@@ -79,7 +82,10 @@ def open_data(recipe: Recipe, scheme: str, source: SourceModel, decisions: list[
             )
     if len(eval_data) < static_batch:
         raise InputError(f"the eval data has {len(eval_data)} samples; the model's batch is {static_batch}")
-    return DataPlan(eval_data, calibration, dynamic, static_batch)
+    routing = None
+    if calibration is None and recipe.cascade and recipe.calibration_data:
+        routing = open_(recipe.calibration_data, recipe.calibration_samples, recipe.seed)
+    return DataPlan(eval_data, calibration, dynamic, static_batch, routing)
 
 
 def reference_feeds(data: DataPlan) -> dict[str, np.ndarray]:

@@ -30,8 +30,10 @@ from edgeport.pipeline.gate import SizeVerdict, gate_budget, judge, raise_if_fai
 from edgeport.pipeline.measure import measure_artifact
 from edgeport.pipeline.prepare import load_source, normalize_model, prune_model
 from edgeport.pipeline.report import build_manifest, build_report, collect_notes
+from edgeport.pipeline.size_route import build_size_route, resolve_size_layout
 from edgeport.pipeline.target import resolve_target
 from edgeport.pipeline.write import write_bundle
+from edgeport.runtime.cascade import SIZE
 
 
 @dataclass
@@ -96,8 +98,12 @@ def _run(recipe: Recipe, progress: Progress | None = None) -> Result:
         normalized = normalize_model(recipe, source, onnx_source, data, feeds, progress, decisions)
         if recipe.bucketing.spec is not None:  # a bad --buckets axis fails before any build
             match_dim(recipe.bucketing.spec.axis, normalized.canonical.inputs)
-        # A cascade reads a classifier's scores: refuse any other model before the build.
-        cascade_output = check_classifier(normalized.canonical.outputs) if recipe.cascade else None
+        # A cascade reads a classifier's scores, routing by size a variable axis: refuse any other
+        # model before the build.
+        canonical = normalized.canonical
+        by_size = recipe.cascade is not None and recipe.route == SIZE
+        cascade_output = check_classifier(canonical.outputs) if recipe.cascade and not by_size else None
+        size_layout = resolve_size_layout(canonical.inputs, canonical.outputs) if by_size else None
         # Quantization and export start from the pruned model; the fp32 reference for fidelity,
         # latency and parity stays the original one.
         pruning = prune_model(recipe, normalized, feeds, data, profile, scheme, decisions, writer.tmp, progress)
@@ -147,6 +153,17 @@ def _run(recipe: Recipe, progress: Progress | None = None) -> Result:
                 data,
                 cascade_output,
                 measured.verified["latency"],
+                recipe.max_accuracy_drop,
+                recipe.cascade_threshold,
+                recipe.threads,
+                progress,
+            )
+        if size_layout is not None:
+            manifest["cascade"], report["cascade"] = build_size_route(
+                built,
+                data,
+                size_layout,
+                normalized.gate,
                 recipe.max_accuracy_drop,
                 recipe.cascade_threshold,
                 recipe.threads,

@@ -11,10 +11,12 @@ a tokenizer's padding to a fixed length does not count), pads the bucketed input
 manifest's padding value; 0 for the mask, which it builds when the caller gives none), runs,
 and cuts the outputs that carry the axis back to the length given.
 
-With a cascade (``manifest["cascade"]``) the bundle holds a small and a large model:
-``DeployedModel.run_routed`` runs the small one on the batch, runs the large one on the samples
-whose confidence is below the threshold only, and returns the outputs with which model answered
-each sample (``run`` returns the outputs alone).
+With a cascade (``manifest["cascade"]``) the bundle holds a small and a large model and a rule
+(``runtime/cascade.py``). ``DeployedModel.run_routed`` applies it: by confidence, it runs the
+small one on the batch and the large one on the samples whose confidence is below the threshold
+only; by size, it runs the small one on the samples whose size is above the threshold and the
+large one on the rest. It returns the outputs with which model answered each sample (``run``
+returns the outputs alone).
 
 Like every module here it imports only numpy, its runtime and ``edgeport.core.errors``, so a
 device or a server with only numpy and onnxruntime (or LiteRT) installed can run it.
@@ -30,7 +32,7 @@ from typing import Any
 import numpy as np
 
 from edgeport.core.errors import InputError
-from edgeport.runtime.cascade import Cascade, take_rows
+from edgeport.runtime.cascade import MASK_SUM, SIZE, Cascade, sample_sizes, take_rows
 
 MANIFEST = "manifest.json"
 # Runner kinds this helper opens (core/registry.py names them; the browser and Core ML need more).
@@ -82,9 +84,10 @@ class Buckets:
         return cls(axis, sizes, files, inputs, outputs, pads, mask)
 
     def natural_length(self, feeds: dict[str, np.ndarray]) -> int:
-        """The natural length of one sample: the mask's count of real positions, else the axis size."""
+        """The natural length of one sample: the mask's count of real positions (the size routing
+        rule's measure, one definition), else the axis size."""
         if self.mask is not None and self.mask in feeds:
-            return int(np.count_nonzero(feeds[self.mask]))
+            return int(sample_sizes(feeds, self.mask, MASK_SUM)[0])
         name = next(n for n in self.inputs if n in feeds)
         return int(np.asarray(feeds[name]).shape[self.inputs[name]])
 
@@ -141,10 +144,13 @@ class DeployedModel:
         return self._run_bucketed(feeds, self.buckets)
 
     def run_routed(self, feeds: dict[str, np.ndarray]) -> tuple[dict[str, np.ndarray], np.ndarray]:
-        """Apply the cascade rule to a batch (inputs batch-first): run the small model, then the
-        large one on the samples below the threshold. Return (the outputs by name, a bool per
-        sample that is True where the large model answered). Without a cascade every sample is
-        the one model's."""
+        """Apply the bundle's routing rule to a batch (inputs batch-first). By confidence: run the
+        small model, then the large one on the samples below the threshold. By size: the samples
+        whose size is above the threshold run on the small model, the rest on the large one.
+        Return (the outputs by name, a bool per sample that is True where the large model
+        answered). Without a cascade every sample is the one model's."""
+        if self.cascade is not None and self.cascade.rule == SIZE:
+            return self._run_by_size(feeds, self.cascade)
         small = self.runner(self.cascade.small if self.cascade else self.manifest["runner"]["file"])
         outputs = dict(zip(small.output_names, small.run(feeds), strict=True))
         if self.cascade is None:
@@ -156,12 +162,23 @@ class DeployedModel:
             rows = np.nonzero(escalated)[0]
             large = self.runner(self.cascade.large)
             answers = dict(zip(large.output_names, large.run(take_rows(feeds, rows)), strict=True))
-            for name, array in answers.items():
-                if name in outputs:
-                    merged = np.array(outputs[name], copy=True)
-                    merged[rows] = array
-                    outputs[name] = merged
+            outputs = _merged(outputs, answers, rows)
         return outputs, escalated
+
+    def _run_by_size(self, feeds: dict[str, np.ndarray], rule: Cascade) -> tuple[dict[str, np.ndarray], np.ndarray]:
+        """The size rule on a batch: each model runs only the samples it answers (a batch that is
+        all one side runs whole, without copying rows)."""
+        to_large = rule.to_large(feeds)
+        parts = []
+        for file, rows in ((rule.small, np.nonzero(~to_large)[0]), (rule.large, np.nonzero(to_large)[0])):
+            if rows.size:
+                runner = self.runner(file)
+                fed = feeds if rows.size == len(to_large) else take_rows(feeds, rows)
+                parts.append((rows, dict(zip(runner.output_names, runner.run(fed), strict=True))))
+        outputs = parts[0][1]
+        if len(parts) == 2:
+            outputs = _merged(_spread(outputs, parts[0][0], len(to_large)), parts[1][1], parts[1][0])
+        return outputs, to_large
 
     def _run_bucketed(self, feeds: dict[str, np.ndarray], buckets: Buckets) -> dict[str, np.ndarray]:
         """Route by the real length (trailing positions the mask marks as padding do not count),
@@ -193,6 +210,27 @@ class DeployedModel:
                 kept = np.take(outputs[name], np.arange(real), axis=axis)
                 outputs[name] = _pad(kept, axis, length, 0.0)
         return outputs
+
+
+def _spread(outputs: dict[str, np.ndarray], rows: np.ndarray, count: int) -> dict[str, np.ndarray]:
+    """Outputs of the samples ``rows`` placed into zeroed batch-first arrays of ``count`` samples."""
+    spread = {}
+    for name, array in outputs.items():
+        full = np.zeros((count, *np.shape(array)[1:]), dtype=np.asarray(array).dtype)
+        full[rows] = array
+        spread[name] = full
+    return spread
+
+
+def _merged(outputs: dict[str, np.ndarray], answers: dict[str, np.ndarray], rows: np.ndarray) -> dict[str, np.ndarray]:
+    """``outputs`` with the samples ``rows`` replaced by ``answers`` (the other model's), copied."""
+    merged = dict(outputs)
+    for name, array in answers.items():
+        if name in merged:
+            updated = np.array(merged[name], copy=True)
+            updated[rows] = array
+            merged[name] = updated
+    return merged
 
 
 def _real_length(mask: np.ndarray, axis: int) -> int:

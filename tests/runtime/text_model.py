@@ -14,14 +14,14 @@ import numpy as np
 VOCAB, WIDTH = 50, 8
 
 
-def text_model(path: Path) -> Path:
-    """Write the model to ``path`` (opset 17) and return it."""
+def text_model(path: Path, width: int = WIDTH) -> Path:
+    """Write the model to ``path`` (opset 17), ``width`` values per token, and return it."""
     import onnx
     from onnx import TensorProto, helper, numpy_helper
 
     rng = np.random.default_rng(0)
-    table = numpy_helper.from_array(rng.standard_normal((VOCAB, WIDTH)).astype(np.float32), "table")
-    weight = numpy_helper.from_array(rng.standard_normal((WIDTH, WIDTH)).astype(np.float32), "w")
+    table = numpy_helper.from_array(rng.standard_normal((VOCAB, width)).astype(np.float32), "table")
+    weight = numpy_helper.from_array(rng.standard_normal((width, width)).astype(np.float32), "w")
     axes1 = numpy_helper.from_array(np.array([1], dtype=np.int64), "axes1")
     axes2 = numpy_helper.from_array(np.array([2], dtype=np.int64), "axes2")
     nodes = [
@@ -42,8 +42,8 @@ def text_model(path: Path) -> Path:
             helper.make_tensor_value_info("attention_mask", TensorProto.INT64, ["batch", "sequence"]),
         ],
         [
-            helper.make_tensor_value_info("tokens", TensorProto.FLOAT, ["batch", "sequence", WIDTH]),
-            helper.make_tensor_value_info("pooled", TensorProto.FLOAT, ["batch", WIDTH]),
+            helper.make_tensor_value_info("tokens", TensorProto.FLOAT, ["batch", "sequence", width]),
+            helper.make_tensor_value_info("pooled", TensorProto.FLOAT, ["batch", width]),
         ],
         [table, weight, axes1, axes2],
     )
