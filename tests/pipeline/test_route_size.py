@@ -7,8 +7,6 @@ pipeline's eval figures, and bad uses are one-line InputErrors (exit 2)."""
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,7 +23,7 @@ from edgeport.pipeline.bucket_build import join_samples
 from edgeport.pipeline.cascade import pick_threshold, size_candidates, size_figures
 from edgeport.runtime.bundle import load_bundle
 from edgeport.verify.gate import gate_from_report
-from tests.runtime.runtime_only import runtime_only_python
+from tests.runtime.runtime_only import run_in_runtime_venv
 from tests.runtime.text_model import VOCAB, text_model
 
 SENTENCES = Path(__file__).resolve().parents[1] / "data" / "sentences.txt"
@@ -289,14 +287,9 @@ print(json.dumps({"to_large": to_large.tolist(), "pooled": outputs["pooled"].tol
 """
 
 
-def test_routes_by_size_with_numpy_and_onnxruntime_only(forced, tmp_path):
-    path, _ = runtime_only_python(tmp_path)
+def test_routes_by_size_with_numpy_and_onnxruntime_only(forced, runtime_venv, tmp_path):
     np.savez(tmp_path / "batch.npz", **_encode(EVAL, WIDTH))
-    (tmp_path / "route.py").write_text(ROUTE)
-    args = [sys.executable, "-S", str(tmp_path / "route.py"), str(forced.bundle_dir), str(tmp_path / "batch.npz")]
-    done = subprocess.run(args, env={"PYTHONPATH": path}, capture_output=True, text=True, timeout=120)
-    assert done.returncode == 0, done.stderr
-    result = json.loads(done.stdout)
+    result = run_in_runtime_venv(runtime_venv, ROUTE, [forced.bundle_dir, tmp_path / "batch.npz"], tmp_path)
     outputs, to_large = load_bundle(forced.bundle_dir).run_routed(_encode(EVAL, WIDTH))
     assert result["heavy"] == [] and result["to_large"] == to_large.tolist()
     np.testing.assert_allclose(np.array(result["pooled"]), outputs["pooled"], rtol=1e-6, atol=1e-6)
