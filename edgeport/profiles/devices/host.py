@@ -17,6 +17,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from edgeport.profiles.devices.schema import Device
+from edgeport.profiles.hardware import host_arch
 from edgeport.runtime.host import cpu_model
 
 # Linux /proc/cpuinfo names -> the catalogue's cpu.features words.
@@ -41,13 +42,6 @@ LINUX_TO_CATALOGUE = {
 HWCAP_BITS = {"fp": 0, "asimd": 1, "fphp": 9, "asimdhp": 10, "asimddp": 20, "sve": 22}
 HWCAP2_BITS = {"sve2": 1, "svei8mm": 9, "svebf16": 12, "i8mm": 13, "bf16": 14, "sme": 23}
 AT_HWCAP, AT_HWCAP2 = 16, 26
-ARCHES = {"x86_64": "x86-64", "amd64": "x86-64", "x64": "x86-64", "aarch64": "arm64", "arm64": "arm64"}
-
-
-def host_arch(machine: str | None = None) -> str:
-    """Return the catalogue's name for this (or ``machine``'s) CPU architecture: arm64, x86-64 or the raw name."""
-    machine = (machine if machine is not None else platform.machine()).lower()
-    return ARCHES.get(machine, machine or "unknown")
 
 
 def decode_hwcaps(hwcap: int, hwcap2: int) -> set[str]:
