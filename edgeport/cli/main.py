@@ -305,7 +305,9 @@ def print_summary(result, console) -> None:
         )
     for decision in r["decisions"]:
         # What auto chose, and metric choices resting on weak evidence (the user may need to settle them).
-        if decision["asked"].startswith("--quantization") or "weak evidence" in decision["why"]:
+        # A catalogue device's choice of engine too (profiles/devices/resolve.py: "device Pixel 8 ...").
+        device = decision["asked"].startswith("--optimize_for") and decision["why"].startswith("device ")
+        if decision["asked"].startswith("--quantization") or device or "weak evidence" in decision["why"]:
             console.print(f"[yellow]decision:[/] {decision['asked']} -> {decision['done']}: {decision['why']}")
     if r.get("pruning"):
         console.print(f"[yellow]pruning:[/] {r['pruning']['what_it_buys']}")
@@ -439,10 +441,10 @@ def profiles_detect() -> None:
         catalogue_features,
         closest_device,
         describe_match,
-        host_arch,
         host_strings,
         read_hwcaps,
     )
+    from edgeport.profiles.hardware import host_arch
     from edgeport.runtime.host import cpu_flags
 
     name, reason = detect_host_profile()

@@ -76,7 +76,7 @@ def _resolve_catalogue(
     device = find_device(name, devices)
     if device is not None:
         profile, why = resolve_device(device, accel, output_format)
-        return profile, f"--optimize_for {value} -> device {device.id}: {why}"
+        return profile, why
     close = close_matches(name, devices)
     names = sorted(list(profiles) + [a for p in profiles.values() for a in p.aliases] + list(HOST_ALIASES))
     did_you_mean = f"did you mean {', '.join(repr(c) for c in close)}? " if close else ""

@@ -279,12 +279,20 @@ def _why(device: Device, chosen: str, section: str, explicit: bool, profile: Dev
     fmt = profile.formats[section]
     how = "asked for explicitly" if explicit else f"the device's default for {section}"
     parts = [
-        f"{section} on {device.name} ({device.soc}) -> {LABELS[chosen]} ({facts.accelerator_name}) through "
+        f"device {device.name} ({device.soc}): {section} -> {LABELS[chosen]} ({facts.accelerator_name}) through "
         f"engine {device.engines[chosen][section]} ({fmt.summary()}): {how}"
     ]
     parts += [note for accel, note in device.notes.items() if accel != chosen]
     parts += said if section == "coreml" else []
     others = [a for a in device.accelerators(section) if a != chosen]
     if others:
-        parts.append("also: " + ", ".join(f"{device.id}:{a} ({device.engines[a][section]})" for a in others))
+        # The schemes each other accelerator runs, narrowed by the device as the chosen one was.
+        runs = {a: device_profile(device, a, section)[0].formats.get(section) for a in others}
+        parts.append(
+            "also: "
+            + ", ".join(
+                f"{device.id}:{a} ({device.engines[a][section]}: {', '.join(runs[a].schemes) if runs[a] else '-'})"
+                for a in others
+            )
+        )
     return "; ".join(parts)
