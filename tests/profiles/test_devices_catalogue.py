@@ -152,3 +152,14 @@ def test_search_matches_every_word() -> None:
     ids = {d.id for d in search("cortex-a76", devices)}
     assert {"raspberry-pi-5", "orange-pi-5"} <= ids
     assert {d.id for d in search("apple neural engine a17", devices)} == {"iphone-15-pro"}
+
+
+def test_readme_example_entry_is_valid_and_resolves(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from edgeport.profiles import resolve_profile
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    block = readme.split("**Adding a device.**", 1)[1].split("```yaml\n", 1)[1].split("```", 1)[0]
+    (tmp_path / "mine.yaml").write_text(block)
+    monkeypatch.setenv(ENV_DIR, str(tmp_path))
+    profile, why = resolve_profile("My Board", "tflite")
+    assert profile.name == "my-board-cpu" and "no LiteRT delegate reaches this GPU" in why
