@@ -195,7 +195,7 @@ class CatalogueDevice:
     id: str
     name: str
     accelerator: str  # cpu, gpu or npu: the one this profile runs on
-    accelerator_name: str  # "Arm Mali-G715 MC7", "Cortex-A76"...
+    accelerator_name: str  # "Arm Mali-G715 MC10", "Cortex-A76"...
     cpu_arch: str | None
     cpu_name: str
 

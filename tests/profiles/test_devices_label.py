@@ -3,7 +3,11 @@ architecture or accelerator is not this host's, never for a run on the device.""
 
 from __future__ import annotations
 
-from edgeport.profiles import resolve_profile
+import pytest
+import yaml
+
+from edgeport.core.errors import InputError
+from edgeport.profiles import PROFILE_DIR, load_profile_file, resolve_profile
 from edgeport.profiles.hardware import host_arch, host_qualifier, profile_qualifier, qualify
 
 MEASURED = "measured on the target's runtime (LiteRT, XNNPACK, this host)"
@@ -31,7 +35,7 @@ def test_engine_profile_without_device() -> None:
 def test_accelerators_are_never_this_hosts_cpu() -> None:
     pixel, _ = resolve_profile("Pixel 8", "tflite")
     assert profile_qualifier(pixel, "x86_64") == (
-        "target runtime on this x86-64 host's CPU, not the device's Arm Mali-G715 MC7"
+        "target runtime on this x86-64 host's CPU, not the device's Arm Mali-G715 MC10"
     )
     trt, _ = resolve_profile("cuda", "onnx")
     assert profile_qualifier(trt, "aarch64") == "target runtime on this arm64 host's CPU, not a GPU"
@@ -44,3 +48,14 @@ def test_only_measured_labels_are_qualified() -> None:
     # An old manifest without the fields: no qualifier, as before.
     assert host_qualifier(None, "cpu", None, "x86_64") is None
     assert host_arch("AMD64") == "x86-64" and host_arch("aarch64") == "arm64"
+
+
+def test_engine_profile_hardware_fields_are_validated(tmp_path) -> None:
+    data = yaml.safe_load((PROFILE_DIR / "arm64-neon.yaml").read_text())
+    assert load_profile_file(PROFILE_DIR / "arm64-neon.yaml").cpu_arch == "arm64"
+    for field, value, allowed in (("cpu_arch", "riscv", "arm64, x86-64"), ("accelerator", "tpu", "cpu, gpu, npu")):
+        path = tmp_path / f"{field}.yaml"
+        path.write_text(yaml.safe_dump({**data, field: value}))
+        with pytest.raises(InputError) as info:
+            load_profile_file(path)
+        assert f"field '{field}'" in info.value.one_line() and allowed in info.value.one_line()
