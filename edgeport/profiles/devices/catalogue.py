@@ -11,6 +11,7 @@ with one id in the same origin (shipped or user) are an error.
 from __future__ import annotations
 
 import difflib
+import functools
 import os
 from collections.abc import Iterable
 from pathlib import Path
@@ -22,6 +23,8 @@ from edgeport.profiles.devices.schema import Device, parse_device_file
 
 DATA_DIR = Path(__file__).resolve().parent / "data"
 ENV_DIR = "EDGEPORT_DEVICES_DIR"
+# libyaml's loader when PyYAML was built with it: the catalogue is read on every device lookup.
+_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
 def read_device_file(path: Path) -> list[Device]:
@@ -30,7 +33,7 @@ def read_device_file(path: Path) -> list[Device]:
     Raises InputError when the file cannot be read, is not YAML, or breaks the schema.
     """
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        data = yaml.load(path.read_text(encoding="utf-8"), Loader=_LOADER)
     except OSError as exc:
         raise InputError(f"cannot read device file {path}: {exc.strerror}") from exc
     except UnicodeDecodeError as exc:
@@ -82,12 +85,20 @@ def load_catalogue(extra: Iterable[str | Path] = ()) -> dict[str, Device]:
 
     Raises InputError for an invalid file, a missing user file or folder, or a duplicate id.
     """
+    shipped = sorted(DATA_DIR.glob("*.yaml"))
+    users = user_files(extra)
+    # Read once per set of files as they are now: a file edited since is read again.
+    stamp = tuple((str(p), p.stat().st_mtime_ns, p.stat().st_size) for p in shipped + users)
+    return dict(_load(stamp, len(shipped)))
+
+
+@functools.lru_cache(maxsize=8)
+def _load(stamp: tuple[tuple[str, int, int], ...], shipped: int) -> dict[str, Device]:
+    """The catalogue of the files in ``stamp`` (the first ``shipped`` are the package's)."""
     devices: dict[str, Device] = {}
     origin: dict[str, str] = {}
-    for path in sorted(DATA_DIR.glob("*.yaml")):
-        _add(devices, read_device_file(path), origin, "shipped")
-    for path in user_files(extra):
-        _add(devices, read_device_file(path), origin, "user")
+    for i, (path, _, _) in enumerate(stamp):
+        _add(devices, read_device_file(Path(path)), origin, "shipped" if i < shipped else "user")
     return devices
 
 

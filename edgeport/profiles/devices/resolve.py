@@ -11,6 +11,7 @@ dropped scheme gets a ``why_not`` that cites the device, so the scheme decision 
 
 from __future__ import annotations
 
+import functools
 from dataclasses import replace
 from pathlib import Path
 
@@ -53,6 +54,12 @@ def engine_profile(name: str) -> DeviceProfile:
     if not path.is_file():
         known = ", ".join(sorted(p.stem for p in ENGINE_DIR.glob("*.yaml")))
         raise InputError(f"engine profile {name!r} is not shipped", hint=f"known: {known}")
+    return _engine(str(path), path.stat().st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=32)
+def _engine(path: str, mtime_ns: int) -> DeviceProfile:
+    """The engine profile at ``path`` as of ``mtime_ns`` (profiles are frozen: safe to share)."""
     return load_profile_file(path)
 
 
