@@ -102,7 +102,7 @@ def _calibrates(job: Job) -> bool:
 
     if job.kwargs.get("precision_plan"):
         return True
-    profile, _ = resolve_profile(job.kwargs["optimize_for"])
+    profile, _ = resolve_profile(job.kwargs["optimize_for"], job.kwargs["output_format"])
     scheme = resolve_scheme(profile, job.kwargs["quantization"], job.kwargs["output_format"]).scheme
     return scheme in (*CALIBRATED_SCHEMES, "auto")
 
@@ -135,8 +135,13 @@ def key_inputs(job: Job) -> dict[str, Any]:
     if model_class:
         ref, file, name = _resolve_reference(Path("/"), model_class)
         inputs["model_class"] = [content_hash(file), name] if file else ref
-    profile, _ = resolve_profile(kwargs.pop("optimize_for"))
+    profile, _ = resolve_profile(kwargs.pop("optimize_for"), kwargs.get("output_format"))
     inputs["profile"] = {"name": profile.name, "sha256": content_hash(profile.source) if profile.source else None}
+    if profile.device is not None:
+        # A catalogue device narrows its engine profile (OS versions, NPU precisions, overrides):
+        # the resolved profile, not only the engine's file, decides what the bundle holds.
+        resolved = json.dumps(profile.as_dict(), sort_keys=True, default=str).encode()
+        inputs["profile"]["resolved"] = hashlib.sha256(resolved).hexdigest()
     calibration = kwargs.pop("calibration_data", None)
     inputs["calibration_data"] = content_hash(calibration) if calibration and _calibrates(job) else None
     for name in ("eval_data", "precision_plan"):

@@ -333,7 +333,7 @@ def _parse_target(doc: _Doc, where: tuple, data: Any, base: Path, gates: dict, t
     if profile.endswith((".yaml", ".yml")) or "/" in profile or "\\" in profile:
         profile = _resolve_file(base, profile)
     try:
-        resolved, _ = resolve_profile(profile)
+        resolved, _ = resolve_profile(profile, fmt)
         resolve_scheme(resolved, quantization, fmt)
     except InputError as exc:
         raise doc.error((*where, "profile"), exc.message, hint=exc.hint) from exc

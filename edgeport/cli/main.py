@@ -11,6 +11,7 @@ import click
 
 from edgeport.cli.build import register as register_build
 from edgeport.cli.cache import cache_group
+from edgeport.cli.devices import devices_group
 from edgeport.cli.errors import handle_errors
 from edgeport.cli.verify import verify_command
 from edgeport.core.errors import GateFailed
@@ -316,7 +317,9 @@ def print_summary(result, console) -> None:
         )
     for decision in r["decisions"]:
         # What auto chose, and metric choices resting on weak evidence (the user may need to settle them).
-        if decision["asked"].startswith("--quantization") or "weak evidence" in decision["why"]:
+        # A catalogue device's choice of engine too (profiles/devices/resolve.py: "device Pixel 8 ...").
+        device = decision["asked"].startswith("--optimize_for") and decision["why"].startswith("device ")
+        if decision["asked"].startswith("--quantization") or device or "weak evidence" in decision["why"]:
             console.print(f"[yellow]decision:[/] {decision['asked']} -> {decision['done']}: {decision['why']}")
     if r.get("pruning"):
         console.print(f"[yellow]pruning:[/] {r['pruning']['what_it_buys']}")
@@ -415,6 +418,7 @@ def convert_command(**options: Any) -> None:
 main.add_command(verify_command)
 register_build(main)  # build, merge: edgeport/cli/build.py
 main.add_command(cache_group)  # cache info|clear: edgeport/cli/cache.py
+main.add_command(devices_group)  # devices list|show|search: edgeport/cli/devices.py
 
 
 @main.group()
@@ -451,11 +455,27 @@ def profiles_show(name: str) -> None:
 @profiles.command("detect")
 @handle_errors
 def profiles_detect() -> None:
-    """Print the profile that ``--optimize_for cpu`` picks on this host, and why."""
+    """Print the profile that ``--optimize_for cpu`` picks on this host and why, the host's CPU
+    features, and the catalogue device this host is (or none)."""
     from edgeport.profiles.detect import detect_host_profile
+    from edgeport.profiles.devices.catalogue import load_catalogue
+    from edgeport.profiles.devices.host import (
+        catalogue_features,
+        closest_device,
+        describe_match,
+        host_strings,
+        read_hwcaps,
+    )
+    from edgeport.profiles.hardware import host_arch
+    from edgeport.runtime.host import cpu_flags
 
     name, reason = detect_host_profile()
     click.echo(f"{name}: {reason}")
+    features = catalogue_features(cpu_flags() or read_hwcaps())
+    click.echo(f"cpu: {host_arch()}; features: {', '.join(features) or 'none read'}")
+    strings = host_strings()
+    device, matched = closest_device(strings, host_arch(), load_catalogue())
+    click.echo(describe_match(device, matched, features, strings))
 
 
 @main.command("report")

@@ -33,7 +33,7 @@ def static_reason(options: SourceOptions) -> str | None:
     from edgeport.profiles import resolve_profile
 
     try:
-        profile, _ = resolve_profile(options.optimize_for)
+        profile, _ = resolve_profile(options.optimize_for, options.output_format)
     except InputError:
         return None  # the pipeline reports the bad profile itself
     if profile.constraints.static_shapes_only:

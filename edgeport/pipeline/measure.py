@@ -12,6 +12,7 @@ from edgeport.core.runner_spec import RunnerSpec
 from edgeport.options.recipe import Recipe
 from edgeport.pipeline.build import Built
 from edgeport.pipeline.data import DataPlan
+from edgeport.profiles.hardware import profile_qualifier, qualify
 from edgeport.prune.stage import PruneResult
 from edgeport.verify.evaluate import verify_artifact
 from edgeport.verify.gate import Gate
@@ -57,7 +58,9 @@ def measure_artifact(
         dynamic=data.dynamic,
         latency_batch=data.static_batch,
         threads=recipe.threads,
-        measured_label=backend.measured_label,
+        # The backend says which runtime ran; the qualifier says when this host is not the target's
+        # CPU or accelerator (profiles/hardware.py, the one place that sentence is written).
+        measured_label=lambda runner: qualify(backend.measured_label(runner), profile_qualifier(backend.profile)),
         latency_runs=recipe.latency_runs,
         warmup_runs=recipe.warmup_runs,
         work=work,

@@ -43,7 +43,7 @@ def resolve_target(recipe: Recipe, decisions: list[dict[str, str]]) -> Target:
     Returns the Target; raises InputError for an unknown profile, an unsupported scheme or an input
     model too large for the memory limit.
     """
-    profile, why_profile = resolve_profile(recipe.optimize_for)
+    profile, why_profile = resolve_profile(recipe.optimize_for, recipe.output_format)
     decisions.append({"asked": f"--optimize_for {recipe.optimize_for}", "done": profile.name, "why": why_profile})
     resolution = resolve_scheme(profile, recipe.quantization, recipe.output_format)
     if resolution.decision:

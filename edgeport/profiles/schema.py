@@ -73,6 +73,8 @@ TOP_LEVEL_FIELDS = (
     "int16_activations",
     "constraints",
     "notes",
+    "cpu_arch",
+    "accelerator",
 )
 FORMAT_FIELDS = {
     "onnx": ("runtime", "schemes", "float_compute", "why_not", "execution_providers", "backend", "web_backend"),
@@ -92,6 +94,10 @@ CONSTRAINT_FIELDS = ("static_shapes_only", "full_integer_only", "memory_budget_m
 # Who runs a profile's ONNX artifacts: ONNX Runtime itself ("ort"), or onnxruntime-web in a
 # browser ("web", with ``web_backend`` naming its execution provider).
 ONNX_BACKENDS = ("ort", "web")
+# What a profile's runtime computes on, so latency labels can say when this host is not that:
+# the CPU architecture its kernels target (null: any CPU) and the accelerator (cpu, gpu, npu).
+CPU_ARCHES = ("arm64", "x86-64")
+ACCELERATORS = ("cpu", "gpu", "npu")
 WEB_BACKENDS = ("wasm", "webgpu")
 
 
@@ -182,6 +188,19 @@ class FormatTarget:
 
 
 @dataclass(frozen=True)
+class CatalogueDevice:
+    """The real device a profile was resolved for (``--optimize_for "Pixel 8"``): the facts the
+    report and the latency label cite. Engine profiles have none."""
+
+    id: str
+    name: str
+    accelerator: str  # cpu, gpu or npu: the one this profile runs on
+    accelerator_name: str  # "Arm Mali-G715 MC10", "Cortex-A76"...
+    cpu_arch: str | None
+    cpu_name: str
+
+
+@dataclass(frozen=True)
 class DeviceProfile:
     """One device as its runtime sees it (see ``edgeport profiles show NAME``).
 
@@ -206,6 +225,9 @@ class DeviceProfile:
     int4_weight: Int4WeightScheme = field(default_factory=Int4WeightScheme)
     int16_activations: bool = False
     constraints: Constraints = field(default_factory=Constraints)
+    cpu_arch: str | None = None
+    accelerator: str = "cpu"
+    device: CatalogueDevice | None = None
 
     def cost(self, op_class: str, precision: str) -> float | None:
         """Return the relative cost of ``op_class`` in ``precision`` (fp32 on a CPU = 1.0).
@@ -481,6 +503,8 @@ def parse_profile(data: Any, path: Path | str) -> DeviceProfile:
         int4_weight=_int4_scheme(path, data.get("int4_weight")),
         int16_activations=_bool(path, "int16_activations", data.get("int16_activations", False)),
         constraints=_constraints(path, data.get("constraints")),
+        cpu_arch=None if data.get("cpu_arch") is None else _choice(path, "cpu_arch", data["cpu_arch"], CPU_ARCHES),
+        accelerator=_choice(path, "accelerator", data.get("accelerator", "cpu"), ACCELERATORS),
     )
     _check_consistency(path, profile)
     return profile

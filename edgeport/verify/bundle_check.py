@@ -29,6 +29,7 @@ from edgeport.core.errors import ConversionError, InputError, describe_exception
 from edgeport.core.model import TensorSpec, batch_axes
 from edgeport.core.registry import RUNTIMES, runtime_entry, runtime_for_file
 from edgeport.core.runner_spec import RunnerSpec
+from edgeport.profiles.hardware import host_qualifier, qualify
 from edgeport.reports.html import render_html
 from edgeport.reports.json import make_report, read_report
 from edgeport.runtime.host import host_description
@@ -321,6 +322,7 @@ class _CheckedBundle:
     latency_batch: int
     axes: dict[str, int | None]
     has_buckets: bool
+    profile: dict[str, Any]  # the manifest's resolved profile (cpu_arch, accelerator, device)
 
 
 def _read_bundle(bundle_dir: Path) -> _CheckedBundle:
@@ -356,6 +358,7 @@ def _read_bundle(bundle_dir: Path) -> _CheckedBundle:
         latency_batch,
         axes,
         bool(manifest.get("buckets")),
+        manifest.get("profile") or {},
     )
 
 
@@ -561,8 +564,14 @@ def verify_bundle(
             }
     now = datetime.now(UTC)
     section = _verification_section(bundle, ran, threads, runs, warmup, now, buckets)
+    runtime = section["latency"]["runtime"]
     if runner == "local" or runner in BROWSER_RUNNERS:
         where = f"{'local' if runner == 'local' else 'browser'}-{_label(platform.node())}"
+        profile = bundle.profile
+        qualifier = host_qualifier(profile.get("cpu_arch"), profile.get("accelerator", "cpu"), profile.get("device"))
+        section["latency"]["measured"] = qualify(f"measured on this host ({runtime})", qualifier)
     else:
         where = _label(str(ran["device"].get("hostname") or ""))
+        # The one run that needs no qualifier: the device itself, through the remote runner.
+        section["latency"]["measured"] = f"measured on the device ({ran['device'].get('hostname')}, {runtime})"
     return _write_reports(bundle_dir, bundle.old_report, section, where, now)

@@ -215,6 +215,11 @@ def test_remote_verify_matches_local(sshd, which, request):
     assert section["runtime"]["runtime"] == ("litert" if "tflite" in which else "onnxruntime")
     assert section["runtime"]["version"]
     assert section["latency"]["artifact"]["runs"] == 10 and "reference" in section["latency"]
+    # On the device itself: the one label without the "not the device's" qualifier.
+    assert (
+        section["latency"]["measured"].startswith("measured on the device (")
+        and "not " not in section["latency"]["measured"]
+    )
     assert not _remote_dirs(sshd)  # the remote temporary folder was removed
     assert {k: v for k, v in _snapshot(tiny_bundle).items() if k in before} == before
     report = json.loads(Path(section["report_json"]).read_text())
