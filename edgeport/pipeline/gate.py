@@ -87,15 +87,25 @@ def judge(
     search_section: dict[str, Any] | None,
     user_budget: float | None,
     size: SizeVerdict | None = None,
+    routing: dict[str, Any] | None = None,
 ) -> Verdict:
     """Return the verdict on ``fidelity`` (verify's section) against ``budget`` and on the
     artifact's ``size`` against its size budget.
 
     ``user_budget`` is the ``--max_accuracy_drop`` the user set (None when not set). Like the
     accuracy budget, a size budget the user set (``--max_size``) fails the run when missed; the
-    profile's default only warns (a note).
+    profile's default only warns (a note). With ``routing`` (the report's cascade section) the
+    bundle serves the routed pair, so the gate judges the pair's drop on the eval data.
     """
     drop, metric = accuracy_drop(fidelity)
+    if routing is not None:
+        measured = routing["eval"]
+        rule = "cascade by confidence" if routing.get("rule", "confidence") == "confidence" else "routing by size"
+        metric = (
+            f"{metric}, of the routed pair ({rule}, vs the large model) on the eval data; "
+            f"the small model alone: {measured['drop_small_vs_large']:.3f}"
+        )
+        drop = float(measured["drop_vs_large"])
     # With a budget the user set, returning the float model because no quantized plan met it
     # fails the run (exit 3): they asked for a quantized artifact within that budget.
     budget_unmet = bool(search_section and search_section["float_fallback"] == "budget")

@@ -23,9 +23,9 @@ from edgeport.core.sizes import artifact_bytes
 from edgeport.options.recipe import Recipe
 from edgeport.pipeline.bucket_build import build_buckets
 from edgeport.pipeline.buckets import match_dim
-from edgeport.pipeline.build import build_artifact
+from edgeport.pipeline.build import Built, build_artifact
 from edgeport.pipeline.cascade_build import build_cascade, check_classifier
-from edgeport.pipeline.data import open_data, reference_feeds
+from edgeport.pipeline.data import DataPlan, open_data, reference_feeds
 from edgeport.pipeline.gate import SizeVerdict, gate_budget, judge, raise_if_failed, size_budget, size_note
 from edgeport.pipeline.measure import measure_artifact
 from edgeport.pipeline.prepare import load_source, normalize_model, prune_model
@@ -128,9 +128,18 @@ def _run(recipe: Recipe, progress: Progress | None = None) -> Result:
         measured = measure_artifact(
             recipe, built, data, normalized.output_names, normalized.gate, pruning, writer.tmp, work, progress
         )
+        # What the bundle serves is judged: with a cascade or size routing, the routed pair.
+        routing = build_routing(
+            recipe, built, data, cascade_output, size_layout, measured.verified["latency"], normalized.gate, progress
+        )
         size_verdict = SizeVerdict(size, artifact_bytes(built.artifact_path)) if size else None
         verdict = judge(
-            measured.verified["fidelity"], budget, built.search_section, recipe.max_accuracy_drop, size_verdict
+            measured.verified["fidelity"],
+            budget,
+            built.search_section,
+            recipe.max_accuracy_drop,
+            size_verdict,
+            routing[1] if routing else None,
         )
         notes = collect_notes(normalized.canonical, built, measured, scheme, data.eval_data.synthetic)
         notes += filter(None, [size_note(verdict)])
@@ -147,28 +156,38 @@ def _run(recipe: Recipe, progress: Progress | None = None) -> Result:
             manifest["buckets"], report["buckets"] = build_buckets(
                 spec, model, model_path, built, data, writer, work, recipe.threads, progress, normalized.gate
             )
-        if cascade_output is not None:
-            manifest["cascade"], report["cascade"] = build_cascade(
-                built,
-                data,
-                cascade_output,
-                measured.verified["latency"],
-                recipe.max_accuracy_drop,
-                recipe.cascade_threshold,
-                recipe.threads,
-                progress,
-            )
-        if size_layout is not None:
-            manifest["cascade"], report["cascade"] = build_size_route(
-                built,
-                data,
-                size_layout,
-                normalized.gate,
-                recipe.max_accuracy_drop,
-                recipe.cascade_threshold,
-                recipe.threads,
-                progress,
-            )
+        if routing is not None:
+            manifest["cascade"], report["cascade"] = routing
         bundle_dir = write_bundle(writer, feeds, normalized, data.eval_data.labels, report, manifest)
     raise_if_failed(verdict, built.search_section, bundle_dir)
     return Result(bundle_dir, report, verdict.passed)
+
+
+def build_routing(
+    recipe: Recipe,
+    built: Built,
+    data: DataPlan,
+    cascade_output: str | None,
+    size_layout: Any,
+    latency: dict[str, Any],
+    gate: Any,
+    progress: Progress,
+) -> tuple[dict[str, Any], dict[str, Any]] | None:
+    """Build the run's model routing: a confidence cascade on ``cascade_output``, routing by size
+    with ``size_layout``, or neither (None). Returns (the manifest's section, the report's)."""
+    if cascade_output is not None:
+        return build_cascade(
+            built,
+            data,
+            cascade_output,
+            latency,
+            recipe.max_accuracy_drop,
+            recipe.cascade_threshold,
+            recipe.threads,
+            progress,
+        )
+    if size_layout is not None:
+        return build_size_route(
+            built, data, size_layout, gate, recipe.max_accuracy_drop, recipe.cascade_threshold, recipe.threads, progress
+        )
+    return None
