@@ -25,7 +25,7 @@ from edgeport.pipeline.bucket_build import build_buckets
 from edgeport.pipeline.buckets import match_dim
 from edgeport.pipeline.build import build_artifact
 from edgeport.pipeline.cascade_build import build_cascade, check_classifier
-from edgeport.pipeline.custom_ops import custom_ops_active, custom_ops_decision
+from edgeport.pipeline.custom_ops import custom_ops_active, custom_ops_decision, custom_ops_section
 from edgeport.pipeline.data import open_data, reference_feeds
 from edgeport.pipeline.gate import SizeVerdict, gate_budget, judge, raise_if_failed, size_budget, size_note
 from edgeport.pipeline.measure import measure_artifact
@@ -135,6 +135,10 @@ def _run(recipe: Recipe, progress: Progress | None = None, custom_ops: list[str]
             recipe, profile, source, normalized.canonical, data, built, measured, verdict, decisions, notes, timings
         )
         manifest = build_manifest(report, recipe, profile, built, measured)
+        if custom_ops:  # parity of each custom op against its reference, and what the app must register
+            section = custom_ops_section(source, normalized.canonical.onnx_model, feeds, recipe.custom_op_library)
+            report["custom_ops"] = section
+            manifest["custom_ops"] = section and {k: v["runtime_needs"] for k, v in section["ops"].items()}
         spec = recipe.bucketing.spec
         if spec is not None:
             # After the main artifact is measured: every bucket reuses its plan, so the search ran once.
