@@ -137,18 +137,20 @@ def _to_fp16(fp32_path: Path, out: Path, notes: list[str]) -> None:
         notes.append("fp16 conversion by onnxconverter-common, one weight at a time (external data)")
         return
     model = onnx.load(str(fp32_path))
+    # Kept custom-domain nodes stay float32 (their kernels declare float inputs; edgeport/ops).
+    blocked = [name for name, entry in kept_custom_nodes(model) if not entry.int8]
     errors = []
     for name in ("onnxconverter-common", "onnxruntime.transformers"):
         try:
             if name == "onnxconverter-common":
                 from onnxconverter_common import float16
 
-                converted = float16.convert_float_to_float16(model, keep_io_types=True)
+                converted = float16.convert_float_to_float16(model, keep_io_types=True, node_block_list=blocked)
             else:
                 from onnxruntime.transformers.onnx_model import OnnxModel
 
                 wrapper = OnnxModel(onnx.load(str(fp32_path)))
-                wrapper.convert_float_to_float16(keep_io_types=True)
+                wrapper.convert_float_to_float16(keep_io_types=True, node_block_list=blocked)
                 wrapper.topological_sort()
                 converted = wrapper.model
             onnx.checker.check_model(converted)
