@@ -16,6 +16,7 @@ from edgeport.ops import Decompose, OpEntry, find_onnx_op, load_custom_ops, load
 from edgeport.ops.onnx import kept_custom_nodes
 from edgeport.ops.ort import runtime_needs, session_custom_ops
 from edgeport.options.recipe import Recipe
+from edgeport.quantize.islands import island_boundaries
 from edgeport.runtime.ort import custom_ops_in_use, use_custom_ops
 from edgeport.verify.custom_ops import decomposition_outputs, node_activations, parity
 
@@ -86,7 +87,9 @@ def custom_ops_section(
     for entry in used:
         ops[entry.name] = {**entry.describe(), "runtime_needs": runtime_needs(entry, libraries)}
         ops[entry.name]["parity"] = _op_parity(entry, kept, from_source, captured, values, model)
-    return {"ops": ops, "float_islands": sorted(name for name, e in kept.values() if not e.int8)}
+    islands = sorted(name for name, e in kept.values() if not e.int8)
+    # The Q/DQ a quantized artifact pays around them (the auto search charges these to its plans).
+    return {"ops": ops, "float_islands": islands, "qdq_boundaries": island_boundaries(model)}
 
 
 def _op_parity(entry, kept, from_source, captured, values, model) -> dict[str, Any]:  # noqa: ANN001
