@@ -51,7 +51,7 @@ def custom_ops_decision(recipe: Recipe, names: list[str]) -> dict[str, str] | No
 
 
 def _torch_inputs(source: SourceModel, feeds: dict[str, np.ndarray], entries: list[OpEntry]) -> dict[str, list]:
-    if source.framework != "pytorch" or source.run is None:
+    if source.framework != "pytorch" or source.run is None or not entries:
         return {}
     from edgeport.frontends.torch_capture import capture_custom_op_inputs
 
@@ -72,6 +72,8 @@ def custom_ops_section(
     """Return the report's "custom ops" section: for each registered op the model uses, its
     lowering, what the app must register, and its parity against ``reference`` on the activations
     that reach it with ``feeds`` (None when the model uses no registered op)."""
+    if not registered_ops():
+        return None
     kept = {entry.name: (name, entry) for name, entry in kept_custom_nodes(model)}
     source_nodes = _source_nodes(source)
     decomposed = [e for e in registered_ops() if isinstance(e.onnx, Decompose) and e.name not in kept]
@@ -86,17 +88,18 @@ def custom_ops_section(
     ops: dict[str, Any] = {}
     for entry in used:
         ops[entry.name] = {**entry.describe(), "runtime_needs": runtime_needs(entry, libraries)}
-        ops[entry.name]["parity"] = _op_parity(entry, kept, from_source, captured, values, model)
+        ops[entry.name]["parity"] = _op_parity(entry, kept, from_source, captured, values, model, bool(libraries))
     islands = sorted(name for name, e in kept.values() if not e.int8)
     # The Q/DQ a quantized artifact pays around them (the auto search charges these to its plans).
     return {"ops": ops, "float_islands": islands, "qdq_boundaries": island_boundaries(model)}
 
 
-def _op_parity(entry, kept, from_source, captured, values, model) -> dict[str, Any]:  # noqa: ANN001
+def _op_parity(entry, kept, from_source, captured, values, model, with_library) -> dict[str, Any]:  # noqa: ANN001
     """One op's parity: the kept node's ORT outputs, or the decomposition run alone, vs reference."""
     if entry.name in kept:
         node = next(n for n in model.graph.node if n.name == kept[entry.name][0])
-        how = "ONNX Runtime, " + ("the custom-op library" if entry.onnx.library else "the Python kernel (PyOp)")
+        library = entry.onnx.library or with_library  # session_custom_ops: a library wins over a Python kernel
+        how = "ONNX Runtime, " + ("the custom-op library" if library else "the Python kernel (PyOp)")
         inputs = [values[t] for t in node.input]
         return parity(entry, inputs, [values[t] for t in node.output], how)
     node = from_source.get(entry.name)
