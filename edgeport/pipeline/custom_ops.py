@@ -4,13 +4,16 @@ registered custom-domain nodes (their libraries, or their Python kernels through
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import onnx
 
+from edgeport.core.errors import InputError
 from edgeport.core.model import SourceModel
 from edgeport.ops import Decompose, OpEntry, find_onnx_op, load_custom_ops, load_entry_points, registered_ops
 from edgeport.ops.onnx import kept_custom_nodes
@@ -22,21 +25,43 @@ from edgeport.verify.custom_ops import decomposition_outputs, node_activations, 
 
 
 @contextmanager
-def custom_ops_active(recipe: Recipe) -> Iterator[list[str]]:
-    """Load ``recipe.custom_ops`` and the ``edgeport.custom_ops`` entry points, set the process's
-    ONNX Runtime custom ops for the run (restored after it) and yield the names of the ops loaded."""
+def custom_ops_session(specs: list[str], libraries: list[str]) -> Iterator[list[str]]:
+    """Load the op modules ``specs`` and the ``edgeport.custom_ops`` entry points, make every ONNX
+    Runtime session of this process run the registered kept nodes (with ``libraries``), restore
+    the previous setting on exit, and yield the names of the ops loaded."""
     names: list[str] = []
-    for spec in recipe.custom_ops:
+    for spec in specs:
         names += load_custom_ops(spec)
     names += load_entry_points()
     previous = custom_ops_in_use()
     if registered_ops():
-        libraries, renames = session_custom_ops(recipe.custom_op_library)
-        use_custom_ops(libraries, renames)
+        use_custom_ops(*session_custom_ops(libraries))
     try:
         yield sorted(set(names))
     finally:
         use_custom_ops(*previous)
+
+
+@contextmanager
+def custom_ops_active(recipe: Recipe) -> Iterator[list[str]]:
+    """:func:`custom_ops_session` for a conversion's ``--custom_ops`` and ``--custom_op_library``."""
+    with custom_ops_session(recipe.custom_ops, recipe.custom_op_library) as names:
+        yield names
+
+
+def require_custom_ops(bundle_dir: Path, given: bool) -> None:
+    """Raise InputError (one line) when the bundle's manifest lists kept custom ops that need a
+    runtime implementation and none was ``given`` (--custom_ops / --custom_op_library)."""
+    try:
+        needs = json.loads((Path(bundle_dir) / "manifest.json").read_text()).get("custom_ops") or {}
+    except (OSError, ValueError):
+        return  # verify_bundle reports a missing or unreadable manifest itself
+    kept = sorted(name for name, need in needs.items() if need)
+    if kept and not given:
+        raise InputError(
+            f"the bundle's artifact keeps custom ops that ONNX Runtime needs an implementation of: {', '.join(kept)}",
+            hint="pass --custom_ops FILE (the op module the conversion used) or --custom_op_library LIB",
+        )
 
 
 def custom_ops_decision(recipe: Recipe, names: list[str]) -> dict[str, str] | None:
