@@ -11,7 +11,7 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper, save
 
 from edgeport import convert, ops
-from edgeport.core.errors import InputError
+from edgeport.core.errors import ConversionError, InputError
 
 
 def _neg_pos(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -74,3 +74,12 @@ def test_a_missing_library_is_one_input_error(library_model, tmp_path):
     path, _ = library_model
     with pytest.raises(InputError, match=r"custom op library .*absent\.so not found"):
         convert(str(path), output_dir=str(tmp_path / "b"), custom_op_library=str(tmp_path / "absent.so"))
+
+
+def test_a_kept_node_without_any_implementation_is_refused(library_model, tmp_path):
+    """NegPos registered with no kernel and no library: nothing could run it, so nothing is verified (exit 4)."""
+    path, _ = library_model
+    with pytest.raises(ConversionError, match=r"ai.onnx.contrib::NegPos, registered without an implementation") as e:
+        convert(str(path), output_dir=str(tmp_path / "b"))
+    assert e.value.exit_code == 4
+    assert not (tmp_path / "b").exists()
