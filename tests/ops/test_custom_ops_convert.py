@@ -74,6 +74,8 @@ def test_torch_model_int8_quantizes_the_decomposed_op_and_keeps_the_kernel_op_fl
     assert "the app must register a kernel for mylib::RmsNormNoWeight" in manifest["custom_ops"]["mylib::rms_norm"]
     flagged = {f["op"] for f in report["op_check"]["flagged"]}
     assert "mylib::RmsNormNoWeight" in flagged
+    html = (torch_int8.bundle_dir / "report.html").read_text()
+    assert "<h2>Custom ops</h2>" in html and "float island" in html and "the decomposition alone" in html
 
 
 def test_onnx_model_with_a_decomposable_node_is_inlined_and_verified(custom_op_models, tmp_path):
