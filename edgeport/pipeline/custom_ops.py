@@ -34,7 +34,7 @@ def custom_ops_session(specs: list[str], libraries: list[str]) -> Iterator[list[
         names += load_custom_ops(spec)
     names += load_entry_points()
     previous = custom_ops_in_use()
-    if registered_ops():
+    if registered_ops() or libraries:
         use_custom_ops(*session_custom_ops(libraries))
     try:
         yield sorted(set(names))
