@@ -26,25 +26,47 @@ def _torch_op(qualname: str) -> Any | None:
         return None
 
 
-def custom_node_translation(domain: str, op_type: str, inputs: int = 1, outputs: int = 1, types=("float",)) -> Any:
-    """Return a torch-exporter translation that emits one node ``domain::op_type`` with ``inputs``
-    inputs and ``outputs`` outputs of element ``types`` (a schema is built here: the exporter needs
-    one to count inputs and outputs, and a private domain has none)."""
+_ATTRIBUTE_TYPES = {"float": "FLOAT", "int64": "INT", "int": "INT", "string": "STRING"}
+
+
+def custom_node_translation(
+    domain: str,
+    op_type: str,
+    inputs: int | tuple[str, ...] = 1,
+    outputs: int | tuple[str, ...] = 1,
+    attributes: dict[str, str] | None = None,
+) -> Any:
+    """Return a torch-exporter translation that emits one node ``domain::op_type``. ``inputs`` and
+    ``outputs``: their count (float tensors) or their element types ("float", "int64", ...);
+    ``attributes``: name -> type ("float", "int64", "string") of the op's non-tensor arguments,
+    which follow its tensors in the torch signature and become node attributes. A schema is built
+    here: the exporter needs one to bind arguments, and a private domain has none."""
     import onnxscript
 
-    formal = onnx.defs.OpSchema.FormalParameter
+    kinds_in = ("float",) * inputs if isinstance(inputs, int) else tuple(inputs)
+    kinds_out = ("float",) * outputs if isinstance(outputs, int) else tuple(outputs)
+    formal, schema_type = onnx.defs.OpSchema.FormalParameter, onnx.defs.OpSchema
+    # One type variable per parameter: inputs and outputs may differ in element type.
+    constraints = [(f"I{i}", [f"tensor({k})"], "") for i, k in enumerate(kinds_in)]
+    constraints += [(f"O{i}", [f"tensor({k})"], "") for i, k in enumerate(kinds_out)]
     schema = onnx.defs.OpSchema(
         op_type,
         domain,
         1,
-        inputs=[formal(f"input{i}", "T") for i in range(inputs)],
-        outputs=[formal(f"output{i}", "T") for i in range(outputs)],
-        type_constraints=[("T", sorted({f"tensor({k})" for k in types}), "")],
+        inputs=[formal(f"input{i}", f"I{i}") for i in range(len(kinds_in))],
+        outputs=[formal(f"output{i}", f"O{i}") for i in range(len(kinds_out))],
+        type_constraints=constraints,
+        attributes=[
+            schema_type.Attribute(name, getattr(schema_type.AttrType, _ATTRIBUTE_TYPES[kind]), "")
+            for name, kind in (attributes or {}).items()
+        ],
     )
     node_op = onnxscript.values.Op(onnxscript.values.Opset(domain, 1), op_type, schema)
+    names = list(attributes or {})
 
-    def translate(*args: Any) -> Any:
-        return node_op(*args)
+    def translate(*args: Any, **kwargs: Any) -> Any:
+        tensors, rest = args[: len(kinds_in)], args[len(kinds_in) :]
+        return node_op(*tensors, **dict(zip(names, rest, strict=False)), **kwargs)
 
     return translate
 
@@ -62,8 +84,9 @@ def torch_translation_table() -> dict[Any, Any]:
         elif isinstance(entry.onnx, CustomNode):
             domain, op_type = entry.onnx_node_name()
             lowering = entry.onnx
-            types = lowering.inputs + lowering.outputs
-            table[target] = custom_node_translation(domain, op_type, len(lowering.inputs), len(lowering.outputs), types)
+            table[target] = custom_node_translation(
+                domain, op_type, lowering.inputs, lowering.outputs, lowering.attributes
+            )
     return table
 
 

@@ -21,7 +21,7 @@ from edgeport.ops.ort import runtime_needs, session_custom_ops
 from edgeport.options.recipe import Recipe
 from edgeport.quantize.islands import island_boundaries
 from edgeport.runtime.ort import custom_ops_in_use, use_custom_ops
-from edgeport.verify.custom_ops import decomposition_outputs, node_activations, parity
+from edgeport.verify.custom_ops import decomposition_outputs, node_activations, node_attributes, parity
 
 
 @contextmanager
@@ -131,11 +131,12 @@ def _op_parity(entry, kept, from_source, captured, values, model, with_library) 
         library = entry.onnx.library or with_library  # session_custom_ops: a library wins over a Python kernel
         how = "ONNX Runtime, " + ("the custom-op library" if library else "the Python kernel (PyOp)")
         inputs = [values[t] for t in node.input]
-        return parity(entry, inputs, [values[t] for t in node.output], how)
+        return parity(entry, inputs, [values[t] for t in node.output], how, node_attributes(node))
     node = from_source.get(entry.name)
     if node is not None and all(t in values for t in [*node.input, *node.output]):
         how = "ONNX Runtime, the inlined decomposition in the model"
-        return parity(entry, [values[t] for t in node.input], [values[t] for t in node.output], how)
+        outputs = [values[t] for t in node.output]
+        return parity(entry, [values[t] for t in node.input], outputs, how, node_attributes(node))
     inputs = captured.get(entry.name)
     if inputs is None:
         return {"error": "the activations at the op were not found: parity not measured"}

@@ -35,6 +35,12 @@ def node_activations(
     return values
 
 
+def node_attributes(node: onnx.NodeProto) -> dict[str, Any]:
+    """Return a node's attributes as Python values (what a kernel or reference receives)."""
+    values = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
+    return {k: v.decode() if isinstance(v, bytes) else v for k, v in values.items()}
+
+
 def decomposition_outputs(entry: OpEntry, inputs: list[np.ndarray], opset: int) -> list[np.ndarray]:
     """Run the entry's onnxscript decomposition alone in ONNX Runtime on ``inputs``; return its outputs."""
     assert isinstance(entry.onnx, Decompose) and entry.onnx.fn is not None
@@ -60,13 +66,20 @@ def decomposition_outputs(entry: OpEntry, inputs: list[np.ndarray], opset: int) 
     return runner.run(dict(zip(names_in, inputs, strict=True)))
 
 
-def parity(entry: OpEntry, inputs: list[np.ndarray], outputs: list[np.ndarray], measured_on: str) -> dict[str, Any]:
-    """Compare ``outputs`` (what the runtime computed) with ``entry.reference(*inputs)``; return
-    the max and mean absolute difference, the reference's scale and where it was measured."""
+def parity(
+    entry: OpEntry,
+    inputs: list[np.ndarray],
+    outputs: list[np.ndarray],
+    measured_on: str,
+    attributes: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Compare ``outputs`` (what the runtime computed) with ``entry.reference(*inputs, **attributes)``
+    (the node's attributes); return the max and mean absolute difference, the reference's scale
+    and where it was measured."""
     if entry.reference is None:
         return {"measured_on": measured_on, "error": "no reference registered: parity cannot be checked"}
     try:
-        expected = entry.reference(*inputs)
+        expected = entry.reference(*inputs, **(attributes or {}))
     except Exception as exc:  # the user's code
         return {"measured_on": measured_on, "error": f"reference failed: {describe_exception(exc)}"}
     expected = list(expected) if isinstance(expected, tuple | list) else [expected]
