@@ -5,6 +5,7 @@ registered custom-domain nodes (their libraries, or their Python kernels through
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -22,6 +23,7 @@ from edgeport.options.recipe import Recipe
 from edgeport.quantize.islands import island_boundaries
 from edgeport.runtime.ort import custom_ops_in_use, use_custom_ops
 from edgeport.verify.custom_ops import decomposition_outputs, node_activations, node_attributes, parity
+from edgeport.verify.memory import CUSTOM_OPS_ENV
 
 
 @contextmanager
@@ -33,13 +35,19 @@ def custom_ops_session(specs: list[str], libraries: list[str]) -> Iterator[list[
     for spec in specs:
         names += load_custom_ops(spec)
     names += load_entry_points()
-    previous = custom_ops_in_use()
+    previous, previous_env = custom_ops_in_use(), os.environ.get(CUSTOM_OPS_ENV)
     if registered_ops() or libraries:
         use_custom_ops(*session_custom_ops(libraries))
+    if specs or libraries:  # the memory probe's child process loads them too
+        os.environ[CUSTOM_OPS_ENV] = json.dumps({"specs": [str(s) for s in specs], "libraries": list(libraries)})
     try:
         yield sorted(set(names))
     finally:
         use_custom_ops(*previous)
+        if previous_env is None:
+            os.environ.pop(CUSTOM_OPS_ENV, None)
+        else:
+            os.environ[CUSTOM_OPS_ENV] = previous_env
 
 
 @contextmanager

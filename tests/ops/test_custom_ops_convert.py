@@ -75,6 +75,9 @@ def test_torch_model_int8_quantizes_the_decomposed_op_and_keeps_the_kernel_op_fl
     flagged = {f["op"] for f in report["op_check"]["flagged"]}
     assert "mylib::RmsNormNoWeight" in flagged
     assert any(n.startswith("latency includes the Python kernel of mylib::rms_norm") for n in report["notes"])
+    # The memory probe's child process registers the same custom ops (EDGEPORT_CUSTOM_OPS).
+    memory = report["memory"]
+    assert memory["artifact"]["runtime_mb"] > 0, memory
     html = (torch_int8.bundle_dir / "report.html").read_text()
     assert "<h2>Custom ops</h2>" in html and "float island" in html and "the decomposition alone" in html
 
