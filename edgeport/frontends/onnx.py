@@ -11,7 +11,11 @@ from edgeport.core import limits
 from edgeport.core.errors import ConversionError, InputError, describe_exception
 from edgeport.core.hashing import sha256_file
 from edgeport.core.model import Dim, SourceModel, TensorSpec
+from edgeport.ops.entries import CustomNode
+from edgeport.ops.onnx import REGISTRY_HINT, kept_custom_nodes
+from edgeport.ops.registry import find_onnx_op
 from edgeport.options.groups import SourceOptions
+from edgeport.runtime.ort import custom_ops_in_use
 
 _ONNX_DTYPES = {
     onnx.TensorProto.FLOAT: "float32",
@@ -226,15 +230,37 @@ def check_declared_sizes(model: onnx.ModelProto, path: Path, limit: int) -> None
 
 
 def check_ops(model: onnx.ModelProto, path: Path) -> None:
-    """Refuse nodes of op domains no runtime here implements (custom ops), naming op and node."""
+    """Refuse nodes of op domains no runtime here implements (custom ops), naming op and node,
+    unless the op is registered in ``edgeport.ops`` with an ONNX lowering (then it is inlined or
+    kept: see :func:`edgeport.ops.onnx.inline_decompositions`)."""
     local = {(f.domain, f.name) for f in model.functions}
     for node in model.graph.node:
-        if node.domain not in KNOWN_DOMAINS and (node.domain, node.op_type) not in local:
-            label = node.name or (node.output[0] if node.output else "(unnamed)")
+        if node.domain in KNOWN_DOMAINS or (node.domain, node.op_type) in local:
+            continue
+        entry = find_onnx_op(node.domain, node.op_type)
+        if entry is not None and entry.onnx is not None:
+            continue
+        label = node.name or (node.output[0] if node.output else "(unnamed)")
+        raise ConversionError(
+            f"{path}: node {label!r} is the custom op "
+            f"{node.op_type!r} of domain {node.domain!r}, which ONNX Runtime does not implement",
+            hint=f"{REGISTRY_HINT}, or replace it with standard ONNX ops (or a model-local function)",
+        )
+
+
+def refuse_unimplemented_custom_nodes(model: onnx.ModelProto) -> None:
+    """Raise ConversionError (one line) for a kept custom node ONNX Runtime has no implementation
+    of here (its CustomNode has no python_kernel or library and no --custom_op_library was given):
+    the model could not be run, so nothing about it could be verified."""
+    libraries, _ = custom_ops_in_use()
+    for name, entry in kept_custom_nodes(model):
+        lowering = entry.onnx
+        if isinstance(lowering, CustomNode) and not (lowering.python_kernel or lowering.library or libraries):
+            domain, op_type = entry.onnx_node_name()
             raise ConversionError(
-                f"{path}: node {label!r} is the custom op "
-                f"{node.op_type!r} of domain {node.domain!r}, which ONNX Runtime does not implement",
-                hint="replace it with standard ONNX ops (or a model-local function) before converting",
+                f"node {name!r} is the custom op {domain}::{op_type}, registered without an implementation ONNX "
+                "Runtime can run here, so the model cannot be verified",
+                hint="give its CustomNode a python_kernel or a library, or pass --custom_op_library",
             )
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -67,11 +68,32 @@ def runner_memory(spec: RunnerSpec, runner: Any, feeds_path: Path, threads: int)
     return runner.describe().get("memory") or {"not_run": f"{spec.kind} runs in another program and reports none"}
 
 
+# Set by edgeport.pipeline.custom_ops for the run: {"specs": [...], "libraries": [...]}, so that the
+# probe's child process registers the same custom ops (their Python kernels live in the op files).
+CUSTOM_OPS_ENV = "EDGEPORT_CUSTOM_OPS"
+
+
+def _use_custom_ops_from_env() -> None:
+    """In the probe's child: load the run's custom-op files and set its ONNX Runtime custom ops."""
+    value = os.environ.get(CUSTOM_OPS_ENV)
+    if not value:
+        return
+    from edgeport.ops import load_custom_ops
+    from edgeport.ops.ort import session_custom_ops
+    from edgeport.runtime.ort import use_custom_ops
+
+    wanted = json.loads(value)
+    for spec in wanted.get("specs", []):
+        load_custom_ops(spec)
+    use_custom_ops(*session_custom_ops(wanted.get("libraries", [])))
+
+
 def _probe(spec_json: str, feeds_path: str, threads: int) -> None:
     import numpy as np
 
     spec = RunnerSpec(**json.loads(spec_json))
     importlib.import_module(runtime_entry(spec.kind).module)  # the baseline includes the runtime itself
+    _use_custom_ops_from_env()  # before the baseline too: the kernels are not the model's memory
 
     with np.load(feeds_path, allow_pickle=False) as data:
         feeds = {k: data[k] for k in data.files}

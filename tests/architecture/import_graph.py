@@ -15,6 +15,7 @@ PACKAGE_ROOT = Path(__file__).resolve().parents[2] / "edgeport"
 # unless listed in SIDEWAYS.
 LAYERS: list[tuple[str, ...]] = [
     ("core",),
+    ("ops",),
     ("runtime",),
     ("profiles", "reports"),
     ("data", "verify"),
