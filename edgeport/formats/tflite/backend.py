@@ -168,7 +168,12 @@ class TFLiteBackend(FormatBackend):
         facts = export.to_dict()
         facts.pop("path", None)
         runner = RunnerSpec("litert", str(out), export.runner_kwargs())
-        return Artifact(out, runner, notes + export.notes, facts, decisions=self.run_decisions())
+        emulation = None
+        if export.custom_ops:
+            from edgeport.formats.tflite.custom_ops import custom_op_emulation
+
+            facts["custom_ops"], emulation = custom_op_emulation(export.custom_ops, out, export.runner_kwargs())
+        return Artifact(out, runner, notes + export.notes, facts, decisions=self.run_decisions(), emulation=emulation)
 
     def run_decisions(self) -> list[dict[str, str]]:
         """The fixed input sizes and every route fallback of this run's builds."""
