@@ -22,6 +22,7 @@ from edgeport.data import load_dataset, parse_preprocess
 from edgeport.formats.tflite.custom_emulation import CustomOpEmulationRunner
 from edgeport.formats.tflite.custom_ops import custom_op_emulation
 from edgeport.formats.tflite.export import export_tflite
+from edgeport.formats.tflite.op_check import check_tflite
 from edgeport.formats.tflite.ranges import unpack_model
 from edgeport.frontends.onnx import graph_input_specs
 from edgeport.ops import find_torch_op, load_custom_ops
@@ -150,6 +151,8 @@ def test_custom_op_is_in_the_file_and_emulation_matches_the_reference(custom_cnn
     export = _export(custom_cnn, scheme, f"custom_{scheme}")
     assert _custom_codes(export.path) == ["RmsNormNoWeight"]  # one custom op, the node it stands for
     assert any("app must register" in n for n in export.notes)
+    flagged = check_tflite(export.path, resolve_profile("arm64-neon")[0])["flagged"]
+    assert [f["op"] for f in flagged if "must register" in f["why"]] == ["RmsNormNoWeight"]  # ops on the target
     interpreter = Interpreter(model_path=str(export.path))
     with pytest.raises(RuntimeError, match="unresolved custom op: RmsNormNoWeight"):
         interpreter.allocate_tensors()  # LiteRT in Python cannot run it: hence the emulation
