@@ -89,11 +89,13 @@ def _tflite_entry(node: onnx.NodeProto) -> OpEntry:
     assert entry is not None
     name = f"{node.domain}::{node.op_type}"
     if not isinstance(entry.tflite, TFLiteCustom):
-        raise ConversionError(
-            f"TFLite: custom op {entry.name} stays a {name} node in ONNX and has no TFLite lowering "
-            "(a TFLite custom op or a decomposition into standard ops)",
-            hint=_HINT,
+        why = (
+            "its TFLite lowering is Decompose, but its ONNX lowering keeps the node (the decomposition that "
+            "reaches TFLite is the ONNX one)"
+            if entry.tflite is not None
+            else "it has no TFLite lowering (a TFLite custom op or a decomposition into standard ops)"
         )
+        raise ConversionError(f"TFLite: custom op {entry.name} stays a {name} node in ONNX and {why}", hint=_HINT)
     return entry
 
 
