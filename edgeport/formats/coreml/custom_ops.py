@@ -141,7 +141,8 @@ def custom_op_notes(program: Any) -> list[str]:
     notes = []
     for qualname, entry in _entries(custom_ops_in(program)).items():
         how = {
-            CoreMLComposite: "a composite of MIL ops (coremltools register_torch_op)",
+            CoreMLComposite: "a composite of MIL ops (coremltools register_torch_op); they run only on macOS, "
+            "so off macOS the emulated fidelity computes the op as the ONNX model does",
             TorchDecompose: "its torch decomposition (TorchDecompose), before conversion",
             Decompose: "its own torch implementation, inlined before conversion",
         }[type(entry.coreml)]
