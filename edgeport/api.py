@@ -33,7 +33,8 @@ def convert(
     fit), buckets (``"seq=16,32,64,128"``: one static artifact per size of that dynamic axis,
     ONNX only), cascade (``"fp32"``: the artifact answers when its max softmax probability
     reaches a threshold picked on the calibration data, the fp32 baseline the rest; optional
-    cascade_threshold), ...
+    cascade_threshold), custom_ops (op modules or .py files calling ``edgeport.ops.register_op``;
+    a comma list or a list) and custom_op_library (compiled custom-op libraries for ONNX Runtime), ...
     Returns ``edgeport.pipeline.run.Result`` (``bundle_dir``, ``report``, ``passed``).
     Raises InputError (bad input), ConversionError (conversion failed) or GateFailed (the
     accuracy gate failed; the bundle is still written and marked failed).

@@ -2,7 +2,8 @@
 shapes it, and reused when nothing of that changed.
 
 The key covers: the model's bytes (file or folder; the ``.py`` file of a factory or a model
-class, not the modules that file imports), the eval data, the calibration data only when the
+class, not the modules that file imports), the custom-op files and libraries (``custom_ops``,
+``custom_op_library``), the eval data, the calibration data only when the
 resolved scheme calibrates (so a new calibration file rebuilds the int8 targets and not the
 fp16 ones), a re-applied precision plan, the profile file's bytes, every other convert option,
 the edgeport version **and a digest of its code** (a development install keeps one version
@@ -32,6 +33,7 @@ from edgeport.ci.config import Job
 from edgeport.core.cache_store import DATA, CacheStore
 from edgeport.core.hashing import sha256_file, sha256_path
 from edgeport.core.version import __version__, installed_versions
+from edgeport.ops import custom_ops_fingerprint
 
 CACHE_VERSION = 2  # 2: entries of core/cache_store.py (data/ + meta.json)
 # Distributions whose version can change an artifact or its measured figures.
@@ -142,6 +144,9 @@ def key_inputs(job: Job) -> dict[str, Any]:
     for name in ("eval_data", "precision_plan"):
         value = kwargs.pop(name, None)
         inputs[name] = content_hash(value) if value else None
+    # The op modules' and custom-op libraries' bytes: an edited op rebuilds the targets using it.
+    op_specs, op_libraries = kwargs.pop("custom_ops", None) or [], kwargs.pop("custom_op_library", None) or []
+    inputs["custom_ops"] = custom_ops_fingerprint(op_specs, op_libraries) if op_specs or op_libraries else None
     inputs["options"] = kwargs
     inputs["edgeport"] = {"version": __version__, "code": code_digest()}
     inputs["libraries"] = library_versions()

@@ -191,7 +191,7 @@ _HINTS = typing.get_type_hints(Recipe)
 
 def _check_option(doc: _Doc, where: tuple, key: str, value: Any) -> Any:
     """Check one convert option's type against the Recipe field; return the value to pass on."""
-    if key in ("input_shape", "input_dtype"):
+    if key in ("input_shape", "input_dtype", "custom_ops", "custom_op_library"):
         if isinstance(value, str) or (isinstance(value, list) and all(isinstance(v, str) for v in value)):
             return value
         raise doc.error(where, f"{key} must be a string or a list of strings, got {_type_name(value)}")
@@ -276,8 +276,25 @@ def _options(doc: _Doc, where: tuple, data: dict[str, Any], base: Path) -> dict[
                 raise doc.error((*where, key), f"{key} not found: {data[key]} (looked at {value})")
         if key == "model_class" and isinstance(value, str):
             value = _resolve_reference(base, value)[0]
+        if key in ("custom_ops", "custom_op_library"):
+            value = _resolve_op_files(doc, (*where, key), key, value, base)
         result[key] = value
     return result
+
+
+def _resolve_op_files(doc: _Doc, where: tuple, key: str, value: str | list[str], base: Path) -> list[str]:
+    """custom_ops/custom_op_library items with their files resolved against the config's folder
+    (an importable module name of custom_ops stays as it is); a missing file is an error."""
+    from edgeport.ops import split_specs
+
+    items = []
+    for item in split_specs(value):
+        if key == "custom_op_library" or item.endswith(".py") or "/" in item or "\\" in item:
+            item = _resolve_file(base, item)
+            if not Path(item).exists():
+                raise doc.error(where, f"{key} not found: {item}")
+        items.append(item)
+    return items
 
 
 def _name(doc: _Doc, where: tuple, value: Any, what: str) -> str:

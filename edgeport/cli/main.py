@@ -98,6 +98,17 @@ _SOURCE_FLAGS = [
     _flag("dynamic_batch", is_flag=True, help="Make the batch dimension dynamic (models whose file has no shapes)."),
     _flag("model_class", help="package.module:Class (or file.py:Class) for a state_dict."),
     _flag(
+        "custom_ops",
+        multiple=True,
+        help="Op module or file.py that registers custom ops (edgeport.ops.register_op); repeat or comma list. "
+        "Loading it runs its code (trusted files only).",
+    ),
+    _flag(
+        "custom_op_library",
+        multiple=True,
+        help="Compiled custom-op library (.so) that ONNX Runtime registers for the model's custom-domain nodes.",
+    ),
+    _flag(
         "task",
         help="Hugging Face folders: export task (feature-extraction, text-classification, ...) "
         "[default: from config.json; sentence-transformers folders export embeddings].",

@@ -16,6 +16,7 @@ from edgeport.core.errors import ConversionError, describe_exception
 from edgeport.core.layers import record_layer_names, restore_layer_names
 from edgeport.core.model import CanonicalModel, SourceModel, TensorSpec
 from edgeport.frontends.onnx import PER_CHANNEL_QDQ_OPSET, graph_input_specs, graph_output_specs, opset_of
+from edgeport.ops.onnx import annotate_custom_outputs, inline_decompositions, torch_translation_table
 from edgeport.options.groups import SourceOptions
 from edgeport.runtime.ort import OrtRunner
 
@@ -88,6 +89,9 @@ def _torch_export(
         warnings.simplefilter("ignore")
         try:
             kwargs: dict[str, Any] = {}
+            table = torch_translation_table()  # registered custom ops (edgeport/ops)
+            if table:
+                kwargs["custom_translation_table"] = table
             if source.form != "exported_program" and any(dynamic):
                 batch = torch.export.Dim("batch")
                 kwargs["dynamic_shapes"] = tuple({0: batch} if d else {} for d in dynamic)
@@ -373,10 +377,14 @@ def normalize(
         reference_outputs = source.run(feeds)
     else:
         model, exporter = onnx_model, "none (ONNX source)"
+        model, inlined = inline_decompositions(model)
+        if inlined:
+            notes.append(f"custom ops inlined from their registered decompositions: {', '.join(inlined)}")
         folder = weights_folder(model, source.path)
         reference_outputs = run_onnx(model, feeds, "the ONNX model", folder)
         model, decisions = upgrade_opset(model, feeds, reference_outputs, options, folder)
     model, check_notes = check_and_simplify(model, folder)
+    model = annotate_custom_outputs(model)
     notes += check_notes
     parity = parity_check(model, reference_outputs, feeds, options.parity_rtol, options.parity_atol, folder)
     inputs = graph_input_specs(model)

@@ -11,6 +11,8 @@ from edgeport.core import limits
 from edgeport.core.errors import ConversionError, InputError, describe_exception
 from edgeport.core.hashing import sha256_file
 from edgeport.core.model import Dim, SourceModel, TensorSpec
+from edgeport.ops.onnx import REGISTRY_HINT
+from edgeport.ops.registry import find_onnx_op
 from edgeport.options.groups import SourceOptions
 
 _ONNX_DTYPES = {
@@ -226,16 +228,22 @@ def check_declared_sizes(model: onnx.ModelProto, path: Path, limit: int) -> None
 
 
 def check_ops(model: onnx.ModelProto, path: Path) -> None:
-    """Refuse nodes of op domains no runtime here implements (custom ops), naming op and node."""
+    """Refuse nodes of op domains no runtime here implements (custom ops), naming op and node,
+    unless the op is registered in ``edgeport.ops`` with an ONNX lowering (then it is inlined or
+    kept: see :func:`edgeport.ops.onnx.inline_decompositions`)."""
     local = {(f.domain, f.name) for f in model.functions}
     for node in model.graph.node:
-        if node.domain not in KNOWN_DOMAINS and (node.domain, node.op_type) not in local:
-            label = node.name or (node.output[0] if node.output else "(unnamed)")
-            raise ConversionError(
-                f"{path}: node {label!r} is the custom op "
-                f"{node.op_type!r} of domain {node.domain!r}, which ONNX Runtime does not implement",
-                hint="replace it with standard ONNX ops (or a model-local function) before converting",
-            )
+        if node.domain in KNOWN_DOMAINS or (node.domain, node.op_type) in local:
+            continue
+        entry = find_onnx_op(node.domain, node.op_type)
+        if entry is not None and entry.onnx is not None:
+            continue
+        label = node.name or (node.output[0] if node.output else "(unnamed)")
+        raise ConversionError(
+            f"{path}: node {label!r} is the custom op "
+            f"{node.op_type!r} of domain {node.domain!r}, which ONNX Runtime does not implement",
+            hint=f"{REGISTRY_HINT}, or replace it with standard ONNX ops (or a model-local function)",
+        )
 
 
 def read_onnx(path: Path, limit: int | None = None, notes: list[str] | None = None) -> onnx.ModelProto:

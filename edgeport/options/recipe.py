@@ -9,6 +9,7 @@ from typing import Any
 
 from edgeport.core.errors import InputError
 from edgeport.core.registry import format_names
+from edgeport.ops.load import split_specs
 from edgeport.options.groups import (
     GROUPS,
     BucketOptions,
@@ -109,8 +110,15 @@ class Recipe:
     # least cascade_threshold (None: picked on the calibration data under the accuracy budget).
     cascade: str | None = None
     cascade_threshold: float | None = None
+    # Custom operators (issue 20, edgeport/ops): op modules or .py files that call register_op
+    # (a comma list, repeatable; loading one executes it, as --model_class does), and compiled
+    # custom-op libraries (.so) every ONNX Runtime session registers for the kept custom nodes.
+    custom_ops: str | list[str] = field(default_factory=list)
+    custom_op_library: str | list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
+        self.custom_ops = split_specs(self.custom_ops)
+        self.custom_op_library = split_specs(self.custom_op_library)
         self.output_format = self.output_format.lower()
         self.quantization = "none" if self.quantization.lower() == "fp32" else self.quantization.lower()
         if self.output_format not in format_names():

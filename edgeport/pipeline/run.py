@@ -25,6 +25,7 @@ from edgeport.pipeline.bucket_build import build_buckets
 from edgeport.pipeline.buckets import match_dim
 from edgeport.pipeline.build import build_artifact
 from edgeport.pipeline.cascade_build import build_cascade, check_classifier
+from edgeport.pipeline.custom_ops import custom_ops_active, custom_ops_decision, custom_ops_section
 from edgeport.pipeline.data import open_data, reference_feeds
 from edgeport.pipeline.gate import SizeVerdict, gate_budget, judge, raise_if_failed, size_budget, size_note
 from edgeport.pipeline.measure import measure_artifact
@@ -60,7 +61,8 @@ def run(recipe: Recipe, progress: Progress | None = None) -> Result:
     ConversionError; either way no bundle is left behind.
     """
     try:
-        return _run(recipe, progress)
+        with custom_ops_active(recipe) as custom_ops:
+            return _run(recipe, progress, custom_ops)
     except OSError as exc:
         if exc.errno not in _DISK_FULL:
             raise
@@ -79,11 +81,11 @@ def run(recipe: Recipe, progress: Progress | None = None) -> Result:
         quiet.note_destination(None)  # a later failure outside a run keeps no log beside this one
 
 
-def _run(recipe: Recipe, progress: Progress | None = None) -> Result:
+def _run(recipe: Recipe, progress: Progress | None = None, custom_ops: list[str] | None = None) -> Result:
     """The body of :func:`run`: the steps in order, each adding its choices to ``decisions``."""
     progress = progress or Progress()
     started = time.perf_counter()
-    decisions: list[dict[str, str]] = []
+    decisions: list[dict[str, str]] = list(filter(None, [custom_ops_decision(recipe, custom_ops or [])]))
     target = resolve_target(recipe, decisions)
     quiet.note_destination(target.output_dir)  # a failed step's log is kept beside it
     profile, scheme = target.profile, target.scheme
@@ -133,6 +135,10 @@ def _run(recipe: Recipe, progress: Progress | None = None) -> Result:
             recipe, profile, source, normalized.canonical, data, built, measured, verdict, decisions, notes, timings
         )
         manifest = build_manifest(report, recipe, profile, built, measured)
+        if custom_ops:  # parity of each custom op against its reference, and what the app must register
+            section = custom_ops_section(source, normalized.canonical.onnx_model, feeds, recipe.custom_op_library)
+            report["custom_ops"] = section
+            manifest["custom_ops"] = section and {k: v["runtime_needs"] for k, v in section["ops"].items()}
         spec = recipe.bucketing.spec
         if spec is not None:
             # After the main artifact is measured: every bucket reuses its plan, so the search ran once.

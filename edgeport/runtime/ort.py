@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from edgeport.core.errors import ConversionError
 from edgeport.runtime.host import host_description
 
 _ORT_TO_NUMPY = {
@@ -27,6 +28,74 @@ _ORT_TO_NUMPY = {
     "tensor(bool)": "bool",
     "tensor(double)": "float64",
 }
+
+# Custom ops every session of this process registers (set by the pipeline from the op registry,
+# see edgeport/ops/ort.py): compiled custom-op libraries, and renames of custom-domain nodes
+# ("domain::OpType" -> "domain::OpType") applied to the model before loading, which is how a
+# Python kernel (onnxruntime-extensions' PyOp, served only in domain ai.onnx.contrib) runs a node
+# the artifact keeps in the user's domain. Process-wide because a dozen places open sessions (the
+# search, sensitivity, calibration); a runner given its own values (a RunnerSpec) uses those.
+_CUSTOM_LIBRARIES: tuple[str, ...] = ()
+_CUSTOM_RENAMES: dict[str, str] = {}
+
+
+def use_custom_ops(libraries: tuple[str, ...] | list[str] = (), renames: dict[str, str] | None = None) -> None:
+    """Make every ONNX Runtime session of this process register ``libraries`` and apply
+    ``renames`` to custom-domain nodes; ``use_custom_ops()`` clears both."""
+    global _CUSTOM_LIBRARIES, _CUSTOM_RENAMES
+    _CUSTOM_LIBRARIES = tuple(libraries)
+    _CUSTOM_RENAMES = dict(renames or {})
+
+
+def custom_ops_in_use() -> tuple[tuple[str, ...], dict[str, str]]:
+    """Return the process-wide custom-op libraries and node renames (see :func:`use_custom_ops`)."""
+    return _CUSTOM_LIBRARIES, dict(_CUSTOM_RENAMES)
+
+
+def renamed_model(model: str | Path | bytes, renames: dict[str, str]) -> str | Path | bytes:
+    """Return ``model`` with its custom-domain nodes renamed per ``renames`` (serialized bytes), or
+    ``model`` itself when no node needs it. Needs the ``onnx`` package only when there are renames."""
+    if not renames:
+        return model
+    import onnx
+
+    proto = onnx.load_from_string(model) if isinstance(model, bytes) else onnx.load(str(model))
+    changed = False
+    domains = {o.domain: o.version for o in proto.opset_import}
+    for node in proto.graph.node:
+        target = renames.get(f"{node.domain}::{node.op_type}")
+        if target:
+            node.domain, _, node.op_type = target.partition("::")
+            changed = True
+            if node.domain not in domains:
+                proto.opset_import.append(onnx.helper.make_opsetid(node.domain, 1))
+                domains[node.domain] = 1
+    return proto.SerializeToString() if changed else model
+
+
+_REGISTERED_KEY = "edgeport.custom_op_libraries"
+
+
+def session_options_with_custom_ops(options: Any, libraries: tuple[str, ...] | list[str]) -> Any:
+    """Register each custom-op library on the ONNX Runtime ``options`` (once: a library registered
+    twice on one options object conflicts with itself); return them. A library that fails to
+    load raises a one-line ConversionError naming it."""
+    try:
+        done = set(filter(None, options.get_session_config_entry(_REGISTERED_KEY).split("\n")))
+    except Exception:  # no such entry yet
+        done = set()
+    for library in libraries:
+        if str(library) in done:
+            continue
+        try:
+            options.register_custom_ops_library(str(library))
+        except Exception as exc:  # onnxruntime raises its own Fail type
+            first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            raise ConversionError(f"custom op library {library} could not be registered: {first}") from exc
+        done.add(str(library))
+    if done:
+        options.add_session_config_entry(_REGISTERED_KEY, "\n".join(sorted(done)))
+    return options
 
 
 class OrtRunner:
@@ -44,8 +113,11 @@ class OrtRunner:
         threads: int = 1,
         providers: tuple[str, ...] = ("CPUExecutionProvider",),
         external_folder: str | Path | None = None,
+        custom_op_libraries: tuple[str, ...] | list[str] | None = None,
+        custom_op_renames: dict[str, str] | None = None,
     ) -> None:
-        """``model``: a file, or serialized bytes whose external data (if any) lies in ``external_folder``."""
+        """``model``: a file, or serialized bytes whose external data (if any) lies in ``external_folder``.
+        ``custom_op_libraries``/``custom_op_renames``: see :func:`use_custom_ops` (None: the process's)."""
         import onnxruntime as ort
 
         if not os.environ.get("EDGEPORT_DEBUG"):  # edgeport/core/quiet.py: errors only, unless --debug
@@ -59,10 +131,14 @@ class OrtRunner:
         if external_folder is not None and isinstance(model, bytes):
             folder_key = "session.model_external_initializers_file_folder_path"
             options.add_session_config_entry(folder_key, str(external_folder))
+        libraries = _CUSTOM_LIBRARIES if custom_op_libraries is None else tuple(custom_op_libraries)
+        session_options_with_custom_ops(options, libraries)
+        renames = _CUSTOM_RENAMES if custom_op_renames is None else custom_op_renames
         available = ort.get_available_providers()
         self.providers = [p for p in providers if p in available] or ["CPUExecutionProvider"]
         self.threads = threads
         start = time.perf_counter()
+        model = renamed_model(model, renames)
         source = model if isinstance(model, bytes) else str(model)
         self.session = ort.InferenceSession(source, options, providers=self.providers)
         self.load_seconds = time.perf_counter() - start

@@ -9,11 +9,17 @@ from pathlib import Path
 
 from edgeport.api import convert
 from edgeport.cli import main as cli_main
+from edgeport.ops import split_specs
 from edgeport.options.recipe import Recipe, default_of, parse_input_dtypes, parse_input_shapes
 
 RECIPE_FIELDS = [item.name for item in fields(Recipe)]
 # Given as strings (flags, API keywords) and parsed into the Recipe's form: no value is the default.
-PARSED = {"input_shape": parse_input_shapes, "input_dtype": parse_input_dtypes}
+PARSED = {
+    "input_shape": parse_input_shapes,
+    "input_dtype": parse_input_dtypes,
+    "custom_ops": split_specs,
+    "custom_op_library": split_specs,
+}
 
 
 def _cli_values() -> dict[str, object]:

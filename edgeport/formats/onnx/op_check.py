@@ -6,6 +6,8 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from edgeport.ops.ort import runtime_needs
+from edgeport.ops.registry import find_onnx_op
 from edgeport.profiles.schema import DeviceProfile
 from edgeport.verify.op_check import WEIGHTED_ONNX_OPS, summary
 
@@ -21,6 +23,10 @@ def check_onnx(path: Path, profile: DeviceProfile) -> dict[str, Any]:
     counts: Counter[str] = Counter(node.op_type for node in model.graph.node)
     flagged: dict[tuple[str, str], int] = Counter()
     for node in model.graph.node:
+        if node.domain not in ("", "ai.onnx", "ai.onnx.ml", "com.microsoft"):
+            entry = find_onnx_op(node.domain, node.op_type)
+            needs = runtime_needs(entry) if entry is not None else None
+            flagged[(f"{node.domain}::{node.op_type}", needs or "a custom op no runtime implements")] += 1
         if node.op_type in constraints.fallback_ops:
             flagged[(node.op_type, f"falls back to the CPU on {profile.name}")] += 1
         if constraints.full_integer_only and node.op_type in WEIGHTED_ONNX_OPS:

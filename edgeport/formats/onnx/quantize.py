@@ -19,7 +19,9 @@ from edgeport.core.errors import ConversionError, describe_exception
 from edgeport.core.extras import import_hiding
 from edgeport.core.plan import CALIBRATED_SCHEMES, PrecisionPlan
 from edgeport.data.dataset import Dataset
+from edgeport.formats.onnx.custom_sessions import custom_op_sessions
 from edgeport.frontends.onnx import PER_CHANNEL_QDQ_OPSET, opset_of
+from edgeport.ops.onnx import kept_custom_nodes
 from edgeport.quantize.calibrate import DatasetReader
 from edgeport.quantize.rewrites import apply_rewrites
 
@@ -135,18 +137,20 @@ def _to_fp16(fp32_path: Path, out: Path, notes: list[str]) -> None:
         notes.append("fp16 conversion by onnxconverter-common, one weight at a time (external data)")
         return
     model = onnx.load(str(fp32_path))
+    # Kept custom-domain nodes stay float32 (their kernels declare float inputs; edgeport/ops).
+    blocked = [name for name, entry in kept_custom_nodes(model) if not entry.int8]
     errors = []
     for name in ("onnxconverter-common", "onnxruntime.transformers"):
         try:
             if name == "onnxconverter-common":
                 from onnxconverter_common import float16
 
-                converted = float16.convert_float_to_float16(model, keep_io_types=True)
+                converted = float16.convert_float_to_float16(model, keep_io_types=True, node_block_list=blocked)
             else:
                 from onnxruntime.transformers.onnx_model import OnnxModel
 
                 wrapper = OnnxModel(onnx.load(str(fp32_path)))
-                wrapper.convert_float_to_float16(keep_io_types=True)
+                wrapper.convert_float_to_float16(keep_io_types=True, node_block_list=blocked)
                 wrapper.topological_sort()
                 converted = wrapper.model
             onnx.checker.check_model(converted)
@@ -303,7 +307,8 @@ def apply_plan(
     """
     fp32_path, out, work = fp32_path.resolve(), out.resolve(), work.resolve()
     with in_work_folder(work):
-        return _apply_plan(fp32_path, plan, out, work, calibration, batch_size, progress)
+        with custom_op_sessions():  # the calibrator runs the model's custom ops too (edgeport/ops)
+            return _apply_plan(fp32_path, plan, out, work, calibration, batch_size, progress)
 
 
 def _apply_plan(
@@ -335,6 +340,8 @@ def _apply_plan(
     # The graph without its weights: a big model's are read by the quantizer, not held here too.
     graph = onnx.load(str(source), load_external_data=False)
     excluded += _trailing_activations(graph, excluded)
+    # Kept custom-domain nodes stay float unless their entry declares an int8 form (edgeport/ops).
+    excluded += [name for name, entry in kept_custom_nodes(graph) if not entry.int8 and name not in excluded]
     if plan.scheme in CALIBRATED_SCHEMES:
         masked = [n for n in mask_fill_nodes(graph, str(source.parent)) if n not in excluded]
         if masked:

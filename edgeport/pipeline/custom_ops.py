@@ -1,0 +1,107 @@
+"""The run's custom operators (edgeport/ops): load the op modules the recipe names and the
+installed entry points, and make every ONNX Runtime session of the run able to execute the
+registered custom-domain nodes (their libraries, or their Python kernels through PyOp)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import numpy as np
+import onnx
+
+from edgeport.core.model import SourceModel
+from edgeport.ops import Decompose, OpEntry, find_onnx_op, load_custom_ops, load_entry_points, registered_ops
+from edgeport.ops.onnx import kept_custom_nodes
+from edgeport.ops.ort import runtime_needs, session_custom_ops
+from edgeport.options.recipe import Recipe
+from edgeport.runtime.ort import custom_ops_in_use, use_custom_ops
+from edgeport.verify.custom_ops import decomposition_outputs, node_activations, parity
+
+
+@contextmanager
+def custom_ops_active(recipe: Recipe) -> Iterator[list[str]]:
+    """Load ``recipe.custom_ops`` and the ``edgeport.custom_ops`` entry points, set the process's
+    ONNX Runtime custom ops for the run (restored after it) and yield the names of the ops loaded."""
+    names: list[str] = []
+    for spec in recipe.custom_ops:
+        names += load_custom_ops(spec)
+    names += load_entry_points()
+    previous = custom_ops_in_use()
+    if registered_ops():
+        libraries, renames = session_custom_ops(recipe.custom_op_library)
+        use_custom_ops(libraries, renames)
+    try:
+        yield sorted(set(names))
+    finally:
+        use_custom_ops(*previous)
+
+
+def custom_ops_decision(recipe: Recipe, names: list[str]) -> dict[str, str] | None:
+    """Return the report's decision line for the custom ops loaded (None when there are none)."""
+    if not names:
+        return None
+    return {
+        "asked": "--custom_ops " + ",".join(recipe.custom_ops) if recipe.custom_ops else "entry points",
+        "done": "registered " + ", ".join(names),
+        "why": "custom ops are lowered as their entries say and verified against their reference",
+    }
+
+
+def _torch_inputs(source: SourceModel, feeds: dict[str, np.ndarray], entries: list[OpEntry]) -> dict[str, list]:
+    if source.framework != "pytorch" or source.run is None:
+        return {}
+    from edgeport.frontends.torch_capture import capture_custom_op_inputs
+
+    return capture_custom_op_inputs(source.run, feeds, {e.torch_qualname for e in entries})
+
+
+def _source_nodes(source: SourceModel) -> list[onnx.NodeProto]:
+    """The registered custom-domain nodes of an ONNX source file, as the user wrote them."""
+    if source.framework != "onnx":
+        return []
+    graph = onnx.load(source.path, load_external_data=False).graph
+    return [n for n in graph.node if find_onnx_op(n.domain, n.op_type) is not None]
+
+
+def custom_ops_section(
+    source: SourceModel, model: onnx.ModelProto, feeds: dict[str, np.ndarray], libraries: list[str]
+) -> dict[str, Any] | None:
+    """Return the report's "custom ops" section: for each registered op the model uses, its
+    lowering, what the app must register, and its parity against ``reference`` on the activations
+    that reach it with ``feeds`` (None when the model uses no registered op)."""
+    kept = {entry.name: (name, entry) for name, entry in kept_custom_nodes(model)}
+    source_nodes = _source_nodes(source)
+    decomposed = [e for e in registered_ops() if isinstance(e.onnx, Decompose) and e.name not in kept]
+    captured = _torch_inputs(source, feeds, decomposed)
+    from_source = {find_onnx_op(n.domain, n.op_type).name: n for n in source_nodes}  # type: ignore[union-attr]
+    used = [e for e in registered_ops() if e.name in kept or e.name in captured or e.name in from_source]
+    if not used:
+        return None
+    probes = [n for n in model.graph.node if n.name in {name for name, _ in kept.values()}]
+    probes += [n for e in used if (n := from_source.get(e.name)) is not None and e.name not in kept]
+    values = node_activations(model, probes, feeds) if probes else {}
+    ops: dict[str, Any] = {}
+    for entry in used:
+        ops[entry.name] = {**entry.describe(), "runtime_needs": runtime_needs(entry, libraries)}
+        ops[entry.name]["parity"] = _op_parity(entry, kept, from_source, captured, values, model)
+    return {"ops": ops, "float_islands": sorted(name for name, e in kept.values() if not e.int8)}
+
+
+def _op_parity(entry, kept, from_source, captured, values, model) -> dict[str, Any]:  # noqa: ANN001
+    """One op's parity: the kept node's ORT outputs, or the decomposition run alone, vs reference."""
+    if entry.name in kept:
+        node = next(n for n in model.graph.node if n.name == kept[entry.name][0])
+        how = "ONNX Runtime, " + ("the custom-op library" if entry.onnx.library else "the Python kernel (PyOp)")
+        inputs = [values[t] for t in node.input]
+        return parity(entry, inputs, [values[t] for t in node.output], how)
+    node = from_source.get(entry.name)
+    if node is not None and all(t in values for t in [*node.input, *node.output]):
+        how = "ONNX Runtime, the inlined decomposition in the model"
+        return parity(entry, [values[t] for t in node.input], [values[t] for t in node.output], how)
+    inputs = captured.get(entry.name)
+    if inputs is None:
+        return {"error": "the activations at the op were not found: parity not measured"}
+    opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 18)
+    return parity(entry, inputs, decomposition_outputs(entry, inputs, opset), "ONNX Runtime, the decomposition alone")
