@@ -110,7 +110,12 @@ def _check_node(node: onnx.NodeProto, entry: OpEntry, shapes: dict[str, tuple[li
         )
     shape, dtype = shapes.get(node.input[0], ([], onnx.TensorProto.FLOAT))
     out_shape, out_dtype = shapes.get(node.output[0], (shape, dtype))
-    if dtype != onnx.TensorProto.FLOAT or out_dtype != onnx.TensorProto.FLOAT or (out_shape and out_shape != shape):
+    # A symbolic dim matches any (the exporter names the output's batch anew: 'batch' -> 's77').
+    same = len(out_shape) == len(shape) and all(
+        not isinstance(a, int) or not isinstance(b, int) or a < 0 or b < 0 or a == b
+        for a, b in zip(shape, out_shape, strict=True)
+    )
+    if dtype != onnx.TensorProto.FLOAT or out_dtype != onnx.TensorProto.FLOAT or (out_shape and not same):
         raise ConversionError(
             f"TFLite custom op {entry.name}: node {node.name!r} maps {shape} "
             f"({onnx.TensorProto.DataType.Name(dtype)}) to {out_shape} "

@@ -58,6 +58,7 @@ from edgeport.formats.tflite.onnx2tf_input import (
     prepare_folder,
     rewrite_for_onnx2tf,
 )
+from edgeport.formats.tflite.onnx2tf_rewrites import castlike_to_cast
 from edgeport.formats.tflite.onnx2tf_run import run_child
 
 
@@ -106,6 +107,7 @@ def export_tflite(
         notes.append("converted from the TensorFlow/Keras source by tf.lite.TFLiteConverter (no onnx2tf)")
     else:
         model, sites = _mark_custom_ops(model, copy, mode)
+        model = _cast_like(model, copy, notes)
         model = fix_spatial_dims(model, copy, input_shapes or {}, batch_size, notes)
     recurrent_left = {} if tf_source else rewrite_for_onnx2tf(model, copy, notes)
 
@@ -192,6 +194,15 @@ def _mark_custom_ops(model: onnx.ModelProto, copy: Path, mode: str) -> tuple[onn
         )
     save_marked(marked, copy)
     return marked, sites
+
+
+def _cast_like(model: onnx.ModelProto, copy: Path, notes: list[str]) -> onnx.ModelProto:
+    """CastLike nodes (onnx2tf has no converter for them) become Cast in onnx2tf's ``copy``."""
+    model, count = castlike_to_cast(model)
+    if count:
+        onnx.save(model, str(copy))
+        notes.append(f"{count} CastLike node(s) written as Cast for onnx2tf (it has no CastLike converter)")
+    return model
 
 
 def _add_custom_ops(request: dict[str, Any], sites: list[CustomSite], mode: str, notes: list[str]) -> None:
