@@ -7,6 +7,7 @@ for a few seconds on Fashion-MNIST and measured on the 1,000 bundled test images
 from __future__ import annotations
 
 import gzip
+import json
 import re
 from pathlib import Path
 
@@ -186,3 +187,91 @@ def test_ops_tflite_cannot_lower_are_one_line_refusals(custom_cnn, tmp_path):
         with pytest.raises(ConversionError, match=message) as info:
             export_tflite(path, plan, tmp_path / f"{op_type}.tflite", tmp_path / "work", None)
         assert "\n" not in info.value.message and info.value.hint
+
+
+# The examples (examples/custom_ops, the session fixture custom_op_models) through the pipeline.
+EXAMPLE_OPS = str(EXAMPLES / "custom_ops" / "ops.py")
+
+
+def _convert_example(path: Path, out: Path):
+    import edgeport
+
+    return edgeport.convert(
+        str(path), output_format="tflite", quantization="int8", optimize_for="arm64-neon",
+        output_dir=str(out), custom_ops=EXAMPLE_OPS, latency_runs=20,
+        calibration_data=str(EXAMPLES / "fashion_mnist_calib.npz"),
+        eval_data=str(EXAMPLES / "fashion_mnist_test_1k.npz"),
+    )  # fmt: skip
+
+
+def _input_types(path: Path, builtin: str) -> list[str]:
+    """The element type of the first input of each ``builtin`` op of the .tflite."""
+    from ai_edge_litert import schema_py_generated as schema
+
+    names = {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
+    types = {v: k for k, v in vars(schema.TensorType).items() if not k.startswith("_")}
+    model = unpack_model(path.read_bytes())
+    subgraph = model.subgraphs[0]
+    return [
+        types[subgraph.tensors[op.inputs[0]].type]
+        for op in subgraph.operators
+        if names[
+            max(
+                model.operatorCodes[op.opcodeIndex].builtinCode,
+                model.operatorCodes[op.opcodeIndex].deprecatedBuiltinCode,
+            )
+        ]
+        == builtin
+    ]
+
+
+def test_example_torch_model_to_int8_tflite_keeps_the_kernel_op_and_decomposes_the_other(custom_op_models, tmp_path):
+    result = _convert_example(custom_op_models["pt2"], tmp_path / "bundle")
+    report, fidelity = result.report, result.report["fidelity"]
+    assert _custom_codes(result.artifact) == ["RmsNormNoWeight"]  # mylib::rms_norm: a TFLite custom op
+    # mylib::fused_gated_gelu: standard ops (onnx2tf maps the tanh GELU to TFLite's GELU), in int8
+    assert _input_types(result.artifact, "GELU") == ["INT8"] and _input_types(result.artifact, "LOGISTIC") == ["INT8"]
+    assert fidelity["emulated"].startswith("LiteRT ran every builtin op")
+    assert fidelity["reference_top1"] > 70 and fidelity["reference_top1"] - fidelity["artifact_top1"] <= 1.0
+    assert fidelity["top1_agreement"] >= 97
+    assert report["latency"]["not_run"] and "RmsNormNoWeight" in report["latency"]["measured"]
+    flagged = [f["op"] for f in report["op_check"]["flagged"] if "must register" in f["why"]]
+    assert flagged == ["RmsNormNoWeight"]
+    manifest = json.loads((result.bundle_dir / "manifest.json").read_text())
+    (fact,) = manifest["format_facts"]["custom_ops"]
+    assert fact["tflite_custom_op"] == "RmsNormNoWeight" and "must register" in fact["app_must_register"]
+    assert set(manifest["format_facts"]["applied"].values()) == {"int8"}  # the three Gemms
+
+
+def test_example_onnx_model_with_a_decomposable_node_to_int8_tflite_runs_in_litert(custom_op_models, tmp_path):
+    result = _convert_example(custom_op_models["gelu_node"], tmp_path / "bundle")
+    fidelity = result.report["fidelity"]
+    assert not _custom_codes(result.artifact)
+    assert _input_types(result.artifact, "GELU") == ["INT8"] and _input_types(result.artifact, "LOGISTIC") == ["INT8"]
+    assert "emulated" not in fidelity and result.report["latency"]["speedup"] > 0  # a real LiteRT run
+    assert fidelity["top1_agreement"] >= 97 and fidelity["reference_top1"] - fidelity["artifact_top1"] <= 1.0
+    assert any("CastLike node(s) written as Cast" in n for n in result.report["notes"])
+
+
+def test_castlike_from_an_onnxscript_decomposition_becomes_cast():
+    import onnxruntime as ort
+
+    from edgeport.formats.tflite.onnx2tf_rewrites import castlike_to_cast
+
+    nodes = [
+        helper.make_node("Constant", [], ["c"], value=numpy_helper.from_array(np.array(0.5, np.float64))),
+        helper.make_node("CastLike", ["c", "x"], ["h"]),
+        helper.make_node("Mul", ["x", "h"], ["y"]),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", 3])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["n", 3])],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)], ir_version=10)
+    rewritten, count = castlike_to_cast(model)
+    assert count == 1 and [n.op_type for n in rewritten.graph.node] == ["Constant", "Cast", "Mul"]
+    x = np.array([[1.0, -2.0, 4.0]], np.float32)
+    run = [ort.InferenceSession(m.SerializeToString()).run(None, {"x": x})[0] for m in (model, rewritten)]
+    assert np.array_equal(run[0], run[1]) and np.array_equal(run[1], x * 0.5)
