@@ -119,3 +119,41 @@ def test_onnx_source_is_refused_as_before():
     onnx_source = SourceModel("onnx", "onnx", "m.onnx", None, [TensorSpec("x", [1, 8], "float32")])
     with pytest.raises(InputError, match="no ONNX frontend"):
         _convert(onnx_source)
+
+
+def test_example_torch_model_converts_with_both_custom_ops(custom_op_models, tmp_path):
+    """examples/custom_ops: mylib::rms_norm as a MIL composite, mylib::fused_gated_gelu inlined
+    from its own torch implementation; the package read back from disk holds their ops."""
+    from edgeport import convert
+    from tests.conftest import EXAMPLES
+
+    result = convert(
+        str(custom_op_models["pt2"]), output_format="coreml", quantization="int8-weight", optimize_for="metal",
+        output_dir=str(tmp_path / "bundle"), custom_ops=str(EXAMPLES / "custom_ops" / "ops.py"),
+        calibration_data=str(EXAMPLES / "fashion_mnist_calib.npz"),
+        eval_data=str(EXAMPLES / "fashion_mnist_test_1k.npz"),
+    )  # fmt: skip
+    report = result.report
+    structure = inspect_package(result.artifact)
+    assert structure["loads"]
+    ops = structure["ops"]
+    # the composite's reduce_mean + rsqrt, the decomposition's gelu + sigmoid, the three int8 linears
+    assert ops["reduce_mean"] == 1 and ops["rsqrt"] == 1 and ops["gelu"] == 1 and ops["sigmoid"] == 1
+    assert ops["constexpr_blockwise_shift_scale"] == 3 and ops["linear"] == 3
+    notes = "\n".join(report["notes"])
+    assert "mylib::rms_norm lowered to Core ML as a composite" in notes
+    assert "mylib::fused_gated_gelu lowered to Core ML as its own torch implementation" in notes
+    fidelity = report["fidelity"]
+    assert fidelity["emulated"] and report["latency"]["not_run"]  # Core ML does not run on Linux
+    assert fidelity["top1_agreement"] >= 97 and fidelity["reference_top1"] - fidelity["artifact_top1"] <= 1.0
+
+
+def test_example_onnx_source_is_refused_for_core_ml(custom_op_models, tmp_path):
+    from edgeport import convert
+    from tests.conftest import EXAMPLES
+
+    with pytest.raises(InputError, match="no ONNX frontend"):
+        convert(
+            str(custom_op_models["rmsnorm_node"]), output_format="coreml", optimize_for="metal",
+            output_dir=str(tmp_path / "bundle"), custom_ops=str(EXAMPLES / "custom_ops" / "ops.py"),
+        )  # fmt: skip
