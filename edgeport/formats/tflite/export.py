@@ -106,8 +106,7 @@ def export_tflite(
     if tf_source:
         notes.append("converted from the TensorFlow/Keras source by tf.lite.TFLiteConverter (no onnx2tf)")
     else:
-        model, sites = _mark_custom_ops(model, copy, mode)
-        model = _cast_like(model, copy, notes)
+        model, sites = _mark_custom_ops(model, copy, mode, notes)
         model = fix_spatial_dims(model, copy, input_shapes or {}, batch_size, notes)
     recurrent_left = {} if tf_source else rewrite_for_onnx2tf(model, copy, notes)
 
@@ -179,12 +178,15 @@ def _check_arguments(onnx_path: Path, plan: PrecisionPlan, io_dtype: str, calibr
     return mode
 
 
-def _mark_custom_ops(model: onnx.ModelProto, copy: Path, mode: str) -> tuple[onnx.ModelProto, list[CustomSite]]:
+def _mark_custom_ops(
+    model: onnx.ModelProto, copy: Path, mode: str, notes: list[str]
+) -> tuple[onnx.ModelProto, list[CustomSite]]:
     """Replace the model's TFLite custom-op nodes by their markers in onnx2tf's ``copy``
-    (:mod:`edgeport.formats.tflite.custom_ops`); return the model as converted and the sites."""
+    (:mod:`edgeport.formats.tflite.custom_ops`) and CastLike nodes, which decompositions bring,
+    by Cast; return the model as converted and the sites."""
     marked, sites = mark_custom_nodes(model)
     if not sites:
-        return model, []
+        return _cast_like(model, copy, notes), []
     if mode == "int16":
         names = ", ".join(s.custom_code for s in sites)
         raise ConversionError(
@@ -193,7 +195,7 @@ def _mark_custom_ops(model: onnx.ModelProto, copy: Path, mode: str) -> tuple[onn
             hint="use --quantization int8 or fp16, or decompose the op (onnx=Decompose(fn))",
         )
     save_marked(marked, copy)
-    return marked, sites
+    return _cast_like(marked, copy, notes), sites
 
 
 def _cast_like(model: onnx.ModelProto, copy: Path, notes: list[str]) -> onnx.ModelProto:
