@@ -34,14 +34,30 @@ def _fmt(value: object) -> str:
     help="Also write the latency histograms, load times and peak memory in the Prometheus text format "
     "(FILE.prom; labels model, target, variant).",
 )
+@click.option("--custom_ops", multiple=True, help="Op module or file.py the bundle's custom ops need (edgeport.ops).")
+@click.option("--custom_op_library", multiple=True, help="Compiled custom-op library (.so) for its custom nodes.")
 @click.option("--debug", is_flag=True, help="Tracebacks on errors, and the runtimes' own messages on the terminal.")
 @handle_errors(capture=True)
-def verify_command(bundle: Path, runner: str, threads: int, runs: int, metrics_out: Path | None, debug: bool) -> None:
+def verify_command(
+    bundle: Path,
+    runner: str,
+    threads: int,
+    runs: int,
+    metrics_out: Path | None,
+    custom_ops: tuple[str, ...],
+    custom_op_library: tuple[str, ...],
+    debug: bool,
+) -> None:
     """Check a bundle's files against its manifest, run it (here or on a device), and write a new
     report.verify-<where>-<time>.json/.html beside the original report."""
+    from edgeport.ops import split_specs
+    from edgeport.pipeline.custom_ops import custom_ops_session, require_custom_ops
     from edgeport.verify.bundle_check import verify_bundle
 
-    section = verify_bundle(bundle, runner=runner, threads=threads, runs=runs)
+    specs, libraries = split_specs(custom_ops), split_specs(custom_op_library)
+    require_custom_ops(bundle, bool(specs or libraries))
+    with custom_ops_session(specs, libraries):
+        section = verify_bundle(bundle, runner=runner, threads=threads, runs=runs)
     device = section.get("device") or {}
     runtime = section.get("runtime") or {}
     click.echo(

@@ -15,7 +15,14 @@ import onnx
 from edgeport.core.errors import ConversionError, describe_exception
 from edgeport.core.layers import record_layer_names, restore_layer_names
 from edgeport.core.model import CanonicalModel, SourceModel, TensorSpec
-from edgeport.frontends.onnx import PER_CHANNEL_QDQ_OPSET, graph_input_specs, graph_output_specs, opset_of
+from edgeport.frontends.custom_shapes import kept_output_shapes
+from edgeport.frontends.onnx import (
+    PER_CHANNEL_QDQ_OPSET,
+    graph_input_specs,
+    graph_output_specs,
+    opset_of,
+    refuse_unimplemented_custom_nodes,
+)
 from edgeport.ops.onnx import annotate_custom_outputs, inline_decompositions, torch_translation_table
 from edgeport.options.groups import SourceOptions
 from edgeport.runtime.ort import OrtRunner
@@ -372,6 +379,7 @@ def normalize(
         else:
             model, exporter, export_notes = _torch_export(source, feeds, options.opset)
         _rename_batch_dims(model, source.inputs)
+        refuse_unimplemented_custom_nodes(model)
         folder = weights_folder(model, source.path)  # a big PyTorch export: its temporary folder
         notes += export_notes
         reference_outputs = source.run(feeds)
@@ -380,11 +388,13 @@ def normalize(
         model, inlined = inline_decompositions(model)
         if inlined:
             notes.append(f"custom ops inlined from their registered decompositions: {', '.join(inlined)}")
+        refuse_unimplemented_custom_nodes(model)
         folder = weights_folder(model, source.path)
         reference_outputs = run_onnx(model, feeds, "the ONNX model", folder)
         model, decisions = upgrade_opset(model, feeds, reference_outputs, options, folder)
     model, check_notes = check_and_simplify(model, folder)
-    model = annotate_custom_outputs(model)
+    # Kept custom nodes: typed outputs, shaped by one run (not for weights kept on disk: a big model).
+    model = annotate_custom_outputs(model, kept_output_shapes(model, feeds) if folder is None else None)
     notes += check_notes
     parity = parity_check(model, reference_outputs, feeds, options.parity_rtol, options.parity_atol, folder)
     inputs = graph_input_specs(model)

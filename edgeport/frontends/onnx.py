@@ -11,9 +11,11 @@ from edgeport.core import limits
 from edgeport.core.errors import ConversionError, InputError, describe_exception
 from edgeport.core.hashing import sha256_file
 from edgeport.core.model import Dim, SourceModel, TensorSpec
-from edgeport.ops.onnx import REGISTRY_HINT
+from edgeport.ops.entries import CustomNode
+from edgeport.ops.onnx import REGISTRY_HINT, kept_custom_nodes
 from edgeport.ops.registry import find_onnx_op
 from edgeport.options.groups import SourceOptions
+from edgeport.runtime.ort import custom_ops_in_use
 
 _ONNX_DTYPES = {
     onnx.TensorProto.FLOAT: "float32",
@@ -244,6 +246,22 @@ def check_ops(model: onnx.ModelProto, path: Path) -> None:
             f"{node.op_type!r} of domain {node.domain!r}, which ONNX Runtime does not implement",
             hint=f"{REGISTRY_HINT}, or replace it with standard ONNX ops (or a model-local function)",
         )
+
+
+def refuse_unimplemented_custom_nodes(model: onnx.ModelProto) -> None:
+    """Raise ConversionError (one line) for a kept custom node ONNX Runtime has no implementation
+    of here (its CustomNode has no python_kernel or library and no --custom_op_library was given):
+    the model could not be run, so nothing about it could be verified."""
+    libraries, _ = custom_ops_in_use()
+    for name, entry in kept_custom_nodes(model):
+        lowering = entry.onnx
+        if isinstance(lowering, CustomNode) and not (lowering.python_kernel or lowering.library or libraries):
+            domain, op_type = entry.onnx_node_name()
+            raise ConversionError(
+                f"node {name!r} is the custom op {domain}::{op_type}, registered without an implementation ONNX "
+                "Runtime can run here, so the model cannot be verified",
+                hint="give its CustomNode a python_kernel or a library, or pass --custom_op_library",
+            )
 
 
 def read_onnx(path: Path, limit: int | None = None, notes: list[str] | None = None) -> onnx.ModelProto:

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import edgeport.ops.registry as registry
 from edgeport.core.errors import InputError, describe_exception
+from edgeport.ops.entries import OpEntry
 
 ENTRY_POINT_GROUP = "edgeport.custom_ops"
 
@@ -48,9 +49,10 @@ def _load_file(spec: str) -> None:
     module_spec.loader.exec_module(module)
 
 
-# Specs already loaded in this process (resolved file or module name -> the ops registered):
-# executing a file twice would define its torch.library ops twice, which torch refuses.
-_LOADED: dict[str, list[str]] = {}
+# Specs already loaded in this process (resolved file or module name -> the entries registered):
+# executing a file twice would define its torch.library ops twice, which torch refuses, so a
+# second load puts back the entries it registered the first time instead (after unregister_op).
+_LOADED: dict[str, list[OpEntry]] = {}
 
 
 def _key(spec: str) -> str:
@@ -60,10 +62,13 @@ def _key(spec: str) -> str:
 def load_custom_ops(spec: str) -> list[str]:
     """Import the op module ``spec`` (a module name or a ``.py`` path), which calls ``register_op``;
     return the names of the ops it registered. Each spec is executed once per process (a second
-    call returns the same names). A failure is one line (InputError, exit 2)."""
+    call registers the same entries again and returns their names). A failure is one line
+    (InputError, exit 2)."""
     key = _key(spec)
     if key in _LOADED:
-        return list(_LOADED[key])
+        for entry in _LOADED[key]:
+            registry.add_entry(entry)
+        return [e.name for e in _LOADED[key]]
     before = {e.name: e for e in registry.registered_ops()}
     registry._LOADING.append(spec)
     try:
@@ -77,9 +82,8 @@ def load_custom_ops(spec: str) -> list[str]:
         raise InputError(f"--custom_ops {spec} failed to load: {describe_exception(exc)}") from exc
     finally:
         registry._LOADING.pop()
-    names = [e.name for e in registry.registered_ops() if before.get(e.name) is not e]
-    _LOADED[key] = names
-    return list(names)
+    _LOADED[key] = [e for e in registry.registered_ops() if before.get(e.name) is not e]
+    return [e.name for e in _LOADED[key]]
 
 
 def load_entry_points(group: str = ENTRY_POINT_GROUP) -> list[str]:

@@ -113,12 +113,7 @@ def inline_decompositions(model: onnx.ModelProto) -> tuple[onnx.ModelProto, list
 
 def kept_custom_nodes(model: onnx.ModelProto) -> list[tuple[str, OpEntry]]:
     """Return (node name, entry) for each node of ``model`` that is a registered kept custom op."""
-    found = []
-    for node in model.graph.node:
-        entry = find_onnx_op(node.domain, node.op_type)
-        if entry is not None and isinstance(entry.onnx, CustomNode):
-            found.append((node.name or node.output[0], entry))
-    return found
+    return [(name, entry) for name, entry, _ in _kept(model)]
 
 
 _ELEM_TYPES = {
@@ -131,11 +126,13 @@ _ELEM_TYPES = {
 }
 
 
-def annotate_custom_outputs(model: onnx.ModelProto) -> onnx.ModelProto:
+def annotate_custom_outputs(
+    model: onnx.ModelProto, shapes: dict[str, list[int | str]] | None = None
+) -> onnx.ModelProto:
     """Give every kept custom node's outputs a typed ``value_info`` (shape inference knows nothing
-    of a private op, and ORT's calibrator only calibrates tensors of a known float type); return
-    ``model``. A kept node whose first input's shape is known and that has one output of the same
-    element type is given that shape too (the usual elementwise or normalizing op)."""
+    of a private op, and ORT's calibrator only calibrates tensors of a known float type), with the
+    shape from ``shapes`` (by tensor name: measured by a run, see frontends/custom_shapes.py) when
+    given, else rank unknown; return ``model``."""
     # Shape inference leaves an untyped value_info for a private op's output (after the exporter's
     # typed one): drop the untyped ones, or ORT's quantizer (last one wins) sees no type.
     untyped = [v for v in model.graph.value_info if v.type.tensor_type.elem_type == 0]
@@ -143,19 +140,22 @@ def annotate_custom_outputs(model: onnx.ModelProto) -> onnx.ModelProto:
         model.graph.value_info.remove(value)
     values = list(model.graph.value_info) + list(model.graph.input) + list(model.graph.output)
     known = {v.name: v for v in values if v.type.tensor_type.elem_type != 0}
-    for node in model.graph.node:
-        entry = find_onnx_op(node.domain, node.op_type)
-        if entry is None or not isinstance(entry.onnx, CustomNode):
-            continue
+    for _, entry, node in _kept(model):
         for index, name in enumerate(node.output):
             if name in known:
                 continue
             kind = entry.onnx.outputs[index] if index < len(entry.onnx.outputs) else "float"
-            info = onnx.helper.make_tensor_value_info(name, _ELEM_TYPES.get(kind, onnx.TensorProto.FLOAT), None)
-            source = known.get(node.input[0]) if node.input else None
-            same_type = source is not None and source.type.tensor_type.elem_type == info.type.tensor_type.elem_type
-            if len(node.output) == 1 and same_type and source.type.tensor_type.HasField("shape"):
-                info.type.tensor_type.shape.CopyFrom(source.type.tensor_type.shape)
+            elem = _ELEM_TYPES.get(kind, onnx.TensorProto.FLOAT)
+            info = onnx.helper.make_tensor_value_info(name, elem, (shapes or {}).get(name))
             model.graph.value_info.append(info)
             known[name] = info
     return model
+
+
+def _kept(model: onnx.ModelProto) -> list[tuple[str, OpEntry, onnx.NodeProto]]:
+    found = []
+    for node in model.graph.node:
+        entry = find_onnx_op(node.domain, node.op_type)
+        if entry is not None and isinstance(entry.onnx, CustomNode):
+            found.append((node.name or node.output[0], entry, node))
+    return found

@@ -62,6 +62,11 @@ def register_op(
     return entry
 
 
+def add_entry(entry: OpEntry) -> None:
+    """Register an entry made earlier (``register_op``'s result), replacing one of the same name."""
+    _REGISTRY[entry.name] = entry
+
+
 def unregister_op(name: str) -> None:
     """Remove ``name`` from the registry (no error when it is absent); tests use it."""
     _REGISTRY.pop(name, None)

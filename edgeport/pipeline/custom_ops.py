@@ -4,38 +4,64 @@ registered custom-domain nodes (their libraries, or their Python kernels through
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import onnx
 
+from edgeport.core.errors import InputError
 from edgeport.core.model import SourceModel
 from edgeport.ops import Decompose, OpEntry, find_onnx_op, load_custom_ops, load_entry_points, registered_ops
 from edgeport.ops.onnx import kept_custom_nodes
 from edgeport.ops.ort import runtime_needs, session_custom_ops
 from edgeport.options.recipe import Recipe
+from edgeport.quantize.islands import island_boundaries
 from edgeport.runtime.ort import custom_ops_in_use, use_custom_ops
 from edgeport.verify.custom_ops import decomposition_outputs, node_activations, parity
 
 
 @contextmanager
-def custom_ops_active(recipe: Recipe) -> Iterator[list[str]]:
-    """Load ``recipe.custom_ops`` and the ``edgeport.custom_ops`` entry points, set the process's
-    ONNX Runtime custom ops for the run (restored after it) and yield the names of the ops loaded."""
+def custom_ops_session(specs: list[str], libraries: list[str]) -> Iterator[list[str]]:
+    """Load the op modules ``specs`` and the ``edgeport.custom_ops`` entry points, make every ONNX
+    Runtime session of this process run the registered kept nodes (with ``libraries``), restore
+    the previous setting on exit, and yield the names of the ops loaded."""
     names: list[str] = []
-    for spec in recipe.custom_ops:
+    for spec in specs:
         names += load_custom_ops(spec)
     names += load_entry_points()
     previous = custom_ops_in_use()
-    if registered_ops():
-        libraries, renames = session_custom_ops(recipe.custom_op_library)
-        use_custom_ops(libraries, renames)
+    if registered_ops() or libraries:
+        use_custom_ops(*session_custom_ops(libraries))
     try:
         yield sorted(set(names))
     finally:
         use_custom_ops(*previous)
+
+
+@contextmanager
+def custom_ops_active(recipe: Recipe) -> Iterator[list[str]]:
+    """:func:`custom_ops_session` for a conversion's ``--custom_ops`` and ``--custom_op_library``."""
+    with custom_ops_session(recipe.custom_ops, recipe.custom_op_library) as names:
+        yield names
+
+
+def require_custom_ops(bundle_dir: Path, given: bool) -> None:
+    """Raise InputError (one line) when the bundle's manifest lists kept custom ops that need a
+    runtime implementation and none was ``given`` (--custom_ops / --custom_op_library)."""
+    try:
+        needs = json.loads((Path(bundle_dir) / "manifest.json").read_text()).get("custom_ops") or {}
+    except (OSError, ValueError):
+        return  # verify_bundle reports a missing or unreadable manifest itself
+    kept = sorted(name for name, need in needs.items() if need)
+    if kept and not given:
+        raise InputError(
+            f"the bundle's artifact keeps custom ops that ONNX Runtime needs an implementation of: {', '.join(kept)}",
+            hint="pass --custom_ops FILE (the op module the conversion used) or --custom_op_library LIB",
+        )
 
 
 def custom_ops_decision(recipe: Recipe, names: list[str]) -> dict[str, str] | None:
@@ -50,7 +76,7 @@ def custom_ops_decision(recipe: Recipe, names: list[str]) -> dict[str, str] | No
 
 
 def _torch_inputs(source: SourceModel, feeds: dict[str, np.ndarray], entries: list[OpEntry]) -> dict[str, list]:
-    if source.framework != "pytorch" or source.run is None:
+    if source.framework != "pytorch" or source.run is None or not entries:
         return {}
     from edgeport.frontends.torch_capture import capture_custom_op_inputs
 
@@ -71,6 +97,8 @@ def custom_ops_section(
     """Return the report's "custom ops" section: for each registered op the model uses, its
     lowering, what the app must register, and its parity against ``reference`` on the activations
     that reach it with ``feeds`` (None when the model uses no registered op)."""
+    if not registered_ops():
+        return None
     kept = {entry.name: (name, entry) for name, entry in kept_custom_nodes(model)}
     source_nodes = _source_nodes(source)
     decomposed = [e for e in registered_ops() if isinstance(e.onnx, Decompose) and e.name not in kept]
@@ -85,15 +113,18 @@ def custom_ops_section(
     ops: dict[str, Any] = {}
     for entry in used:
         ops[entry.name] = {**entry.describe(), "runtime_needs": runtime_needs(entry, libraries)}
-        ops[entry.name]["parity"] = _op_parity(entry, kept, from_source, captured, values, model)
-    return {"ops": ops, "float_islands": sorted(name for name, e in kept.values() if not e.int8)}
+        ops[entry.name]["parity"] = _op_parity(entry, kept, from_source, captured, values, model, bool(libraries))
+    islands = sorted(name for name, e in kept.values() if not e.int8)
+    # The Q/DQ a quantized artifact pays around them (the auto search charges these to its plans).
+    return {"ops": ops, "float_islands": islands, "qdq_boundaries": island_boundaries(model)}
 
 
-def _op_parity(entry, kept, from_source, captured, values, model) -> dict[str, Any]:  # noqa: ANN001
+def _op_parity(entry, kept, from_source, captured, values, model, with_library) -> dict[str, Any]:  # noqa: ANN001
     """One op's parity: the kept node's ORT outputs, or the decomposition run alone, vs reference."""
     if entry.name in kept:
         node = next(n for n in model.graph.node if n.name == kept[entry.name][0])
-        how = "ONNX Runtime, " + ("the custom-op library" if entry.onnx.library else "the Python kernel (PyOp)")
+        library = entry.onnx.library or with_library  # session_custom_ops: a library wins over a Python kernel
+        how = "ONNX Runtime, " + ("the custom-op library" if library else "the Python kernel (PyOp)")
         inputs = [values[t] for t in node.input]
         return parity(entry, inputs, [values[t] for t in node.output], how)
     node = from_source.get(entry.name)

@@ -135,10 +135,11 @@ def _run(recipe: Recipe, progress: Progress | None = None, custom_ops: list[str]
             recipe, profile, source, normalized.canonical, data, built, measured, verdict, decisions, notes, timings
         )
         manifest = build_manifest(report, recipe, profile, built, measured)
-        if custom_ops:  # parity of each custom op against its reference, and what the app must register
-            section = custom_ops_section(source, normalized.canonical.onnx_model, feeds, recipe.custom_op_library)
+        # Parity of each registered custom op the model uses against its reference, what the app must register.
+        section = custom_ops_section(source, normalized.canonical.onnx_model, feeds, recipe.custom_op_library)
+        if section is not None:
             report["custom_ops"] = section
-            manifest["custom_ops"] = section and {k: v["runtime_needs"] for k, v in section["ops"].items()}
+            manifest["custom_ops"] = {k: v["runtime_needs"] for k, v in section["ops"].items()}
         spec = recipe.bucketing.spec
         if spec is not None:
             # After the main artifact is measured: every bucket reuses its plan, so the search ran once.

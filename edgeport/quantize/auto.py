@@ -26,6 +26,7 @@ from edgeport.profiles.schema import DeviceProfile
 from edgeport.quantize import size_budget as sized
 from edgeport.quantize.candidates import CandidateEvaluator
 from edgeport.quantize.floor import float_fallback
+from edgeport.quantize.islands import boundary_macs
 from edgeport.quantize.search import SearchPoint, SearchResult, search
 from edgeport.quantize.sensitivity import layer_sensitivity
 from edgeport.quantize.sensitivity_cache import (
@@ -445,9 +446,8 @@ def _searched(
     """Run the mixed-precision search from ``plan`` (the start ``scheme``'s best variant) and
     return its choice as an AutoResult (the float model when :func:`_with_float_fallback` says so)."""
     model, float_precision = evaluate.model, evaluate.float_precision
-    cost = cost_function(profile, model, plan)
-    if sized.size_binds(artifact_bytes(evaluate.baseline), max_size):
-        cost = sized.size_cost_function(model, plan, sensitivity)  # a float layer's bytes decide, not its time
+    by_size = sized.size_binds(artifact_bytes(evaluate.baseline), max_size)  # bytes decide, not time
+    cost = sized.size_cost_function(model, plan, sensitivity) if by_size else cost_function(profile, model, plan)
     with progress.step("mixed-precision search") as _:
         result = search(
             plan,
@@ -460,6 +460,7 @@ def _searched(
             max_seconds=search_budget.seconds,
             companions=depthwise_companions(model, plan),
             max_size=max_size,
+            boundary_macs=0 if by_size else boundary_macs(model),  # Q/DQ around float islands: time, not bytes
         )
     best_plan = copy.deepcopy(plan)
     for name in result.best.kept_float:

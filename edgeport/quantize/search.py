@@ -106,14 +106,20 @@ def plan_keeping_float(plan: PrecisionPlan, layers: list[str], float_precision: 
     return result
 
 
-def estimated_cost(plan: PrecisionPlan, sensitivity: dict[str, LayerSensitivity], cost: CostFunction) -> float:
-    """The plan's cost by the profile model, relative to everything in fp32 (weighted layers only)."""
+def estimated_cost(
+    plan: PrecisionPlan, sensitivity: dict[str, LayerSensitivity], cost: CostFunction, boundary_macs: float = 0.0
+) -> float:
+    """The plan's cost by the profile model, relative to everything in fp32 (weighted layers only),
+    plus ``boundary_macs`` (the Q/DQ around float islands, quantize/islands.py) when the plan
+    quantizes any layer: an all-float model has no Q/DQ to pay for."""
     total_fp32 = sum(max(s.macs, 1) * cost(name, "fp32") for name, s in sensitivity.items())
     total = sum(
         max(sensitivity[name].macs, 1) * cost(name, layer.precision)
         for name, layer in plan.layers.items()
         if name in sensitivity
     )
+    if any(layer.precision != "fp32" for layer in plan.layers.values()):
+        total += boundary_macs
     return total / total_fp32 if total_fp32 else 1.0
 
 
@@ -129,14 +135,15 @@ def search(
     progress: Callable[[str], None] | None = None,
     companions: dict[str, list[str]] | None = None,
     max_size: int | None = None,
+    boundary_macs: float = 0.0,
 ) -> SearchResult:
     """Find the cheapest plan whose gate metric ``drop`` is within ``budget`` and whose artifact
     is at most ``max_size`` bytes (when given).
 
-    ``evaluate(plan)`` builds and measures one plan and returns a SearchPoint (its
-    ``feasible`` is recomputed here against both budgets). ``companions`` maps a layer to
-    layers that must go to float with it (a promotion unit). Returns the SearchResult; when
-    no evaluated plan meets both, ``best`` is the most accurate plan within the size budget, or
+    ``evaluate(plan)`` builds and measures one plan and returns a SearchPoint (its ``feasible``
+    is recomputed here against both budgets). ``companions`` maps a layer to layers that must go
+    to float with it (a promotion unit); ``boundary_macs``: see estimated_cost. Returns the
+    SearchResult; when no evaluated plan meets both, ``best`` is the most accurate plan within the size budget, or
     the smallest plan when none is within it (keeping layers in float only adds bytes, so the
     search stops as soon as the all-quantized plan is over the size budget).
     """
@@ -168,7 +175,7 @@ def search(
         point = evaluate(candidate)
         point.kept_float = layers
         point.feasible = accurate(point) and fits(point.size_bytes, max_size)
-        point.estimated_cost = estimated_cost(candidate, sensitivity, cost)
+        point.estimated_cost = estimated_cost(candidate, sensitivity, cost, boundary_macs)
         points[k] = point
         if progress:
             progress(f"{len(layers)} layer(s) in float: drop {point.drop:.3f} (budget {budget})")

@@ -1,4 +1,4 @@
-"""The custom-op example's fixture, ``custom_op_models``, lives in tests/conftest.py: the format
+"""The custom-op example's fixtures (``custom_op_models``) live in tests/conftest.py: the format
 tests (tests/formats/tflite, tests/formats/coreml) convert the same models, trained once per session."""
 
 from __future__ import annotations

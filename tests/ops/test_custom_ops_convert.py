@@ -74,6 +74,8 @@ def test_torch_model_int8_quantizes_the_decomposed_op_and_keeps_the_kernel_op_fl
     assert "the app must register a kernel for mylib::RmsNormNoWeight" in manifest["custom_ops"]["mylib::rms_norm"]
     flagged = {f["op"] for f in report["op_check"]["flagged"]}
     assert "mylib::RmsNormNoWeight" in flagged
+    html = (torch_int8.bundle_dir / "report.html").read_text()
+    assert "<h2>Custom ops</h2>" in html and "float island" in html and "the decomposition alone" in html
 
 
 def test_onnx_model_with_a_decomposable_node_is_inlined_and_verified(custom_op_models, tmp_path):
@@ -112,3 +114,17 @@ def test_an_unregistered_custom_op_exits_4_naming_the_registry(custom_op_models,
     assert result.exit_code == 4
     assert "'NotRegistered' of domain 'otherlib'" in result.stderr
     assert "register it with edgeport.ops.register_op and pass --custom_ops FILE" in result.stderr
+
+
+def test_verify_reruns_a_bundle_with_a_kept_custom_op(torch_int8):
+    bundle = str(torch_int8.bundle_dir)
+    refused = CliRunner().invoke(main, ["verify", bundle, "--runs", "5"])
+    assert refused.exit_code == 2
+    assert "keeps custom ops that ONNX Runtime needs an implementation of: mylib::rms_norm" in refused.stderr
+    rerun = CliRunner().invoke(main, ["verify", bundle, "--runs", "5", "--custom_ops", OPS])
+    assert rerun.exit_code == 0, rerun.stderr
+    assert "files match the manifest" in rerun.stdout
+    reports = sorted(torch_int8.bundle_dir.glob("report.verify-*.json"))
+    assert len(reports) == 1
+    fidelity = json.loads(reports[0].read_text())["verification"]["fidelity"]
+    assert fidelity["samples"] == 8 and fidelity["top1_agreement"] >= 75  # the 8 reference inputs, run again

@@ -70,6 +70,10 @@ def test_load_by_path_records_the_source_and_runs_once(tmp_path, clean_registry)
     assert float(entry.onnx.python_kernel(np.array([2.0]))[0]) == 1.5
     assert ops.load_custom_ops(path) == ["pathlib1::Shift"]  # cached: not executed twice
     assert ops.find_onnx_op("pathlib1", "Shift") is entry
+    ops.unregister_op("pathlib1::Shift")
+    assert ops.find_onnx_op("pathlib1", "Shift") is None
+    assert ops.load_custom_ops(path) == ["pathlib1::Shift"]  # put back, still not executed again
+    assert ops.find_onnx_op("pathlib1", "Shift") is entry
 
 
 def test_load_by_module_name_and_comma_lists(tmp_path, monkeypatch, clean_registry):
