@@ -26,7 +26,7 @@ from edgeport.formats.tflite.export import export_tflite
 from edgeport.formats.tflite.op_check import check_tflite
 from edgeport.formats.tflite.ranges import unpack_model
 from edgeport.frontends.onnx import graph_input_specs
-from edgeport.ops import find_torch_op, load_custom_ops
+from edgeport.ops import find_torch_op, load_custom_ops, unregister_op
 from edgeport.profiles import resolve_profile
 from tests.conftest import EXAMPLES
 
@@ -112,7 +112,7 @@ def custom_cnn(tmp_path_factory):
     calibration = load_dataset(str(EXAMPLES / "fashion_mnist_calib.npz"), specs, 128, parse_preprocess(None))
     test = load_dataset(str(EXAMPLES / "fashion_mnist_test_1k.npz"), specs, 1000, parse_preprocess(None))
     feeds = test.batch(0, 1000)
-    return {
+    yield {
         "root": root,
         "onnx": path,
         "weights": weights,
@@ -121,6 +121,8 @@ def custom_cnn(tmp_path_factory):
         "labels": test.labels,
         "reference": _numpy_forward(weights, feeds["x"]),
     }
+    for name in ("tfltest::rms_norm", "tfltest::gate2", "tfltest::nolower"):
+        unregister_op(name)  # later tests of the run see no custom ops
 
 
 def _export(custom_cnn, scheme: str, name: str):
