@@ -64,7 +64,13 @@ class TFLiteBackend(FormatBackend):
             allow_pickle = options.allow_pickle
             self.tf_source = tf_source_request(canonical.source.path, canonical.source.form, inputs, allow_pickle)
         else:
+            from edgeport.formats.tflite.custom_ops import has_tflite_custom_ops
             from edgeport.formats.tflite.onnx2tf_rewrites import spatial_dims_to_fix
+
+            if has_tflite_custom_ops(canonical.onnx_model):
+                # LiteRT here has no kernel for them: the search ranks by the cost model, untimed,
+                # and evaluates candidates through their emulation (custom_emulation.py).
+                self.times_on_host = False
 
             for name, shape in spatial_dims_to_fix(canonical.onnx_model, self.input_shapes).items():
                 declared = next(s.shape for s in canonical.inputs if s.name == name)

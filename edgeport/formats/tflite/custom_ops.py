@@ -83,6 +83,13 @@ def _registered(node: onnx.NodeProto) -> bool:
     return node.domain not in STANDARD_DOMAINS and find_onnx_op(node.domain, node.op_type) is not None
 
 
+def has_tflite_custom_ops(model: onnx.ModelProto) -> bool:
+    """Whether the .tflite of ``model`` will hold TFLite custom ops (it then cannot run in LiteRT here)."""
+    return any(
+        _registered(n) and isinstance(find_onnx_op(n.domain, n.op_type).tflite, TFLiteCustom) for n in model.graph.node
+    )
+
+
 def _tflite_entry(node: onnx.NodeProto) -> OpEntry:
     """The registry entry of a registered custom node; ConversionError when TFLite cannot keep it."""
     entry = find_onnx_op(node.domain, node.op_type)

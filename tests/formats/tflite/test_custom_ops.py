@@ -195,11 +195,11 @@ def test_ops_tflite_cannot_lower_are_one_line_refusals(custom_cnn, tmp_path):
 EXAMPLE_OPS = str(EXAMPLES / "custom_ops" / "ops.py")
 
 
-def _convert_example(path: Path, out: Path):
+def _convert_example(path: Path, out: Path, quantization: str = "int8"):
     import edgeport
 
     return edgeport.convert(
-        str(path), output_format="tflite", quantization="int8", optimize_for="arm64-neon",
+        str(path), output_format="tflite", quantization=quantization, optimize_for="arm64-neon",
         output_dir=str(out), custom_ops=EXAMPLE_OPS, latency_runs=20,
         calibration_data=str(EXAMPLES / "fashion_mnist_calib.npz"),
         eval_data=str(EXAMPLES / "fashion_mnist_test_1k.npz"),
@@ -243,6 +243,14 @@ def test_example_torch_model_to_int8_tflite_keeps_the_kernel_op_and_decomposes_t
     (fact,) = manifest["format_facts"]["custom_ops"]
     assert fact["tflite_custom_op"] == "RmsNormNoWeight" and "must register" in fact["app_must_register"]
     assert set(manifest["format_facts"]["applied"].values()) == {"int8"}  # the three Gemms
+
+
+def test_auto_search_with_a_tflite_custom_op_ranks_untimed_through_the_emulation(custom_op_models, tmp_path):
+    result = _convert_example(custom_op_models["pt2"], tmp_path / "bundle", quantization="auto")
+    report, fidelity = result.report, result.report["fidelity"]
+    assert result.passed and report["target"]["scheme"] == "int8" and _custom_codes(result.artifact)
+    assert fidelity["emulated"] and report["latency"]["not_run"]
+    assert fidelity["reference_top1"] - fidelity["artifact_top1"] <= 1.0  # the default budget
 
 
 def test_example_onnx_model_with_a_decomposable_node_to_int8_tflite_runs_in_litert(custom_op_models, tmp_path):
