@@ -116,7 +116,12 @@ def custom_ops_section(
         ops[entry.name]["parity"] = _op_parity(entry, kept, from_source, captured, values, model, bool(libraries))
     islands = sorted(name for name, e in kept.values() if not e.int8)
     # The Q/DQ a quantized artifact pays around them (the auto search charges these to its plans).
-    return {"ops": ops, "float_islands": islands, "qdq_boundaries": island_boundaries(model)}
+    python_kernels = [n for n, o in ops.items() if "PyOp" in str(o["parity"].get("measured_on"))]
+    notes = [
+        f"latency includes the Python kernel of {name} (PyOp): a compiled kernel in the app will time differently"
+        for name in python_kernels
+    ]
+    return {"ops": ops, "float_islands": islands, "qdq_boundaries": island_boundaries(model), "notes": notes}
 
 
 def _op_parity(entry, kept, from_source, captured, values, model, with_library) -> dict[str, Any]:  # noqa: ANN001

@@ -139,6 +139,7 @@ def _run(recipe: Recipe, progress: Progress | None = None, custom_ops: list[str]
         section = custom_ops_section(source, normalized.canonical.onnx_model, feeds, recipe.custom_op_library)
         if section is not None:
             report["custom_ops"] = section
+            report["notes"] += section["notes"]
             manifest["custom_ops"] = {k: v["runtime_needs"] for k, v in section["ops"].items()}
         spec = recipe.bucketing.spec
         if spec is not None:

@@ -74,6 +74,7 @@ def test_torch_model_int8_quantizes_the_decomposed_op_and_keeps_the_kernel_op_fl
     assert "the app must register a kernel for mylib::RmsNormNoWeight" in manifest["custom_ops"]["mylib::rms_norm"]
     flagged = {f["op"] for f in report["op_check"]["flagged"]}
     assert "mylib::RmsNormNoWeight" in flagged
+    assert any(n.startswith("latency includes the Python kernel of mylib::rms_norm") for n in report["notes"])
     html = (torch_int8.bundle_dir / "report.html").read_text()
     assert "<h2>Custom ops</h2>" in html and "float island" in html and "the decomposition alone" in html
 
