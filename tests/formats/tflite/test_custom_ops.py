@@ -28,6 +28,7 @@ from edgeport.formats.tflite.ranges import unpack_model
 from edgeport.frontends.onnx import graph_input_specs
 from edgeport.ops import find_torch_op, load_custom_ops, unregister_op
 from edgeport.profiles import resolve_profile
+from edgeport.runtime.litert import LiteRTRunner
 from tests.conftest import EXAMPLES
 
 OPS = Path(__file__).with_name("tflite_custom_ops.py")
@@ -159,6 +160,9 @@ def test_custom_op_is_in_the_file_and_emulation_matches_the_reference(custom_cnn
     interpreter = Interpreter(model_path=str(export.path))
     with pytest.raises(RuntimeError, match="unresolved custom op: RmsNormNoWeight"):
         interpreter.allocate_tensors()  # LiteRT in Python cannot run it: hence the emulation
+    with pytest.raises(ConversionError) as info:
+        LiteRTRunner(export.path)
+    assert "custom op whose kernel the app registers" in info.value.hint
 
     runner = _emulate(export)
     (logits,) = runner.run(custom_cnn["feeds"])
