@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -92,3 +93,35 @@ def tf_digits(tmp_path_factory) -> dict[str, Path | float]:
     from tests.models_keras import train_digits
 
     return train_digits(tmp_path_factory.mktemp("tf_digits"))
+
+
+EXAMPLE_CUSTOM_OPS = ("mylib::fused_gated_gelu", "mylib::rms_norm")
+
+
+@pytest.fixture(scope="session")
+def custom_op_model_files(tmp_path_factory) -> dict[str, Path | float]:
+    """The custom-op example (examples/custom_ops): GatedMLP trained once per session (about 20 s:
+    distilled from FashionCNN on the 256 bundled calibration images) and its three model files: the
+    .pt2 (both ops as torch custom ops), gated_mlp_gelu_node.onnx (mylib::FusedGatedGelu,
+    decomposable) and gated_mlp_rmsnorm_node.onnx (mylib::RmsNormNoWeight, Python kernel), plus the
+    torch model's top-1 (%) on the 1,000 bundled test images under ``"torch_top1"``."""
+    from edgeport import ops
+    from examples.custom_ops.model import accuracy, train_gated_mlp, write_models
+
+    model = train_gated_mlp()
+    paths: dict[str, Path | float] = dict(write_models(model, tmp_path_factory.mktemp("custom_ops")))
+    paths["torch_top1"] = accuracy(model)
+    for name in EXAMPLE_CUSTOM_OPS:  # --custom_ops puts them back (ops.load_custom_ops)
+        ops.unregister_op(name)
+    return paths
+
+
+@pytest.fixture(scope="module")
+def custom_op_models(custom_op_model_files) -> Iterator[dict[str, Path | float]]:
+    """``custom_op_model_files`` for one test module; afterwards the example ops are unregistered,
+    so later tests of the run see no custom ops (their ORT sessions open as before)."""
+    from edgeport import ops
+
+    yield custom_op_model_files
+    for name in EXAMPLE_CUSTOM_OPS:
+        ops.unregister_op(name)

@@ -58,6 +58,12 @@ RUNTIMES: dict[str, RuntimeEntry] = {
     "coreml-emulated": RuntimeEntry(
         "edgeport.formats.coreml.emulate:EmulatedCoreMLRunner", "onnxruntime", "coremltools"
     ),
+    # A .tflite with custom ops off the app: LiteRT runs its builtins, Python references its custom ops.
+    "litert-custom-emulated": RuntimeEntry(
+        "edgeport.formats.tflite.custom_emulation:CustomOpEmulationRunner",
+        "ai_edge_litert.interpreter",
+        "ai-edge-litert",
+    ),
     # ONNX in a web page: onnxruntime-web in headless Chromium (formats/web/).
     "browser-wasm": RuntimeEntry("edgeport.formats.web.runner:BrowserRunner", "onnxruntime", "onnxruntime", False),
     "browser-webgpu": RuntimeEntry("edgeport.formats.web.runner:BrowserRunner", "onnxruntime", "onnxruntime", False),
@@ -68,7 +74,11 @@ FORMATS: dict[str, FormatEntry] = {
         "edgeport.formats.onnx.backend:OnnxBackend", ".onnx", ("onnxruntime", "browser-wasm", "browser-webgpu")
     ),
     "tflite": FormatEntry(
-        "edgeport.formats.tflite.backend:TFLiteBackend", ".tflite", ("litert",), extra="tflite", static_shapes=True
+        "edgeport.formats.tflite.backend:TFLiteBackend",
+        ".tflite",
+        ("litert", "litert-custom-emulated"),
+        extra="tflite",
+        static_shapes=True,
     ),
     "coreml": FormatEntry(
         "edgeport.formats.coreml.backend:CoreMLBackend",

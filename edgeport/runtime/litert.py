@@ -110,6 +110,11 @@ class LiteRTRunner:
             "the file may declare dynamic dims its ops cannot take at this size: fix the input size "
             "(--input_shape) or feed data of the size it was converted for; or try another --quantization"
         )
+        if "unresolved custom op" in reason:
+            hint = (
+                "the .tflite holds a TFLite custom op whose kernel the app registers (the bundle's manifest names "
+                "it); LiteRT's Python API cannot register custom kernels, so it runs only in the app"
+            )
         if self.delegate_fallback is None and getattr(self, "delegated", True):
             try:
                 self._load(delegates=False)

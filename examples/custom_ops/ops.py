@@ -4,6 +4,8 @@
   onnxscript function of standard ops, so it is quantized like any other ops.
 - ``mylib::rms_norm(x) = x / sqrt(mean(x^2, last axis) + 1e-6)``: kept as one node of domain
   ``mylib`` (op type ``RmsNormNoWeight``) with a Python kernel; the app must register a kernel.
+  TFLite keeps it as the custom op ``RmsNormNoWeight`` (the app registers that kernel too);
+  Core ML gets it as a composite of MIL ops (``rms_norm_coreml``).
 
 Both are real ``torch.library.custom_op`` ops with a fake (meta) implementation, so
 ``torch.export`` traces them as single ops. Loading this file defines them (once per process).
@@ -17,7 +19,7 @@ import torch
 from onnxscript import FLOAT
 from onnxscript import opset18 as op
 
-from edgeport.ops import CustomNode, Decompose, register_op
+from edgeport.ops import CoreMLComposite, CustomNode, Decompose, TFLiteCustom, register_op
 
 EPS = 1e-6
 _GELU_C = 0.7978845608028654  # sqrt(2 / pi)
@@ -83,8 +85,21 @@ register_op(
     reference=fused_gated_gelu_reference,
     onnx_op_type="FusedGatedGelu",
 )
+def rms_norm_coreml(context, node) -> None:
+    """Core ML composite of mylib::rms_norm (coremltools ``register_torch_op`` signature): MIL ops
+    x * rsqrt(mean(x^2, last axis) + eps). coremltools is imported only when Core ML converts."""
+    from coremltools.converters.mil import Builder as mb
+    from coremltools.converters.mil.frontend.torch.ops import _get_inputs
+
+    (x,) = _get_inputs(context, node, expected=1)
+    mean = mb.reduce_mean(x=mb.mul(x=x, y=x), axes=[-1], keep_dims=True)
+    context.add(mb.mul(x=x, y=mb.rsqrt(x=mean, epsilon=EPS), name=node.name))
+
+
 register_op(
     "mylib::rms_norm",
     onnx=CustomNode(op_type="RmsNormNoWeight", python_kernel=rms_norm_kernel),
+    tflite=TFLiteCustom("RmsNormNoWeight"),
+    coreml=CoreMLComposite(rms_norm_coreml),
     reference=rms_norm_reference,
 )

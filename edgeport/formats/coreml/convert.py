@@ -22,6 +22,12 @@ import numpy as np
 
 from edgeport.core.errors import ConversionError, InputError, describe_exception
 from edgeport.core.model import SourceModel, TensorSpec
+from edgeport.formats.coreml.custom_ops import (
+    composite_entries,
+    composites_registered,
+    custom_op_notes,
+    decomposition_table,
+)
 from edgeport.formats.coreml.images import ImageInput
 from edgeport.formats.coreml.tools import enable_tf_frontend, import_coremltools, quiet
 from edgeport.profiles.schema import FormatTarget
@@ -209,22 +215,23 @@ def convert_source(
     for route in routes:
         program = traced = None
         try:
-            with quiet(), torch.no_grad():
+            # Composites are registered only while coremltools converts (custom_ops.py says why).
+            with quiet(), torch.no_grad(), composites_registered(composite_entries()):
                 if route == "TorchScript":
                     converted = ct.convert(
                         model, inputs=_tensor_types(ct, specs, batch, images), outputs=outputs, **common
                     )
                 elif route.startswith("torch.export"):
                     program = torch.export.export(module, args)
-                    decomposed = (
-                        program.run_decompositions() if "core ATen" in route else program.run_decompositions({})
-                    )
+                    decomposed = _decomposed(program, core_aten="core ATen" in route, notes=notes)
                     converted = ct.convert(decomposed, outputs=outputs, **export_inputs, **common)
                 else:
                     traced = torch.jit.trace(module, args, check_trace=False)
                     converted = ct.convert(
                         traced, inputs=_tensor_types(ct, specs, batch, images), outputs=outputs, **common
                     )
+        except ConversionError:
+            raise  # a custom op without a Core ML lowering: no other route can lower it either
         except Exception as exc:  # coremltools raises many types; each becomes one line
             message = describe_exception(exc)
             op, node = _failed_op(str(exc))
@@ -302,6 +309,19 @@ def _convert_tf(ct, source: SourceModel, output_names: list[str], batch: int, co
     if got != list(output_names):
         raise ConversionError(f"the Core ML package's outputs are {got}, the model's are {list(output_names)}")
     return mlmodel, TF_ROUTE, notes
+
+
+def _decomposed(program, core_aten: bool, notes: list[str]):
+    """The program with its custom ops decomposed as their Core ML lowering says (plus the
+    core-ATen decompositions when ``core_aten``); adds a note per custom op to ``notes``."""
+    import torch
+
+    table = torch.export.default_decompositions() if core_aten else {}
+    table.update(decomposition_table(program))
+    for note in custom_op_notes(program):
+        if note not in notes:
+            notes.append(note)
+    return program.run_decompositions(table)
 
 
 def _conversion_error(failures: list[RouteFailure]) -> ConversionError:

@@ -49,6 +49,7 @@ class TFLiteExport:
     output_transposes: dict[str, list[int]] = field(default_factory=dict)  # TFLite output -> perm to ONNX layout
     seconds: float = 0.0
     versions: dict[str, str] = field(default_factory=dict)
+    custom_ops: list[dict[str, Any]] = field(default_factory=list)  # CustomSite.to_dict() per TFLite custom op
 
     def runner_kwargs(self) -> dict[str, Any]:
         """Return the keyword arguments :class:`LiteRTRunner` needs to take ONNX-layout feeds."""

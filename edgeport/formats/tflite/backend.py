@@ -64,7 +64,13 @@ class TFLiteBackend(FormatBackend):
             allow_pickle = options.allow_pickle
             self.tf_source = tf_source_request(canonical.source.path, canonical.source.form, inputs, allow_pickle)
         else:
+            from edgeport.formats.tflite.custom_ops import has_tflite_custom_ops
             from edgeport.formats.tflite.onnx2tf_rewrites import spatial_dims_to_fix
+
+            if has_tflite_custom_ops(canonical.onnx_model):
+                # LiteRT here has no kernel for them: the search ranks by the cost model, untimed,
+                # and evaluates candidates through their emulation (custom_emulation.py).
+                self.times_on_host = False
 
             for name, shape in spatial_dims_to_fix(canonical.onnx_model, self.input_shapes).items():
                 declared = next(s.shape for s in canonical.inputs if s.name == name)
@@ -168,7 +174,12 @@ class TFLiteBackend(FormatBackend):
         facts = export.to_dict()
         facts.pop("path", None)
         runner = RunnerSpec("litert", str(out), export.runner_kwargs())
-        return Artifact(out, runner, notes + export.notes, facts, decisions=self.run_decisions())
+        emulation = None
+        if export.custom_ops:
+            from edgeport.formats.tflite.custom_ops import custom_op_emulation
+
+            facts["custom_ops"], emulation = custom_op_emulation(export.custom_ops, out, export.runner_kwargs())
+        return Artifact(out, runner, notes + export.notes, facts, decisions=self.run_decisions(), emulation=emulation)
 
     def run_decisions(self) -> list[dict[str, str]]:
         """The fixed input sizes and every route fallback of this run's builds."""

@@ -40,6 +40,8 @@ from edgeport.formats.tflite.artifact import (
     write_atomically,
 )
 from edgeport.formats.tflite.calibration import MAX_CALIBRATION_SAMPLES, add_calibration
+from edgeport.formats.tflite.custom_kernels import op_sources
+from edgeport.formats.tflite.custom_ops import CustomSite, mark_custom_nodes, save_marked
 from edgeport.formats.tflite.layers import TFLiteWeightedOp, layer_precisions, match_layers, onnx_layer_weights
 from edgeport.formats.tflite.modes import (
     CALIBRATED_MODES,
@@ -56,6 +58,7 @@ from edgeport.formats.tflite.onnx2tf_input import (
     prepare_folder,
     rewrite_for_onnx2tf,
 )
+from edgeport.formats.tflite.onnx2tf_rewrites import castlike_to_cast
 from edgeport.formats.tflite.onnx2tf_run import run_child
 
 
@@ -99,9 +102,11 @@ def export_tflite(
     not_expressible, float_layers = expected_deviations(plan, mode)
 
     folder, copy = prepare_folder(onnx_path, work, external)
+    sites: list[CustomSite] = []
     if tf_source:
         notes.append("converted from the TensorFlow/Keras source by tf.lite.TFLiteConverter (no onnx2tf)")
     else:
+        model, sites = _mark_custom_ops(model, copy, mode, notes)
         model = fix_spatial_dims(model, copy, input_shapes or {}, batch_size, notes)
     recurrent_left = {} if tf_source else rewrite_for_onnx2tf(model, copy, notes)
 
@@ -116,6 +121,8 @@ def export_tflite(
         crash_for_test=_crash_for_test,
         tf_source=tf_source,
     )
+    if sites:
+        _add_custom_ops(request, sites, mode, notes)
     if mode in CALIBRATED_MODES:
         add_calibration(request, plan, calibration, work, max_calibration_samples, notes)
         if float_layers:
@@ -126,7 +133,8 @@ def export_tflite(
     start = time.monotonic()
     result = _convert(request, folder, timeout_s, recurrent_left)
     produced = _produced_file(request, result, notes)
-    inputs, outputs, io_notes, ops = describe_artifact(produced, model, mode)
+    # LiteRT here cannot load a file with custom ops: the same file before they were emitted is described.
+    inputs, outputs, io_notes, ops = describe_artifact(Path(request["out_marked"]) if sites else produced, model, mode)
     notes.extend(io_notes)
     applied, how = _applied_precisions(plan, model, ops)
     not_expressible = unapplied(plan, mode, applied, float_layers, not_expressible)
@@ -152,6 +160,7 @@ def export_tflite(
         output_transposes=output_transposes,
         seconds=time.monotonic() - start,
         versions=converter_versions(),
+        custom_ops=[site.to_dict() for site in sites],
     )
 
 
@@ -167,6 +176,48 @@ def _check_arguments(onnx_path: Path, plan: PrecisionPlan, io_dtype: str, calibr
     if mode in CALIBRATED_MODES and calibration is None:
         raise InputError(f"TFLite {mode} needs calibration data", hint="pass --calibration_data")
     return mode
+
+
+def _mark_custom_ops(
+    model: onnx.ModelProto, copy: Path, mode: str, notes: list[str]
+) -> tuple[onnx.ModelProto, list[CustomSite]]:
+    """Replace the model's TFLite custom-op nodes by their markers in onnx2tf's ``copy``
+    (:mod:`edgeport.formats.tflite.custom_ops`) and CastLike nodes, which decompositions bring,
+    by Cast; return the model as converted and the sites."""
+    marked, sites = mark_custom_nodes(model)
+    if not sites:
+        return _cast_like(model, copy, notes), []
+    if mode == "int16":
+        names = ", ".join(s.custom_code for s in sites)
+        raise ConversionError(
+            f"TFLite 16x8 quantization with custom op(s) {names} is not supported: its calibration would run "
+            "a stand-in in their place",
+            hint="use --quantization int8 or fp16, or decompose the op (onnx=Decompose(fn))",
+        )
+    save_marked(marked, copy)
+    return _cast_like(marked, copy, notes), sites
+
+
+def _cast_like(model: onnx.ModelProto, copy: Path, notes: list[str]) -> onnx.ModelProto:
+    """CastLike nodes (onnx2tf has no converter for them) become Cast in onnx2tf's ``copy``."""
+    model, count = castlike_to_cast(model)
+    if count:
+        onnx.save(model, str(copy))
+        notes.append(f"{count} CastLike node(s) written as Cast for onnx2tf (it has no CastLike converter)")
+    return model
+
+
+def _add_custom_ops(request: dict[str, Any], sites: list[CustomSite], mode: str, notes: list[str]) -> None:
+    """Ask the child to emit the sites as TFLite custom ops (and, for calibrated modes, to load the
+    op modules whose references recalibrate the ranges after them); note each op."""
+    request["custom_ops"] = [site.to_dict() for site in sites]
+    request["out_marked"] = str(Path(request["work"]) / "model.marked.tflite")
+    request["custom_op_sources"] = op_sources([s.entry for s in sites]) if mode in CALIBRATED_MODES else []
+    for site in sites:
+        notes.append(
+            f"TFLite custom op {site.custom_code!r} for {len(site.nodes)} node(s) of {site.entry}: "
+            "the app must register its kernel (LiteRT's op resolver); it computes in float"
+        )
 
 
 def _load_onnx(onnx_path: Path) -> tuple[onnx.ModelProto, set[str]]:

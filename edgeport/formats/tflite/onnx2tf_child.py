@@ -215,7 +215,21 @@ def _quantize_int8(request: dict[str, Any], state: dict[str, Any], calibrated: b
     (with percentile ranges and empirical bias correction when the request asks for them)."""
     import tensorflow as tf
 
+    sites = request.get("custom_ops") or []
+    if sites:
+        from edgeport.formats.tflite.custom_calibration import recalibrate
+
+        state["stage"] = "custom-op ranges"
+        gen, _ = _representative(request["calibration"], request["input_order"], state["tf_inputs"])
+        calibrated, changed = recalibrate(calibrated, sites, gen())
+        state["notes"].append(
+            f"ranges after the custom op(s) recalibrated with their references: {changed} changed "
+            "(the calibrator ran a stand-in in their place)"
+        )
     percentile = request.get("percentile")
+    if percentile and sites:
+        state["notes"].append("percentile ranges not applied: they would run the stand-in of the custom op(s)")
+        percentile = None
     if percentile:
         from edgeport.formats.tflite.ranges import clip_ranges
 
@@ -252,7 +266,9 @@ def _quantize_int8(request: dict[str, Any], state: dict[str, Any], calibrated: b
         output_data_type=io,
         denylisted_nodes=denylisted or None,
     )
-    if request.get("bias_correction"):
+    if request.get("bias_correction") and sites:
+        state["notes"].append("bias correction not applied: it would run the stand-in of the custom op(s)")
+    elif request.get("bias_correction"):
         from edgeport.formats.tflite.bias import correct_biases
 
         state["stage"] = "bias correction"
@@ -282,7 +298,19 @@ def main(argv: list[str]) -> int:
             import ctypes
 
             ctypes.string_at(0)  # a real segfault, to test the parent's handling
+        sites = request.get("custom_ops") or []
+        if sites:
+            from edgeport.formats.tflite.custom_kernels import load_sources
+
+            state["stage"] = "load the custom op modules"
+            load_sources(request.get("custom_op_sources") or [])
         data = _convert(request, state)
+        if sites:
+            from edgeport.formats.tflite.custom_flatbuffer import emit_custom_ops
+
+            state["stage"] = "emit TFLite custom ops"
+            Path(request["out_marked"]).write_bytes(data)  # LiteRT loads this one to describe the file
+            data = emit_custom_ops(data, sites)
         Path(request["out"]).write_bytes(data)
         state["ok"] = True
     except BaseException as exc:  # noqa: BLE001 - everything becomes one line for the parent

@@ -10,6 +10,11 @@ prepare (``input->dims->data[1] > 0``) and whose int8 calibration fails in ``CON
 in the field the same kind of model ended in ``XNNPack delegate failed to reshape``. With the
 dims fixed to the data's size every variant converted and ran.
 
+**CastLike** (:func:`castlike_to_cast`): onnx2tf 1.29 has no ``CastLike`` converter
+(``No module named 'onnx2tf.ops.CastLike'``), and onnxscript functions use it for their
+constants, so a custom op decomposed by an onnxscript function (``edgeport.ops``) brings it in.
+``CastLike(x, like)`` is ``Cast(x, to=type of like)`` exactly.
+
 Two constructs that onnx2tf converts badly are rewritten into equivalent ONNX that it
 converts well, each in its own module with the measurements behind it: LSTM/GRU/RNN nodes
 unrolled per time step (:mod:`edgeport.formats.tflite.onnx2tf_unroll`) and Erf-based GELU
@@ -69,3 +74,26 @@ def fix_input_dims(model: onnx.ModelProto, shapes: dict[str, list[int]]) -> onnx
         return onnx.shape_inference.infer_shapes(result, strict_mode=False, data_prop=True)
     except Exception:  # noqa: BLE001 - a model shape inference cannot handle still converts
         return result
+
+
+def castlike_to_cast(model: onnx.ModelProto) -> tuple[onnx.ModelProto, int]:
+    """Return ``(model with each CastLike whose target type is known replaced by Cast, count)``;
+    the model itself when it has none."""
+    if not any(n.op_type == "CastLike" and n.domain in ("", "ai.onnx") for n in model.graph.node):
+        return model, 0
+    inferred = onnx.shape_inference.infer_shapes(model, strict_mode=False)
+    graph = inferred.graph
+    types = {v.name: v.type.tensor_type.elem_type for v in [*graph.input, *graph.output, *graph.value_info]}
+    types.update({t.name: t.data_type for t in graph.initializer})
+    result = onnx.ModelProto()
+    result.CopyFrom(model)
+    count = 0
+    for node in result.graph.node:
+        to = types.get(node.input[1]) if node.op_type == "CastLike" and len(node.input) == 2 else None
+        if to and node.domain in ("", "ai.onnx"):
+            node.op_type = "Cast"
+            del node.input[1:]
+            del node.attribute[:]  # CastLike's only attribute (saturate) keeps its default
+            node.attribute.append(onnx.helper.make_attribute("to", to))
+            count += 1
+    return result, count
