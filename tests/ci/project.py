@@ -16,3 +16,27 @@ def write_project(folder: Path, text: str) -> Path:
     config = folder / "edgeport.yaml"
     config.write_text(text)
     return config
+
+
+# The models part every config test shares: one ONNX model named m.
+ONE_MODEL = """
+version: 1
+models:
+  - name: m
+    path: model.onnx
+"""
+
+
+def refusal(folder: Path, text: str) -> str:
+    """Load ``text`` as an edgeport.yaml that must be refused; return the one-line error, which
+    points at a line of the file."""
+    import pytest
+
+    from edgeport.ci.config import load_config
+    from edgeport.core.errors import InputError
+
+    with pytest.raises(InputError) as caught:
+        load_config(write_project(folder, text))
+    message = str(caught.value)
+    assert "edgeport.yaml:" in message, message
+    return message

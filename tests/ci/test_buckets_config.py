@@ -3,18 +3,11 @@ bucketed non-ONNX target is refused at its line."""
 
 from __future__ import annotations
 
-import pytest
-
 from edgeport.ci.cache import cache_key, key_inputs
 from edgeport.ci.config import load_config
-from edgeport.core.errors import InputError
-from tests.ci.project import write_project
+from tests.ci.project import ONE_MODEL, refusal, write_project
 
-CONFIG = """
-version: 1
-models:
-  - name: m
-    path: model.onnx
+CONFIG = ONE_MODEL + """
 targets:
   - name: dynamic
     format: onnx
@@ -47,6 +40,5 @@ def test_bucketed_tflite_target_is_refused_at_its_line(tmp_path):
         "    format: tflite\n    quantization: int8\n    profile: generic-cpu\n    buckets: seq",
         1,
     )
-    with pytest.raises(InputError) as caught:
-        load_config(write_project(tmp_path, text))
-    assert "edgeport.yaml:" in str(caught.value) and "buckets: onnx only for now" in str(caught.value)
+    message = refusal(tmp_path, text)
+    assert "buckets: onnx only for now" in message

@@ -3,18 +3,11 @@ variant), and a cascade with buckets is refused at its line."""
 
 from __future__ import annotations
 
-import pytest
-
 from edgeport.ci.cache import cache_key, key_inputs
 from edgeport.ci.config import load_config
-from edgeport.core.errors import InputError
-from tests.ci.project import write_project
+from tests.ci.project import ONE_MODEL, refusal, write_project
 
-CONFIG = """
-version: 1
-models:
-  - name: m
-    path: model.onnx
+CONFIG = ONE_MODEL + """
 targets:
   - name: small
     format: onnx
@@ -50,7 +43,5 @@ def test_cascade_reaches_the_job_and_its_cache_key(tmp_path):
 
 def test_cascade_with_buckets_is_refused_at_its_line(tmp_path):
     text = CONFIG.replace("    cascade: FP32\n", "    cascade: fp32\n    buckets: seq=16,32\n", 1)
-    with pytest.raises(InputError) as caught:
-        load_config(write_project(tmp_path, text))
-    message = str(caught.value)
-    assert "edgeport.yaml:" in message and "cascade-upper" in message and "buckets" in message
+    message = refusal(tmp_path, text)
+    assert "cascade-upper" in message and "buckets" in message
