@@ -150,3 +150,15 @@ def _op_parity(entry, kept, from_source, captured, values, model, with_library) 
         return {"error": "the activations at the op were not found: parity not measured"}
     opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 18)
     return parity(entry, inputs, decomposition_outputs(entry, inputs, opset), "ONNX Runtime, the decomposition alone")
+
+
+def manifest_needs(section: dict[str, Any], output_format: str, facts: dict[str, Any]) -> dict[str, str | None]:
+    """Return the manifest's ``custom_ops``: per registered op the model uses, what the app must
+    register to run this artifact (None: nothing, the op became standard ops or MIL ops). An ONNX
+    artifact needs the kept node's kernel or library; a .tflite needs the kernel of the TFLite custom
+    op it holds (``facts["custom_ops"]``, written by the TFLite backend); a Core ML package holds
+    the op as MIL ops."""
+    if output_format == "onnx":
+        return {name: op["runtime_needs"] for name, op in section["ops"].items()}
+    tflite = {c.get("registered_op"): c.get("app_must_register") for c in facts.get("custom_ops") or []}
+    return {name: tflite.get(name) if output_format == "tflite" else None for name in section["ops"]}

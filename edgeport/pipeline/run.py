@@ -25,7 +25,12 @@ from edgeport.pipeline.bucket_build import build_buckets
 from edgeport.pipeline.buckets import match_dim
 from edgeport.pipeline.build import Built, build_artifact
 from edgeport.pipeline.cascade_build import build_cascade, check_classifier
-from edgeport.pipeline.custom_ops import custom_ops_active, custom_ops_decision, custom_ops_section
+from edgeport.pipeline.custom_ops import (
+    custom_ops_active,
+    custom_ops_decision,
+    custom_ops_section,
+    manifest_needs,
+)
 from edgeport.pipeline.data import DataPlan, open_data, reference_feeds
 from edgeport.pipeline.gate import SizeVerdict, gate_budget, judge, raise_if_failed, size_budget, size_note
 from edgeport.pipeline.measure import measure_artifact
@@ -155,7 +160,7 @@ def _run(recipe: Recipe, progress: Progress | None = None, custom_ops: list[str]
         if section is not None:
             report["custom_ops"] = section
             report["notes"] += section["notes"]
-            manifest["custom_ops"] = {k: v["runtime_needs"] for k, v in section["ops"].items()}
+            manifest["custom_ops"] = manifest_needs(section, recipe.output_format, built.artifact.facts)
         spec = recipe.bucketing.spec
         if spec is not None:
             # After the main artifact is measured: every bucket reuses its plan, so the search ran once.

@@ -246,6 +246,8 @@ def test_example_torch_model_to_int8_tflite_keeps_the_kernel_op_and_decomposes_t
     manifest = json.loads((result.bundle_dir / "manifest.json").read_text())
     (fact,) = manifest["format_facts"]["custom_ops"]
     assert fact["tflite_custom_op"] == "RmsNormNoWeight" and "must register" in fact["app_must_register"]
+    # The top-level entry says what this .tflite needs (not the ONNX node's kernel or library).
+    assert manifest["custom_ops"] == {"mylib::fused_gated_gelu": None, "mylib::rms_norm": fact["app_must_register"]}
     assert set(manifest["format_facts"]["applied"].values()) == {"int8"}  # the three Gemms
 
 
