@@ -58,14 +58,25 @@ def custom_ops_active(recipe: Recipe) -> Iterator[list[str]]:
 
 
 def require_custom_ops(bundle_dir: Path, given: bool) -> None:
-    """Raise InputError (one line) when the bundle's manifest lists kept custom ops that need a
-    runtime implementation and none was ``given`` (--custom_ops / --custom_op_library)."""
+    """Raise InputError (one line) when the bundle's artifact holds custom ops this host cannot run:
+    a .tflite with TFLite custom ops (LiteRT's Python API registers no kernels), or kept ONNX
+    custom nodes and no implementation ``given`` (--custom_ops / --custom_op_library)."""
     try:
-        needs = json.loads((Path(bundle_dir) / "manifest.json").read_text()).get("custom_ops") or {}
+        manifest = json.loads((Path(bundle_dir) / "manifest.json").read_text())
     except (OSError, ValueError):
         return  # verify_bundle reports a missing or unreadable manifest itself
+    needs = manifest.get("custom_ops") or {}
     kept = sorted(name for name, need in needs.items() if need)
-    if kept and not given:
+    if not kept:
+        return
+    if (manifest.get("runner") or {}).get("kind") == "litert":
+        raise InputError(
+            f"the bundle's .tflite holds TFLite custom ops whose kernels the app registers ({', '.join(kept)}); "
+            "LiteRT's Python API cannot register kernels, so edgeport verify cannot re-run it",
+            hint="run it in an app that registers the kernels (MutableOpResolver::AddCustom); the conversion's "
+            "fidelity was emulated with the ops' references (report.json fidelity.emulated)",
+        )
+    if not given:
         raise InputError(
             f"the bundle's artifact keeps custom ops that ONNX Runtime needs an implementation of: {', '.join(kept)}",
             hint="pass --custom_ops FILE (the op module the conversion used) or --custom_op_library LIB",

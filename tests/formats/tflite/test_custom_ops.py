@@ -15,8 +15,10 @@ import numpy as np
 import onnx
 import pytest
 import torch
+from click.testing import CliRunner
 from onnx import TensorProto, helper, numpy_helper
 
+from edgeport.cli.main import main
 from edgeport.core.errors import ConversionError
 from edgeport.core.plan import uniform_plan
 from edgeport.data import load_dataset, parse_preprocess
@@ -248,6 +250,11 @@ def test_example_torch_model_to_int8_tflite_keeps_the_kernel_op_and_decomposes_t
     assert fact["tflite_custom_op"] == "RmsNormNoWeight" and "must register" in fact["app_must_register"]
     # The top-level entry says what this .tflite needs (not the ONNX node's kernel or library).
     assert manifest["custom_ops"] == {"mylib::fused_gated_gelu": None, "mylib::rms_norm": fact["app_must_register"]}
+    # edgeport verify cannot re-run it (LiteRT's Python API registers no kernels): one line, exit 2.
+    ops_file = str(EXAMPLES / "custom_ops" / "ops.py")
+    verified = CliRunner().invoke(main, ["verify", str(result.bundle_dir), "--custom_ops", ops_file])
+    assert verified.exit_code == 2 and "LiteRT's Python API cannot register kernels" in verified.output
+    assert "Traceback" not in verified.output
     assert set(manifest["format_facts"]["applied"].values()) == {"int8"}  # the three Gemms
 
 
