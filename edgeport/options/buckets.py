@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from edgeport.core.errors import InputError
 
 _BUCKETS_RE = re.compile(r"^\s*(?P<axis>[A-Za-z_][\w.]*)\s*=\s*(?P<sizes>\d+(?:\s*,\s*\d+)*)\s*$")
-HINT = "write it as axis=sizes, e.g. seq=16,32,64,128 or image=224,320"
+HINT = "write it as axis=sizes, e.g. seq=16,32,64,128 (a dynamic dim of the inputs, or a prefix of its name)"
 
 
 @dataclass(frozen=True)

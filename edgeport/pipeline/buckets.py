@@ -61,10 +61,13 @@ def match_dim(axis: str, inputs: list[TensorSpec]) -> str:
     prefixed = [name for name in names if name.startswith(axis)]
     if len(prefixed) == 1:
         return prefixed[0]
-    raise InputError(
-        f"--buckets axis {axis!r} is not a dynamic dim of the model's inputs",
-        hint=f"dynamic dims: {', '.join(names) or 'none (the inputs have static shapes)'}",
-    )
+    dims = f"dynamic dims: {', '.join(names) or 'none (the inputs have static shapes)'}"
+    if axis == "image":  # both spatial dims at once: not built (every image dataset here has one size)
+        raise InputError(
+            "--buckets image=... (height and width together) is not supported yet",
+            hint=f"bucket one named dim instead; {dims}",
+        )
+    raise InputError(f"--buckets axis {axis!r} is not a dynamic dim of the model's inputs", hint=dims)
 
 
 def pad_token_id(source_path: str | Path) -> int:

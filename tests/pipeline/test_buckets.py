@@ -148,6 +148,11 @@ def test_unknown_axis_is_refused(tmp_path):
         )
     assert caught.value.hint == "dynamic dims: sequence"
     assert not (tmp_path / "o").exists()  # refused before anything was built
+    with pytest.raises(InputError, match="height and width together") as caught:
+        edgeport.convert(
+            str(model), quantization="none", eval_data=str(data), output_dir=str(tmp_path / "o"), buckets="image=224"
+        )
+    assert "bucket one named dim instead" in caught.value.hint and not (tmp_path / "o").exists()
 
 
 SERVE = """
