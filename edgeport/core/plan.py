@@ -207,9 +207,7 @@ def load_plan(path: Path, model: onnx.ModelProto, output_format: str | None = No
         if precision is None:
             raise InputError(f"{path}: layer {name!r} of the model has no precision in the plan")
         if precision not in PRECISIONS:
-            raise InputError(
-                f"{path}: layers.{name}.precision: {precision!r} is not one of {', '.join(PRECISIONS)}"
-            )
+            raise InputError(f"{path}: layers.{name}.precision: {precision!r} is not one of {', '.join(PRECISIONS)}")
         layer.precision = precision
     if output_format is not None:
         check_plan_format(template, output_format, where=str(path))

@@ -9,7 +9,12 @@ keeps ``mylib``. The prefixed name keeps clear of the extensions' own contrib op
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
+from typing import Any
+
+import onnx
 
 from edgeport.core.errors import InputError
 from edgeport.core.extras import require
@@ -51,11 +56,14 @@ def _register_pyop(entry: OpEntry, lowering: CustomNode) -> str:
     return name
 
 
-def session_custom_ops(extra_libraries: list[str] | tuple[str, ...] = ()) -> tuple[list[str], dict[str, str]]:
+def session_custom_ops(
+    extra_libraries: list[str] | tuple[str, ...] = (),
+) -> tuple[list[str], Callable[[Any], Any] | None]:
     """Return what every ONNX Runtime session must do to run the registered kept nodes: the custom-op
     libraries to register (each entry's ``library``, ``extra_libraries`` from --custom_op_library, and
-    onnxruntime-extensions' when a node has a Python kernel and no library) and the node renames
-    (``domain::OpType`` -> ``ai.onnx.contrib::edgeport_...``) for the Python kernels."""
+    onnxruntime-extensions' when a node has a Python kernel and no library) and the model transform
+    that renames the Python kernels' nodes (``domain::OpType`` -> ``ai.onnx.contrib::edgeport_...``),
+    None when there are none (edgeport.runtime.ort.use_custom_ops takes both)."""
     libraries = [str(Path(lib).expanduser()) for lib in extra_libraries]
     renames: dict[str, str] = {}
     for entry in custom_node_entries():
@@ -74,7 +82,26 @@ def session_custom_ops(extra_libraries: list[str] | tuple[str, ...] = ()) -> tup
     for library in libraries:
         if not Path(library).is_file():
             raise InputError(f"custom op library {library} not found")
-    return list(dict.fromkeys(libraries)), renames
+    return list(dict.fromkeys(libraries)), (partial(renamed_model, renames=renames) if renames else None)
+
+
+def renamed_model(model: str | Path | bytes, renames: dict[str, str]) -> str | Path | bytes:
+    """Return ``model`` with its custom-domain nodes renamed per ``renames`` (serialized bytes), or
+    ``model`` itself when no node needs it."""
+    if not renames:
+        return model
+    proto = onnx.load_from_string(model) if isinstance(model, bytes) else onnx.load(str(model))
+    changed = False
+    domains = {o.domain: o.version for o in proto.opset_import}
+    for node in proto.graph.node:
+        target = renames.get(f"{node.domain}::{node.op_type}")
+        if target:
+            node.domain, _, node.op_type = target.partition("::")
+            changed = True
+            if node.domain not in domains:
+                proto.opset_import.append(onnx.helper.make_opsetid(node.domain, 1))
+                domains[node.domain] = 1
+    return proto.SerializeToString() if changed else model
 
 
 def runtime_needs(entry: OpEntry, extra_libraries: list[str] | tuple[str, ...] = ()) -> str | None:

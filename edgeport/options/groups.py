@@ -187,6 +187,15 @@ class CoreMLOptions:
     preprocess: str | None
 
 
+@dataclass(frozen=True)
+class CustomOpsOptions:
+    """The custom operators of the run (edgeport/ops): op modules or files to load, and compiled
+    custom-op libraries every ONNX Runtime session registers."""
+
+    custom_ops: list[str]
+    custom_op_library: list[str]
+
+
 # Stage name -> its group; formats are named as in --output_format.
 GROUPS: dict[str, type] = {
     "source": SourceOptions,
@@ -198,6 +207,7 @@ GROUPS: dict[str, type] = {
     "tune": TuneOptions,
     "buckets": BucketOptions,
     "cascade": CascadeOptions,
+    "custom_ops": CustomOpsOptions,
     "tflite": TFLiteOptions,
     "coreml": CoreMLOptions,
 }

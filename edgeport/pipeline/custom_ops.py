@@ -53,7 +53,8 @@ def custom_ops_session(specs: list[str], libraries: list[str]) -> Iterator[list[
 @contextmanager
 def custom_ops_active(recipe: Recipe) -> Iterator[list[str]]:
     """:func:`custom_ops_session` for a conversion's ``--custom_ops`` and ``--custom_op_library``."""
-    with custom_ops_session(recipe.custom_ops, recipe.custom_op_library) as names:
+    options = recipe.options_for("custom_ops")
+    with custom_ops_session(options.custom_ops, options.custom_op_library) as names:
         yield names
 
 

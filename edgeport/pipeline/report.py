@@ -126,9 +126,7 @@ def browser_section(verified: dict[str, Any]) -> dict[str, Any] | None:
         return None
     latency = verified["latency"]
     runners = {"reference": verified.get("reference_runner") or {}, "artifact": verified["runner"]}
-    timed = {
-        name: {k: latency[name][k] for k in ("p50_ms", "p90_ms")} for name in runners if latency.get(name)
-    }
+    timed = {name: {k: latency[name][k] for k in ("p50_ms", "p90_ms")} for name in runners if latency.get(name)}
     return {
         **page,
         "latency_ms": timed,

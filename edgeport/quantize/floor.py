@@ -35,9 +35,7 @@ def float_fallback(result: SearchResult) -> tuple[str, str] | None:
 
     if not any(p.feasible for p in quantized):
         nearest = min(quantized or result.points, key=lambda p: p.drop)
-        faster = [
-            p for p in quantized if math.isfinite(p.drop) and (p.speedup is None or p.speedup >= MIN_SPEEDUP)
-        ]
+        faster = [p for p in quantized if math.isfinite(p.drop) and (p.speedup is None or p.speedup >= MIN_SPEEDUP)]
         unlock = (
             f"--max_accuracy_drop {math.ceil(min(p.drop for p in faster) * 100) / 100:g} would accept a faster plan"
             if faster

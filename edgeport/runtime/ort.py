@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -30,47 +31,28 @@ _ORT_TO_NUMPY = {
 }
 
 # Custom ops every session of this process registers (set by the pipeline from the op registry,
-# see edgeport/ops/ort.py): compiled custom-op libraries, and renames of custom-domain nodes
-# ("domain::OpType" -> "domain::OpType") applied to the model before loading, which is how a
-# Python kernel (onnxruntime-extensions' PyOp, served only in domain ai.onnx.contrib) runs a node
-# the artifact keeps in the user's domain. Process-wide because a dozen places open sessions (the
-# search, sensitivity, calibration); a runner given its own values (a RunnerSpec) uses those.
+# see edgeport/ops/ort.py): compiled custom-op libraries, and a transform of the model applied
+# before loading (edgeport/ops renames custom-domain nodes so that a Python kernel, served by
+# onnxruntime-extensions' PyOp only in domain ai.onnx.contrib, runs a node the artifact keeps in
+# the user's domain). A callable, so this module needs no onnx package: it ships to devices with
+# numpy and onnxruntime only. Process-wide because a dozen places open sessions (the search,
+# sensitivity, calibration); a runner given its own values uses those.
+ModelTransform = Callable[[Any], Any]
 _CUSTOM_LIBRARIES: tuple[str, ...] = ()
-_CUSTOM_RENAMES: dict[str, str] = {}
+_CUSTOM_TRANSFORM: ModelTransform | None = None
 
 
-def use_custom_ops(libraries: tuple[str, ...] | list[str] = (), renames: dict[str, str] | None = None) -> None:
-    """Make every ONNX Runtime session of this process register ``libraries`` and apply
-    ``renames`` to custom-domain nodes; ``use_custom_ops()`` clears both."""
-    global _CUSTOM_LIBRARIES, _CUSTOM_RENAMES
+def use_custom_ops(libraries: tuple[str, ...] | list[str] = (), transform: ModelTransform | None = None) -> None:
+    """Make every ONNX Runtime session of this process register ``libraries`` and load the model
+    through ``transform`` (a path or bytes in, a path or bytes out); ``use_custom_ops()`` clears both."""
+    global _CUSTOM_LIBRARIES, _CUSTOM_TRANSFORM
     _CUSTOM_LIBRARIES = tuple(libraries)
-    _CUSTOM_RENAMES = dict(renames or {})
+    _CUSTOM_TRANSFORM = transform
 
 
-def custom_ops_in_use() -> tuple[tuple[str, ...], dict[str, str]]:
-    """Return the process-wide custom-op libraries and node renames (see :func:`use_custom_ops`)."""
-    return _CUSTOM_LIBRARIES, dict(_CUSTOM_RENAMES)
-
-
-def renamed_model(model: str | Path | bytes, renames: dict[str, str]) -> str | Path | bytes:
-    """Return ``model`` with its custom-domain nodes renamed per ``renames`` (serialized bytes), or
-    ``model`` itself when no node needs it. Needs the ``onnx`` package only when there are renames."""
-    if not renames:
-        return model
-    import onnx
-
-    proto = onnx.load_from_string(model) if isinstance(model, bytes) else onnx.load(str(model))
-    changed = False
-    domains = {o.domain: o.version for o in proto.opset_import}
-    for node in proto.graph.node:
-        target = renames.get(f"{node.domain}::{node.op_type}")
-        if target:
-            node.domain, _, node.op_type = target.partition("::")
-            changed = True
-            if node.domain not in domains:
-                proto.opset_import.append(onnx.helper.make_opsetid(node.domain, 1))
-                domains[node.domain] = 1
-    return proto.SerializeToString() if changed else model
+def custom_ops_in_use() -> tuple[tuple[str, ...], ModelTransform | None]:
+    """Return the process-wide custom-op libraries and model transform (see :func:`use_custom_ops`)."""
+    return _CUSTOM_LIBRARIES, _CUSTOM_TRANSFORM
 
 
 _REGISTERED_KEY = "edgeport.custom_op_libraries"
@@ -114,10 +96,10 @@ class OrtRunner:
         providers: tuple[str, ...] = ("CPUExecutionProvider",),
         external_folder: str | Path | None = None,
         custom_op_libraries: tuple[str, ...] | list[str] | None = None,
-        custom_op_renames: dict[str, str] | None = None,
+        custom_op_transform: ModelTransform | None = None,
     ) -> None:
         """``model``: a file, or serialized bytes whose external data (if any) lies in ``external_folder``.
-        ``custom_op_libraries``/``custom_op_renames``: see :func:`use_custom_ops` (None: the process's)."""
+        ``custom_op_libraries``/``custom_op_transform``: see :func:`use_custom_ops` (None: the process's)."""
         import onnxruntime as ort
 
         if not os.environ.get("EDGEPORT_DEBUG"):  # edgeport/core/quiet.py: errors only, unless --debug
@@ -133,12 +115,12 @@ class OrtRunner:
             options.add_session_config_entry(folder_key, str(external_folder))
         libraries = _CUSTOM_LIBRARIES if custom_op_libraries is None else tuple(custom_op_libraries)
         session_options_with_custom_ops(options, libraries)
-        renames = _CUSTOM_RENAMES if custom_op_renames is None else custom_op_renames
+        transform = _CUSTOM_TRANSFORM if custom_op_transform is None else custom_op_transform
         available = ort.get_available_providers()
         self.providers = [p for p in providers if p in available] or ["CPUExecutionProvider"]
         self.threads = threads
         start = time.perf_counter()
-        model = renamed_model(model, renames)
+        model = transform(model) if transform is not None else model
         source = model if isinstance(model, bytes) else str(model)
         self.session = ort.InferenceSession(source, options, providers=self.providers)
         self.load_seconds = time.perf_counter() - start

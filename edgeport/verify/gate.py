@@ -129,8 +129,9 @@ def _state_input_for(model: onnx.ModelProto, output: str) -> str | None:
         if len(dims) != len(shape):
             continue
         same = all(a == b or isinstance(a, str) or isinstance(b, str) for a, b in zip(dims, shape, strict=True))
-        stem_in, stem_out = re.sub(r"[\W_]*(in|out|new|next|n|\d+)$", "", name), re.sub(
-            r"[\W_]*(in|out|new|next|n|\d+)$", "", output
+        stem_in, stem_out = (
+            re.sub(r"[\W_]*(in|out|new|next|n|\d+)$", "", name),
+            re.sub(r"[\W_]*(in|out|new|next|n|\d+)$", "", output),
         )
         named = bool(_STATE_WORDS.search(output) or _STATE_WORDS.search(name)) or (stem_in and stem_in == stem_out)
         if same and named and name != output:
@@ -329,9 +330,7 @@ class Gate:
                     drop, value = ref_acc - cand_acc, cand_acc
                     entry.update({"reference_top1": ref_acc, "artifact_top1": cand_acc})
                 else:
-                    drop, value = measure_value(
-                        "top1" if measure.measure == "labels" else measure.measure, ref, cand
-                    )
+                    drop, value = measure_value("top1" if measure.measure == "labels" else measure.measure, ref, cand)
                 use = drop / measure.budget if measure.budget > 0 else (0.0 if drop <= 0 else float("inf"))
                 entry.update({"value": value, "drop": drop, "budget": measure.budget, "budget_use": use})
                 if worst is None or (use, drop) > (worst_use, outputs[worst]["drop"]):

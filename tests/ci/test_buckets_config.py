@@ -7,7 +7,9 @@ from edgeport.ci.cache import cache_key, key_inputs
 from edgeport.ci.config import load_config
 from tests.ci.project import ONE_MODEL, refusal, write_project
 
-CONFIG = ONE_MODEL + """
+CONFIG = (
+    ONE_MODEL
+    + """
 targets:
   - name: dynamic
     format: onnx
@@ -24,6 +26,7 @@ targets:
     profile: generic-cpu
     buckets: "seq=128, 64,32,16"
 """
+)
 
 
 def test_buckets_reach_the_job_and_its_cache_key(tmp_path):

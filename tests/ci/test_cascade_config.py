@@ -7,7 +7,9 @@ from edgeport.ci.cache import cache_key, key_inputs
 from edgeport.ci.config import load_config
 from tests.ci.project import ONE_MODEL, refusal, write_project
 
-CONFIG = ONE_MODEL + """
+CONFIG = (
+    ONE_MODEL
+    + """
 targets:
   - name: small
     format: onnx
@@ -30,6 +32,7 @@ targets:
     cascade: fp32
     cascade_threshold: 0.8
 """
+)
 
 
 def test_cascade_reaches_the_job_and_its_cache_key(tmp_path):

@@ -11,7 +11,9 @@ from edgeport.ci.config import load_config
 from edgeport.profiles.devices.catalogue import DATA_DIR, ENV_DIR
 from tests.ci.project import ONE_MODEL, refusal, write_project
 
-CONFIG = ONE_MODEL + """
+CONFIG = (
+    ONE_MODEL
+    + """
 targets:
   - name: pixel-gpu
     format: tflite
@@ -22,6 +24,7 @@ targets:
     quantization: int8
     profile: pixel-8:cpu
 """
+)
 
 
 def _keys(tmp_path, text: str = CONFIG) -> dict[str, str]:

@@ -6,7 +6,9 @@ from edgeport.ci.cache import cache_key, key_inputs
 from edgeport.ci.config import load_config
 from tests.ci.project import ONE_MODEL, refusal, write_project
 
-CONFIG = ONE_MODEL + """
+CONFIG = (
+    ONE_MODEL
+    + """
 targets:
   - name: latency
     format: onnx
@@ -29,6 +31,7 @@ targets:
     threads: [1, 2]
     max_latency_ms: 4.0
 """
+)
 
 
 def test_tuning_options_reach_the_job_and_its_cache_key(tmp_path):

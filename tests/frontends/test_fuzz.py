@@ -32,6 +32,7 @@ FUZZ = settings(
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
 
+
 # One edit of a byte string: (kind, position as a fraction of the length, byte value).
 def ingest_and_normalize(path: Path) -> None:
     """What the pipeline does with an ONNX file up to the checked, simplified model: load and

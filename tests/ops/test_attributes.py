@@ -52,8 +52,8 @@ def test_the_argument_becomes_an_attribute_the_kernel_and_reference_receive(soft
     node = next(n for n in model.graph.node if n.domain == "attrlib")
     assert node.op_type == "SoftThreshold"
     assert node_attributes(node) == {"t": pytest.approx(0.25)}
-    libraries, renames = session_custom_ops()
-    runner = OrtRunner(model.SerializeToString(), custom_op_libraries=libraries, custom_op_renames=renames)
+    libraries, transform = session_custom_ops()
+    runner = OrtRunner(model.SerializeToString(), custom_op_libraries=libraries, custom_op_transform=transform)
     x = np.random.default_rng(0).standard_normal((2, 5)).astype(np.float32)
     produced = runner.run({runner.input_names[0]: x})[0]
     with torch.no_grad():

@@ -7,19 +7,19 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from edgeport.runtime.ort import custom_ops_in_use, renamed_model, session_options_with_custom_ops
+from edgeport.runtime.ort import custom_ops_in_use, session_options_with_custom_ops
 
 
 @contextmanager
 def custom_op_sessions() -> Iterator[None]:
     """While open, every ``onnxruntime.InferenceSession`` created in this process registers the
-    run's custom-op libraries and loads the model with its Python-kernel nodes renamed (see
+    run's custom-op libraries and loads the model through the run's transform (Python-kernel nodes renamed) (see
     ``edgeport.runtime.ort.use_custom_ops``). Without custom ops it changes nothing.
 
     ORT's calibrator builds its own SessionOptions with no hook for custom ops, hence the
     replacement of the class for the duration (restored on exit)."""
-    libraries, renames = custom_ops_in_use()
-    if not libraries and not renames:
+    libraries, transform = custom_ops_in_use()
+    if not libraries and transform is None:
         yield
         return
     import onnxruntime
@@ -29,7 +29,7 @@ def custom_op_sessions() -> Iterator[None]:
     def session(model: Any, sess_options: Any = None, providers: Any = None, **kwargs: Any) -> Any:
         options = sess_options if sess_options is not None else onnxruntime.SessionOptions()
         session_options_with_custom_ops(options, libraries)
-        return original(renamed_model(model, renames), options, providers=providers, **kwargs)
+        return original(transform(model) if transform else model, options, providers=providers, **kwargs)
 
     onnxruntime.InferenceSession = session
     try:

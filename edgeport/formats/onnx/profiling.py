@@ -25,7 +25,7 @@ def profile_onnx(
     by op type (``op_types``) and by executed node name (``nodes``)."""
     import onnxruntime as ort
 
-    from edgeport.runtime.ort import custom_ops_in_use, renamed_model, session_options_with_custom_ops
+    from edgeport.runtime.ort import custom_ops_in_use, session_options_with_custom_ops
 
     options = ort.SessionOptions()
     options.enable_profiling = True
@@ -34,9 +34,9 @@ def profile_onnx(
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     with tempfile.TemporaryDirectory(prefix="edgeport-profile-") as tmp:
         options.profile_file_prefix = os.path.join(tmp, "ort")
-        libraries, renames = custom_ops_in_use()  # a model with custom ops (edgeport/ops)
+        libraries, transform = custom_ops_in_use()  # a model with custom ops (edgeport/ops)
         session_options_with_custom_ops(options, libraries)
-        source = renamed_model(str(model), renames)
+        source = transform(str(model)) if transform else str(model)
         session = ort.InferenceSession(source, options, providers=["CPUExecutionProvider"])
         inputs = {i.name: feeds[i.name] for i in session.get_inputs()}
         session.run(None, inputs)  # warm-up, excluded below

@@ -72,9 +72,7 @@ class BrowserRunner:
             relative = model.relative_to(self.session.root).as_posix()
         except ValueError:
             relative = None
-        loaded = (
-            self.session.load(self.name, relative) if relative else self.session.load_file(self.name, model)
-        )
+        loaded = self.session.load(self.name, relative) if relative else self.session.load_file(self.name, model)
         self._release = weakref.finalize(self, _release, self.session, self.name)
         self.load_ms, self.compile_ms = float(loaded["load_ms"]), float(loaded["compile_ms"])
         self.load_seconds = (self.load_ms + self.compile_ms) / 1000.0
@@ -146,7 +144,7 @@ def _release(session: BrowserSession, name: str) -> None:
 
 
 def browser_name(user_agent: str) -> str:
-    """"HeadlessChrome 156.0.8078.73" -> "Chromium 156" style name from a user agent string."""
+    """ "HeadlessChrome 156.0.8078.73" -> "Chromium 156" style name from a user agent string."""
     found = re.search(r"(HeadlessChrome|Chrome|Chromium|Firefox)/(\d+)", user_agent)
     if not found:
         return "a browser"

@@ -14,9 +14,7 @@ PAGE_DIR = Path(__file__).resolve().parent / "page"
 PAGE_FILES = ("index.html", "edgeport-web.mjs", "standalone.mjs", "control.mjs")
 
 
-def write_web_folder(
-    bundle: Path, backends: tuple[str, ...] = ("wasm",), model: str = "model.onnx"
-) -> dict[str, int]:
+def write_web_folder(bundle: Path, backends: tuple[str, ...] = ("wasm",), model: str = "model.onnx") -> dict[str, int]:
     """Write ``bundle/web/`` (the page files, the onnxruntime-web files of ``backends`` and
     ``config.json``: the page's defaults, ``../<model>``, ``../reference.npz`` and the first
     backend); return the size of every file written, by path relative to ``bundle``."""
