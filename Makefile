@@ -54,7 +54,7 @@ $(WEB_STAMP): $(STAMP) edgeport/formats/web/assets.py
 		else echo "npm not found: the browser target's tests will be skipped"; fi
 
 test: setup test-deps $(TEST_MODELS_STAMP) $(WEB_STAMP)
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q --durations=25
 
 lint: setup
 	$(VENV)/bin/ruff check edgeport tests bench examples convert.py
