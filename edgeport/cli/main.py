@@ -84,7 +84,8 @@ _RUN_FLAGS = [
     _flag(
         "optimize_for",
         show_default=True,
-        help="Device profile name, alias, auto/cpu (detect the host) or a .yaml path.",
+        help="Device profile name, alias, auto/cpu (detect the host), a catalogue device "
+        '("Pixel 8", pixel-8:gpu; edgeport devices list) or a .yaml path.',
     ),
     _flag("output_dir", help="Bundle folder [default: out/<model>-<format>-<quantization>-<profile>]."),
     _flag(
