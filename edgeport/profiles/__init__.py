@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 from edgeport.core.errors import InputError
 from edgeport.profiles.detect import choose_profile, detect_host_profile
-from edgeport.profiles.devices.catalogue import close_matches, find_device, load_catalogue
+from edgeport.profiles.devices.catalogue import close_matches, files_stamp, find_device, load_catalogue
 from edgeport.profiles.devices.resolve import resolve_device, split_request
 from edgeport.profiles.resolve import SchemeResolution, op_class, resolve_scheme
 from edgeport.profiles.schema import DeviceProfile, load_profile_file
@@ -31,8 +32,14 @@ __all__ = [
 
 def shipped_profiles() -> dict[str, DeviceProfile]:
     """Return every profile shipped with edgeport, by name (sorted by file name)."""
+    return dict(_shipped(files_stamp(sorted(PROFILE_DIR.glob("*.yaml")))))
+
+
+@functools.lru_cache(maxsize=4)
+def _shipped(stamp: tuple[tuple[str, int, int], ...]) -> dict[str, DeviceProfile]:
+    """The profiles of the files in ``stamp``, read once (every device resolution asks for them)."""
     profiles = {}
-    for path in sorted(PROFILE_DIR.glob("*.yaml")):
+    for path, _, _ in stamp:
         profile = load_profile_file(path)
         profiles[profile.name] = profile
     return profiles

@@ -87,9 +87,13 @@ def load_catalogue(extra: Iterable[str | Path] = ()) -> dict[str, Device]:
     """
     shipped = sorted(DATA_DIR.glob("*.yaml"))
     users = user_files(extra)
-    # Read once per set of files as they are now: a file edited since is read again.
-    stamp = tuple((str(p), p.stat().st_mtime_ns, p.stat().st_size) for p in shipped + users)
-    return dict(_load(stamp, len(shipped)))
+    return dict(_load(files_stamp(shipped + users), len(shipped)))
+
+
+def files_stamp(paths: list[Path]) -> tuple[tuple[str, int, int], ...]:
+    """Return (path, mtime_ns, size) per file: the key of a read-once cache, so a file edited
+    since it was read is read again."""
+    return tuple((str(p), p.stat().st_mtime_ns, p.stat().st_size) for p in paths)
 
 
 @functools.lru_cache(maxsize=8)
